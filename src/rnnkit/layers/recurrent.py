@@ -1,0 +1,128 @@
+"""Recurrent: the library's one time loop, running any cell over a sequence.
+
+Sequences are time-major, (T, B, ·). Variable lengths come as a ``lengths`` tensor (B,): the state
+stops updating after each sequence's last valid step, so the final state is that step's state,
+and outputs at padding positions are zero. ``reverse=True`` runs over the valid prefix of each
+sequence from its end (padding stays at the end), as the backward half of a bidirectional layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.cells.base import State
+
+
+def map_state(fn, *states):
+    """Apply ``fn`` leaf-wise to states that are tensors or (nested) tuples of tensors."""
+    if isinstance(states[0], tuple):
+        return tuple(map_state(fn, *parts) for parts in zip(*states, strict=True))
+    return fn(*states)
+
+
+def length_mask(lengths: Tensor, T: int, dtype=torch.bool) -> Tensor:
+    """(T, B, 1): True where step t < lengths[b]."""
+    steps = torch.arange(T, device=lengths.device).unsqueeze(1)  # (T, 1)
+    return (steps < lengths.unsqueeze(0)).unsqueeze(-1).to(dtype)
+
+
+def check_lengths(lengths: Tensor | list | None, T: int, B: int, device) -> Tensor | None:
+    """Validate ``lengths`` (B,) against a (T, B, ·) batch; one-line errors naming the problem."""
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(lengths)
+    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.dim() != 1:
+        raise ValueError(f"lengths must be a 1-D integer tensor, got {lengths.dtype} {tuple(lengths.shape)}")
+    if lengths.numel() != B:
+        raise ValueError(f"lengths has {lengths.numel()} entries but the batch has {B} sequences")
+    if B and (int(lengths.min()) < 0 or int(lengths.max()) > T):
+        raise ValueError(
+            f"lengths must lie in [0, {T}] (the padded length), got min {int(lengths.min())} "
+            f"and max {int(lengths.max())}"
+        )
+    return lengths.to(device=device, dtype=torch.long)
+
+
+def reverse_index(lengths: Tensor | None, T: int, B: int, device) -> Tensor:
+    """(T, B) time indices that reverse each sequence's valid prefix and keep padding in place.
+
+    The map is its own inverse, so it both flips the inputs and flips the outputs back.
+    """
+    t = torch.arange(T, device=device).unsqueeze(1).expand(T, B)
+    if lengths is None:
+        return T - 1 - t
+    L = lengths.unsqueeze(0)
+    return torch.where(t < L, L - 1 - t, t)
+
+
+def flip_sequences(xs: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse the valid prefix of each sequence of xs (T, B, ·); padding stays at the end."""
+    T, B = xs.shape[:2]
+    idx = reverse_index(lengths, T, B, xs.device)
+    return xs.gather(0, idx.view(T, B, *([1] * (xs.dim() - 2))).expand_as(xs))
+
+
+class Recurrent(nn.Module):
+    """Runs a cell over a sequence: ``forward(xs, state=None, *, lengths=None, reverse=False)``.
+
+    Args:
+        cell: any module with ``forward(x, state) -> (y, state)`` and ``init_state(batch)``.
+        use_kernel: run built-in cells through their hand-derived BPTT kernel (``cell.sequence``);
+            False, or a cell without ``sequence``, takes the generic path: a loop of cell calls
+            that trains through autograd.
+
+    Shapes: xs (T, B, I); state as the cell's; lengths (B,) integers in [0, T].
+    Returns ys (T, B, O), zero after each sequence's end, and the final state, which for each
+    sequence is its state after its own last step.
+    """
+
+    def __init__(self, cell: nn.Module, *, use_kernel: bool = True) -> None:
+        super().__init__()
+        self.cell = cell
+        self.use_kernel = use_kernel
+
+    def forward(
+        self,
+        xs: Tensor,
+        state: State | None = None,
+        *,
+        lengths: Tensor | None = None,
+        reverse: bool = False,
+    ) -> tuple[Tensor, State]:
+        if xs.dim() != 3:
+            raise ValueError(f"input must be (T, B, features), got shape {tuple(xs.shape)}")
+        T, B = xs.shape[:2]
+        lengths = check_lengths(lengths, T, B, xs.device)
+        if state is None:
+            state = self.cell.init_state(B, device=xs.device, dtype=xs.dtype)
+        if reverse:
+            xs = flip_sequences(xs, lengths)
+        mask = None if lengths is None else length_mask(lengths, T)
+        if self.use_kernel and hasattr(self.cell, "sequence"):
+            ys, state = self.cell.sequence(xs, state, mask)
+        else:
+            ys, state = self.generic(xs, state, mask)
+        if reverse:
+            ys = flip_sequences(ys, lengths)
+        return ys, state
+
+    def generic(self, xs: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
+        """The generic path: the cell stepped T times under autograd."""
+        ys = []
+        # Iterate over views from unbind, never xs[t]: under autograd, indexing makes backward
+        # O(T^2) (each step's backward zero-fills a whole-sequence gradient).
+        masks = [None] * len(xs) if mask is None else mask.unbind(0)
+        for x, m in zip(xs.unbind(0), masks, strict=True):
+            y, new = self.cell(x, state)
+            if m is not None:  # past a sequence's end: keep its state, output zero
+                new = map_state(lambda n, o, m=m: torch.where(m, n, o), new, state)
+                y = torch.where(m, y, torch.zeros_like(y))
+            ys.append(y)
+            state = new
+        if not ys:
+            return xs.new_zeros(0, xs.shape[1], self.cell.output_size), state
+        return torch.stack(ys), state  # (T, B, O)
+
+    def extra_repr(self) -> str:
+        return f"use_kernel={self.use_kernel}"
