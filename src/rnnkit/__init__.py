@@ -1,3 +1,43 @@
-"""rnnkit: recurrent neural networks on PyTorch, with backpropagation through time by hand."""
+"""rnnkit: recurrent neural networks on PyTorch, with backpropagation through time by hand.
+
+Layers (drop-in twins of torch.nn where one exists): RNN, LSTM, GRU, MinimalGRU, JordanRNN.
+Building blocks: cells (one step), Recurrent (the time loop), Stacked, Bidirectional.
+"""
+
+from rnnkit.cells import Cell, ElmanCell, GRUCell, JordanCell, LSTMCell, MinimalGRUCell, State
+from rnnkit.diagnostics import gradient_norms, jacobian_product
+from rnnkit.layers import (
+    GRU,
+    LSTM,
+    RNN,
+    Bidirectional,
+    JordanRNN,
+    MinimalGRU,
+    Recurrent,
+    Stacked,
+)
+from rnnkit.train.bptt import detach_state, truncated_bptt
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "RNN",
+    "LSTM",
+    "GRU",
+    "MinimalGRU",
+    "JordanRNN",
+    "Recurrent",
+    "Stacked",
+    "Bidirectional",
+    "Cell",
+    "State",
+    "ElmanCell",
+    "JordanCell",
+    "LSTMCell",
+    "GRUCell",
+    "MinimalGRUCell",
+    "detach_state",
+    "truncated_bptt",
+    "gradient_norms",
+    "jacobian_product",
+]

@@ -41,7 +41,10 @@ class ElmanCell(Cell):
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         f = ACTIVATIONS[self.nonlinearity]
-        h = f(F.linear(x, self.weight_ih, self.bias_ih) + F.linear(state, self.weight_hh, self.bias_hh))
+        h = f(
+            F.linear(x, self.weight_ih, self.bias_ih)
+            + F.linear(state, self.weight_hh, self.bias_hh)
+        )
         return h, h
 
     def sequence(self, xs: Tensor, state: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -63,7 +63,9 @@ class GRUCell(Cell):
                 2, dim=-1
             )
             r, z = (xr + hr).sigmoid(), (xz + hz).sigmoid()
-            n = (xn + F.linear(r * h, self.weight_hh[2 * H :], None if b is None else b[2 * H :])).tanh()
+            n = (
+                xn + F.linear(r * h, self.weight_hh[2 * H :], None if b is None else b[2 * H :])
+            ).tanh()
         h = (1 - z) * n + z * h
         return h, h
 

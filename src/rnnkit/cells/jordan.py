@@ -58,7 +58,10 @@ class JordanCell(Cell):
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         f, g = ACTIVATIONS[self.nonlinearity], OUTPUT_ACTIVATIONS[self.output_nonlinearity]
-        h = f(F.linear(x, self.weight_ih, self.bias_ih) + F.linear(state, self.weight_yh, self.bias_yh))
+        h = f(
+            F.linear(x, self.weight_ih, self.bias_ih)
+            + F.linear(state, self.weight_yh, self.bias_yh)
+        )
         y = g(F.linear(h, self.weight_hy, self.bias_hy))
         return y, y
 

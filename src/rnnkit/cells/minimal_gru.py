@@ -38,7 +38,9 @@ class MinimalGRUCell(Cell):
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         c = state
-        gates = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(c, self.weight_hh, self.bias_hh)
+        gates = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(
+            c, self.weight_hh, self.bias_hh
+        )
         u, c_tilde = gates.chunk(2, dim=-1)
         u, c_tilde = u.sigmoid(), c_tilde.tanh()
         c = u * c_tilde + (1 - u) * c

@@ -33,7 +33,9 @@ def check_lengths(lengths: Tensor | list | None, T: int, B: int, device) -> Tens
         return None
     lengths = torch.as_tensor(lengths)
     if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.dim() != 1:
-        raise ValueError(f"lengths must be a 1-D integer tensor, got {lengths.dtype} {tuple(lengths.shape)}")
+        raise ValueError(
+            f"lengths must be a 1-D integer tensor, got {lengths.dtype} {tuple(lengths.shape)}"
+        )
     if lengths.numel() != B:
         raise ValueError(f"lengths has {lengths.numel()} entries but the batch has {B} sequences")
     if B and (int(lengths.min()) < 0 or int(lengths.max()) > T):

@@ -1,0 +1,158 @@
+r"""Backpropagation through time for the Elman RNN, derived by hand.
+
+Forward (one sequence, column vectors; x̃_t = W_ih x_t + b_ih arrives precomputed as ``xg``)::
+
+    a_t = x̃_t + W_hh h_{t-1} + b_hh          pre-activation             (H,)
+    h_t = f(a_t)                              state and output           (H,)
+
+for t = 1..T from the initial state h_0. The loss L depends on every output h_t and on the
+final state h_T.
+
+Backward. Write δh_t for the gradient reaching h_t *from the future* (the later steps, and the
+final state), and ∂L_t/∂h_t for the gradient from the output at step t itself. Since
+∂h_t/∂h_{t-1} = diag(f'(a_t)) W_hh, the chain rule gives, from t = T down to 1::
+
+    δh_T     = ∂L/∂h_T                        the final state's gradient
+    δa_t     = f'(a_t) ⊙ (∂L_t/∂h_t + δh_t)   through the nonlinearity (a diagonal Jacobian)
+    δh_{t-1} = W_hhᵀ δa_t                     through the recurrent weights
+
+i.e. δh_{t-1} = (∂h_t/∂h_{t-1})ᵀ (∂L_t/∂h_t + δh_t). Every parameter gradient then reads off
+the δa_t::
+
+    ∂L/∂x̃_t  = δa_t                          (x̃_t enters a_t with Jacobian I)
+    ∂L/∂h_0  = δh_0
+    ∂L/∂W_hh = Σ_t δa_t h_{t-1}ᵀ              one (H, T·B) @ (T·B, H) product
+    ∂L/∂b_hh = Σ_t δa_t
+
+The derivative f' is read off the saved outputs h_t = f(a_t), so a_t is never stored:
+tanh' = 1 − h², sigmoid' = h (1 − h), relu' = [a > 0] = [h > 0], identity' = 1.
+
+Masks (variable lengths): with m_t ∈ {0, 1} per sequence, the state is carried through padding
+and the output there is zero::
+
+    h_t = m_t f(a_t) + (1 − m_t) h_{t-1},    y_t = m_t h_t
+
+so the backward gains a mask on δa_t and a carry path for δh::
+
+    δa_t     = m_t f'(a_t) ⊙ (∂L_t/∂y_t + δh_t)
+    δh_{t-1} = W_hhᵀ δa_t + (1 − m_t) δh_t
+
+In code the batch is stored in rows, (B, H), so W_hh h becomes ``h @ W_hh.T`` and W_hhᵀ δa
+becomes ``δa @ W_hh``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+if TYPE_CHECKING:
+    from rnnkit.cells.elman import ElmanCell
+
+INPLACE_ACTIVATIONS: dict[str, Callable[[Tensor], object]] = {
+    "tanh": Tensor.tanh_,
+    "relu": Tensor.relu_,
+    "sigmoid": Tensor.sigmoid_,
+    "identity": lambda a: a,
+}
+"""f applied in place to a buffer that holds a = the pre-activation; afterwards it holds f(a)."""
+
+
+def derivative_from_output(nonlinearity: str, out: Tensor) -> Tensor | None:
+    """f'(a) computed from out = f(a), element-wise; None for the identity (f' = 1)."""
+    if nonlinearity == "tanh":
+        return 1 - out * out  # tanh' = 1 − tanh²
+    if nonlinearity == "sigmoid":
+        return out * (1 - out)  # σ' = σ (1 − σ)
+    if nonlinearity == "relu":
+        return (out > 0).to(out.dtype)  # relu' = [a > 0], and relu(a) > 0 exactly when a > 0
+    if nonlinearity == "identity":
+        return None
+    raise ValueError(f"no derivative for nonlinearity {nonlinearity!r}")
+
+
+class ElmanBPTT(torch.autograd.Function):
+    """Elman forward over all T steps without a graph; backward by hand-derived BPTT."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        xg: Tensor,  # (T, B, H) x̃_t = W_ih x_t + b_ih
+        h0: Tensor,  # (B, H)
+        weight_hh: Tensor,  # (H, H)
+        bias_hh: Tensor | None,  # (H,)
+        mask: Tensor | None,  # (T, B, 1) bool
+        nonlinearity: str,
+    ) -> tuple[Tensor, Tensor]:
+        T = xg.shape[0]
+        f_ = INPLACE_ACTIVATIONS[nonlinearity]
+        # The recurrent bias joins the input term once, for all T steps: xb_t = x̃_t + b_hh.
+        xb = xg if bias_hh is None else xg + bias_hh  # (T, B, H)
+        w_t = weight_hh.t()  # (H, H), so that h @ W_hhᵀ is W_hh h for each row h
+        hs = xg.new_empty(xg.shape)  # (T, B, H): hs[t] = h_t, the state after step t
+        h = h0  # (B, H)
+        for t in range(T):
+            torch.addmm(xb[t], h, w_t, out=hs[t])  # a_t = x̃_t + b_hh + W_hh h_{t-1}
+            f_(hs[t])  # h_t = f(a_t), in place
+            if mask is not None:  # past a sequence's end, carry its state: h_t = h_{t-1}
+                torch.where(mask[t], hs[t], h, out=hs[t])
+            h = hs[t]
+        # Outputs: the states themselves, zeroed past each sequence's end.
+        ys = hs if mask is None else torch.where(mask, hs, 0.0)  # (T, B, H)
+        ctx.nonlinearity = nonlinearity
+        # Backward needs h_t (for f'(a_t), and as h_{t-1} of step t+1), h_0 and W_hh.
+        ctx.save_for_backward(h0, weight_hh, hs, mask)
+        return ys, hs[-1].clone()  # final state h_T (B, H), its own tensor
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad_ys: Tensor, grad_hT: Tensor) -> tuple[Tensor | None, ...]:
+        h0, weight_hh, hs, mask = ctx.saved_tensors
+        need_xg, need_h0, need_w, need_b = ctx.needs_input_grad[:4]
+        T = hs.shape[0]
+
+        # f'(a_t) for all steps at once, times m_t: no gradient enters a_t past a sequence's end.
+        fprime = derivative_from_output(ctx.nonlinearity, hs)  # (T, B, H), or None if f' = 1
+        if mask is not None:
+            fprime = mask.to(hs.dtype) if fprime is None else fprime * mask
+
+        delta_a = torch.empty_like(hs)  # (T, B, H): δa_t = ∂L/∂a_t
+        delta_h = grad_hT.clone(memory_format=torch.contiguous_format)  # (B, H): δh_T
+        for t in range(T - 1, -1, -1):
+            # The total gradient at h_t: from its own output plus from the future.
+            torch.add(grad_ys[t], delta_h, out=delta_a[t])  # ∂L_t/∂h_t + δh_t
+            # Through the nonlinearity: δa_t = f'(a_t) ⊙ (∂L_t/∂h_t + δh_t).
+            if fprime is not None:
+                delta_a[t].mul_(fprime[t])
+            # Through the recurrent weights: δh_{t-1} = W_hhᵀ δa_t.
+            if mask is None:
+                torch.mm(delta_a[t], weight_hh, out=delta_h)
+            else:  # ... or, past a sequence's end, carried back unchanged: δh_{t-1} = δh_t
+                torch.where(mask[t], delta_a[t] @ weight_hh, delta_h, out=delta_h)
+
+        grad_xg = delta_a if need_xg else None  # ∂L/∂x̃_t = δa_t
+        grad_h0 = delta_h if need_h0 else None  # ∂L/∂h_0 = δh_0
+        grad_w = grad_b = None
+        if need_w:
+            # ∂L/∂W_hh = Σ_t δa_t h_{t-1}ᵀ: one product over all T·B rows.
+            H = hs.shape[-1]
+            h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, B, H): h_{t-1}
+            grad_w = delta_a.reshape(-1, H).t() @ h_prev.reshape(-1, H)  # (H, H)
+        if need_b:
+            grad_b = delta_a.sum(dim=(0, 1))  # ∂L/∂b_hh = Σ_t δa_t   (H,)
+        return grad_xg, grad_h0, grad_w, grad_b, None, None
+
+
+def elman_sequence(
+    cell: ElmanCell, xg: Tensor, state: Tensor, mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Run ``cell`` over a whole sequence: returns ys (T, B, H) and the final state (B, H).
+
+    ``xg`` (T, B, H) is W_ih x + b_ih for every step; ``state`` (B, H) is h_0; ``mask``
+    (T, B, 1) bool or None. Same results as ``Recurrent(cell, use_kernel=False)``.
+    """
+    return ElmanBPTT.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, cell.nonlinearity)

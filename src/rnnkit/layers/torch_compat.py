@@ -1,0 +1,292 @@
+"""Drop-in twins of torch.nn.RNN / LSTM / GRU, built from rnnkit's cells and layers.
+
+Same constructor arguments, forward signature, outputs and state_dict names and layouts as
+torch.nn (``ours.load_state_dict(theirs.state_dict())`` works both ways), plus rnnkit's options:
+other nonlinearities, LSTM peepholes / layer norm / forget-gate bias, the GRU's reset convention,
+residual connections, a ``lengths`` argument for padded batches, and the minimal GRU and Jordan
+RNN with the same interface. Not supported: LSTM ``proj_size`` (an error says so).
+
+The parameters live on the layer itself under torch's names (``weight_ih_l0``,
+``bias_hh_l1_reverse``, ...). The cells that compute with them are hidden from the module tree
+and re-pointed at those parameters on every call, so ``.to()``, ``load_state_dict(assign=True)``
+and parametrizations (weight norm, ...) all act on what the cells use.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnkit.cells import ElmanCell, GRUCell, JordanCell, LSTMCell, MinimalGRUCell
+from rnnkit.layers.bidirectional import Bidirectional
+from rnnkit.layers.recurrent import Recurrent
+from rnnkit.layers.stacked import Stacked
+
+
+class RecurrentLayer(nn.Module):
+    """The common body of the torch-compatible layers; subclasses choose the cell."""
+
+    cell_class: type[nn.Module]
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        residual: bool = False,
+        use_kernel: bool = True,
+        **cell_options,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        if (
+            not isinstance(dropout, (int, float))
+            or not 0 <= dropout <= 1
+            or isinstance(dropout, bool)
+        ):
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional, self.residual = bidirectional, residual
+        self.cell_options = cell_options
+        D = 2 if bidirectional else 1
+        cells, layers, self._links = [], [], []
+        width = input_size
+        for l in range(num_layers):
+            directions = []
+            for suffix in ["", "_reverse"][:D]:
+                cell = self.cell_class(
+                    width, hidden_size, bias, device=device, dtype=dtype, **cell_options
+                )
+                for name, p in cell.named_parameters(recurse=False):
+                    self.register_parameter(f"{name}_l{l}{suffix}", p)
+                    self._links.append((cell, name, f"{name}_l{l}{suffix}"))
+                cells.append(cell)
+                directions.append(Recurrent(cell, use_kernel=use_kernel))
+            layers.append(directions[0] if D == 1 else Bidirectional(*directions))
+            width = D * cells[-1].output_size
+        self.output_size = cells[-1].output_size
+        self.state_sizes = cells[-1].state_sizes
+        # Hidden from the module tree so the state_dict holds torch's names only.
+        object.__setattr__(self, "_stack", Stacked(layers, dropout=self.dropout, residual=residual))
+        object.__setattr__(self, "_cells", cells)
+
+    def flatten_parameters(self) -> None:
+        """No-op, for code written for cuDNN's torch.nn layers."""
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """Parameters grouped per layer and direction, as torch.nn's ``all_weights``."""
+        groups: dict[int, list[Tensor]] = {}
+        for cell, _, top in self._links:
+            groups.setdefault(id(cell), []).append(getattr(self, top))
+        return list(groups.values())
+
+    def _sync(self) -> None:
+        for cell, name, top in self._links:
+            cell._parameters[name] = getattr(self, top)
+        self._stack.train(self.training)
+
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: Tensor | tuple[Tensor, ...] | None = None,
+        *,
+        lengths: Tensor | None = None,
+    ):
+        """As torch.nn's forward; ``lengths`` (B,) marks the real length of each padded sequence.
+
+        Returns (output, h_n), or (output, (h_n, c_n)) for the LSTM, with torch's shapes.
+        """
+        self._sync()
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            if lengths is not None:
+                raise ValueError("pass lengths or a PackedSequence, not both")
+            original = input
+            xs, lengths = pad_packed_sequence(input)  # original batch order, (T, B, I)
+            lengths = lengths.to(xs.device)
+            batched = True
+        else:
+            if not isinstance(input, Tensor) or input.dim() not in (2, 3):
+                shape = tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__
+                raise ValueError(f"input must be a 3-D (or unbatched 2-D) tensor, got {shape}")
+            batched = input.dim() == 3
+            xs = input if batched else input.unsqueeze(1)
+            if batched and self.batch_first:
+                xs = xs.transpose(0, 1)
+        if xs.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input has {xs.shape[-1]} features, expected input_size={self.input_size}"
+            )
+        states = self._unpack_hx(hx, xs.shape[1], batched, xs)
+        ys, finals = self._stack(xs, states, lengths=lengths)
+        hn = self._pack_hx(finals, batched)
+        if packed:
+            order = original.sorted_indices
+            lens = lengths.cpu()
+            if order is not None:  # back to the packing's (descending-length) order
+                ys, lens = ys.index_select(1, order), lens[order.cpu()]
+            data = pack_padded_sequence(ys, lens).data
+            out = PackedSequence(
+                data, original.batch_sizes, original.sorted_indices, original.unsorted_indices
+            )
+            return out, hn
+        if not batched:
+            ys = ys.squeeze(1)
+        elif self.batch_first:
+            ys = ys.transpose(0, 1)
+        return ys, hn
+
+    # torch layout of states: (L*D, B, H) per state tensor, layer-major, forward before reverse
+    def _unpack_hx(self, hx, B: int, batched: bool, xs: Tensor):
+        if hx is None:
+            return None
+        parts = hx if isinstance(hx, tuple) else (hx,)
+        if len(parts) != len(self.state_sizes):
+            raise ValueError(f"hx must hold {len(self.state_sizes)} tensor(s), got {len(parts)}")
+        D = 2 if self.bidirectional else 1
+        per_tensor = []
+        for part, size in zip(parts, self.state_sizes, strict=True):
+            want = (self.num_layers * D, B, size) if batched else (self.num_layers * D, size)
+            if tuple(part.shape) != want:
+                raise ValueError(f"hx must have shape {want}, got {tuple(part.shape)}")
+            part = part if batched else part.unsqueeze(1)
+            per_tensor.append(part.to(xs.dtype).unbind(0))
+        states = []
+        for l in range(self.num_layers):
+            dirs = [tuple(t[l * D + d] for t in per_tensor) for d in range(D)]
+            dirs = [s[0] if len(s) == 1 else s for s in dirs]
+            states.append(dirs[0] if D == 1 else tuple(dirs))
+        return states
+
+    def _pack_hx(self, finals, batched: bool):
+        flat = []
+        for state in finals:
+            flat.extend(state if self.bidirectional else [state])
+        per_tensor = [
+            torch.stack([s[k] if isinstance(s, tuple) else s for s in flat])
+            for k in range(len(self.state_sizes))
+        ]
+        if not batched:
+            per_tensor = [t.squeeze(1) for t in per_tensor]
+        return per_tensor[0] if len(per_tensor) == 1 else tuple(per_tensor)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        for key, default in (
+            ("bias", True),
+            ("batch_first", False),
+            ("dropout", 0.0),
+            ("bidirectional", False),
+            ("residual", False),
+        ):
+            if getattr(self, key) != default:
+                s += f", {key}={getattr(self, key)}"
+        for key, value in self.cell_options.items():
+            s += f", {key}={value!r}"
+        return s
+
+
+class RNN(RecurrentLayer):
+    """Elman RNN layer, a drop-in twin of ``torch.nn.RNN``; nonlinearity tanh, relu, sigmoid or
+    identity (the last two are rnnkit's). Cell: ``rnnkit.cells.ElmanCell``."""
+
+    cell_class = ElmanCell
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        **options,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            nonlinearity=nonlinearity,
+            **options,
+        )
+
+
+class LSTM(RecurrentLayer):
+    """LSTM layer, a drop-in twin of ``torch.nn.LSTM``. Extra keyword options: ``peephole``,
+    ``layer_norm``, ``forget_bias`` (see ``rnnkit.cells.LSTMCell``), ``residual``, ``use_kernel``.
+    ``proj_size`` other than 0 is not supported."""
+
+    cell_class = LSTMCell
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+        **options,
+    ) -> None:
+        if proj_size:
+            raise ValueError(f"proj_size={proj_size} is not supported by rnnkit.LSTM (only 0)")
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            **options,
+        )
+
+
+class GRU(RecurrentLayer):
+    """GRU layer, a drop-in twin of ``torch.nn.GRU``. Extra keyword option ``reset_after``
+    (True: torch's convention; False: Cho et al. 2014's), see ``rnnkit.cells.GRUCell``."""
+
+    cell_class = GRUCell
+
+
+class MinimalGRU(RecurrentLayer):
+    """Minimal GRU layer (update gate only, ``rnnkit.cells.MinimalGRUCell``), torch's interface."""
+
+    cell_class = MinimalGRUCell
+
+
+class JordanRNN(RecurrentLayer):
+    """Jordan RNN layer (``rnnkit.cells.JordanCell``), torch's interface. The state and the
+    outputs are the cell outputs y, of width ``output_size`` (default hidden_size); extra keyword
+    options ``output_size``, ``nonlinearity``, ``output_nonlinearity``."""
+
+    cell_class = JordanCell
