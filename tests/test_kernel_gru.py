@@ -23,15 +23,6 @@ CELLS = {
 LENGTHS = {"full": None, "ragged": [7, 3, 7, 1, 0]}  # T = 7, B = 5, one empty sequence
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only cost, and on a busy machine they cost a lot."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(name: str, dtype: torch.dtype, T: int, B: int, I: int, H: int, seed: int = 0):
     torch.manual_seed(seed)
     cell = CELLS[name](I, H, dtype)

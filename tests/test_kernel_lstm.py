@@ -23,15 +23,6 @@ OPTIONS = {
 LENGTHS = {"full": None, "shorter": [7, 3, 7, 5], "with_zero": [7, 0, 2, 6]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead, and stall when the CPU is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_cell(opts: dict, I: int, H: int, dtype: torch.dtype, seed: int = 0) -> LSTMCell:
     torch.manual_seed(seed)
     cell = LSTMCell(I, H, dtype=dtype, **opts)
