@@ -1,58 +1,316 @@
-"""The ``rnnkit`` command. ``main(argv) -> int`` so tests call it in-process."""
+"""The ``rnnkit`` command. ``main(argv) -> int`` so tests call it in-process.
+
+    rnnkit train TASK [--preset NAME] [--config FILE.toml] [--data PATH] [--out DIR] [--resume]
+                      [--dry-run] [--section.key VALUE ...]
+    rnnkit sample RUN [--prime TEXT] [--temperature T] [--top-k K] [--top-p P] [--greedy] ...
+    rnnkit score RUN TEXT [TEXT ...]
+    rnnkit plot RUN
+    rnnkit demo
+
+A user's mistake (a bad file, option or checkpoint) ends in one line on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
+import time
+from pathlib import Path
+
+from rnnkit.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
-    for f in dataclasses.fields(cls):
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            type=type(f.default),
-            default=f.default,
-            help=f"(default: {f.default})",
-        )
+# ---- train --------------------------------------------------------------------------------
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rnnkit train TASK", add_help=False)
+    p.add_argument("--preset", help="a named preset of the task (default: the task's default)")
+    p.add_argument("--config", help="a TOML file of options ([section] key = value)")
+    p.add_argument("--data", help="the training text (same as --data.path)")
+    p.add_argument("--out", help="the run directory (default: runs/TASK-DATE-TIME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--dry-run", action="store_true", help="one batch per split, then stop")
+    p.add_argument("-h", "--help", action="store_true", help="list every option and exit")
+    return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def train_help(spec) -> str:
+    from rnnkit.config import describe
+
+    lines = [
+        f"usage: rnnkit train {spec.name} [options] [--section.key VALUE ...]",
+        "",
+        spec.description,
+        "",
+        "options:",
+    ]
+    for action in train_parser()._actions:
+        flags = ", ".join(action.option_strings)
+        lines.append(f"  {flags:22} {action.help}")
+    lines += ["", f"presets: {', '.join(spec.presets)} (default: {spec.default_preset})", ""]
+    lines.append(f"settings (--section.key VALUE; defaults of preset '{spec.default_preset}'):")
+    for key, type_name, default, help_text in describe(spec.presets[spec.default_preset]()):
+        lines.append(f"  --{key} {type_name:10} {help_text} (default: {default})")
+    return "\n".join(lines)
+
+
+def cmd_train(argv: list[str]) -> int:
     from rnnkit import __version__
-    from rnnkit.demo import DemoConfig
-
-    parser = argparse.ArgumentParser(
-        prog="rnnkit", description="Recurrent neural networks, with BPTT derived by hand."
+    from rnnkit.config import (
+        apply_overrides,
+        config_from_dict,
+        config_to_dict,
+        parse_cli_overrides,
+        resolve_config,
+        save_config,
     )
-    parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
-    sub = parser.add_subparsers(dest="command")
-    demo = sub.add_parser(
-        "demo",
-        help="train a small LSTM to echo a bit stream with a delay, then show gradient flow",
+    from rnnkit.data.text import Vocab
+    from rnnkit.tasks import get_task
+    from rnnkit.train.checkpoint import load_checkpoint
+    from rnnkit.train.distributed import Distributed
+    from rnnkit.train.trainer import LAST, Trainer, run_dir_ready
+
+    if not argv or argv[0].startswith("-"):
+        if argv and argv[0] in ("-h", "--help"):
+            from rnnkit.tasks import registry
+
+            print("usage: rnnkit train TASK [options]; rnnkit train TASK --help lists them")
+            for spec in registry().values():
+                print(f"  {spec.name:10} {spec.description}")
+            return 0
+        raise UserError("train needs a task name first, e.g. rnnkit train charlm")
+    spec = get_task(argv[0])
+    overrides, rest = parse_cli_overrides(argv[1:])
+    args, unknown = train_parser().parse_known_args(rest)
+    if args.help:
+        print(train_help(spec))
+        return 0
+    if unknown:
+        raise UserError(f"unknown argument {unknown[0]!r} (see rnnkit train {spec.name} --help)")
+    if args.data is not None:
+        overrides.append(("data.path", args.data))
+    dist = Distributed.from_environment()
+
+    vocab = None
+    if args.resume:
+        if not args.out:
+            raise UserError("--resume needs --out, the run directory to continue")
+        run_dir = Path(args.out)
+        run_dir_ready(run_dir, resume=True)
+        ckpt = load_checkpoint(run_dir / LAST)
+        if ckpt.meta.get("task") != spec.name:
+            raise UserError(f"{run_dir} is a {ckpt.meta.get('task')!r} run, not {spec.name!r}")
+        cfg = config_from_dict(type(spec.presets[spec.default_preset]()), ckpt.meta["config"])
+        cfg = apply_overrides(cfg, overrides)
+        vocab = Vocab.from_dict(ckpt.meta["vocab"])
+    else:
+        preset = args.preset or spec.default_preset
+        if preset not in spec.presets:
+            raise UserError(
+                f"unknown preset {preset!r} for {spec.name}; presets: {', '.join(spec.presets)}"
+            )
+        cfg = resolve_config(spec.presets[preset](), args.config, overrides)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.out) if args.out else Path("runs") / f"{spec.name}-{stamp}"
+        if dist.is_main:
+            run_dir_ready(run_dir, resume=False)
+    if args.dry_run:  # one batch per split
+        cfg = apply_overrides(cfg, {
+            "train.max_steps": 1, "train.eval_batches": 1, "train.eval_every": 1,
+            "train.checkpoint_every": 1, "train.max_minutes": 0.0,
+        })  # fmt: skip
+    if dist.is_main:
+        save_config(cfg, run_dir / "config.json", argv=["train", *argv])
+    dist.barrier()
+
+    cache = run_dir / "cache" / f"rank{dist.rank}"
+    task = spec.build(cfg, cache, rank=dist.rank, world_size=dist.world_size, vocab=vocab)
+    meta = {
+        "task": spec.name, "level": task.level, "config": config_to_dict(cfg),
+        "vocab": task.vocab.to_dict(), "rnnkit_version": __version__,
+        "data_sizes": task.data_sizes,
+    }  # fmt: skip
+    if dist.is_main:
+        sizes = task.data_sizes
+        n_params = sum(p.numel() for p in task.model.parameters())
+        print(
+            f"{spec.name}: {sizes['train']:,} training and {sizes['val']:,} validation tokens, "
+            f"vocabulary {len(task.vocab)}, {n_params:,} parameters, "
+            f"{dist.world_size} process(es); run directory {run_dir}"
+        )
+    trainer = Trainer(task, cfg.train, run_dir, meta, resume=args.resume)
+    try:
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        trainer.save(LAST)
+        if dist.is_main:
+            print(
+                f"\ninterrupted at step {trainer.step}; checkpoint saved. Continue with: "
+                f"rnnkit train {spec.name} --out {run_dir} --resume",
+                file=sys.stderr,
+            )
+        return EXIT_INTERRUPTED
+    finally:
+        dist.shutdown()
+    if dist.is_main:
+        unit = "bits/char" if task.level == "char" else "bits/word"
+        bits = result.get("bpc", result.get("bits", math.nan))
+        print(
+            f"done: step {result['step']}, validation loss {result['loss']:.4f} nats "
+            f"({bits:.3f} {unit}, perplexity {result['ppl']:.2f}), best {result['best_loss']:.4f}, "
+            f"{result['seconds'] / 60:.1f} min; checkpoints in {run_dir}"
+        )
+        if not args.dry_run:
+            print("\nsample (temperature 0.8):")
+            print(sample_text(run_dir, prime=None, length=400, temperature=0.8, seed=1))
+    return 0
+
+
+# ---- sample, score, plot ------------------------------------------------------------------
+def sample_text(run: Path, prime: str | None, length: int, **choose) -> str:
+    import torch
+
+    from rnnkit.decoding import sample_sequence
+    from rnnkit.tasks.runs import load_run
+
+    loaded = load_run(run)
+    vocab, model = loaded.vocab, loaded.model
+    if prime is None or prime == "":
+        prime_ids = loaded.start_ids()
+        shown = ""
+    else:
+        prime_ids = vocab.encode(prime).tolist()
+        shown = prime
+    seed = choose.pop("seed", None)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    ids = sample_sequence(model.step, None, prime_ids, length, generator=generator, **choose)
+    return shown + vocab.decode(ids)
+
+
+def cmd_sample(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rnnkit sample", description="Generate text from a run.")
+    p.add_argument("run", help="a run directory or a .safetensors checkpoint")
+    p.add_argument("--prime", default=None, help="text to start from (default: a line start)")
+    p.add_argument("--length", type=int, default=500, help="tokens to generate (default: 500)")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: mass p")
+    p.add_argument("--greedy", action="store_true", help="always take the likeliest token")
+    p.add_argument("--seed", type=int, default=None, help="random seed for a repeatable sample")
+    a = p.parse_args(argv)
+    if a.length < 1:
+        raise UserError(f"--length must be at least 1, got {a.length}")
+    print(
+        sample_text(
+            Path(a.run), a.prime, a.length, temperature=a.temperature, top_k=a.top_k,
+            top_p=a.top_p, greedy=a.greedy, seed=a.seed,
+        )
+    )  # fmt: skip
+    return 0
+
+
+def cmd_score(argv: list[str]) -> int:
+    from rnnkit.decoding import sequence_log_prob
+    from rnnkit.tasks.runs import load_run
+
+    p = argparse.ArgumentParser(
+        prog="rnnkit score", description="Log-probability of texts under a trained model."
+    )
+    p.add_argument("run", help="a run directory or a .safetensors checkpoint")
+    p.add_argument("texts", nargs="+", help="the texts to score")
+    a = p.parse_args(argv)
+    loaded = load_run(Path(a.run))
+    unit = "char" if loaded.level == "char" else "token"
+    rows = []
+    for text in a.texts:
+        ids = loaded.start_ids() + loaded.vocab.encode(text).tolist()
+        total, _ = sequence_log_prob(loaded.model.step, None, ids)
+        n = len(ids) - len(loaded.start_ids())
+        rows.append((total, text))
+        print(
+            f"{total:10.3f} nats  {-total / math.log(2) / n:6.3f} bits/{unit}  "
+            f"ppl {math.exp(-total / n):9.2f}  {text!r}"
+        )
+    if len(rows) > 1:
+        best = max(rows)[1]
+        print(f"most likely: {best!r}")
+    return 0
+
+
+def cmd_plot(argv: list[str]) -> int:
+    from rnnkit.plots import plot_run
+
+    p = argparse.ArgumentParser(prog="rnnkit plot", description="Draw a run's curves as PNG.")
+    p.add_argument("run", help="a run directory")
+    p.add_argument("--out", default=None, help="where to write the PNGs (default: the run)")
+    a = p.parse_args(argv)
+    for path in plot_run(Path(a.run), None if a.out is None else Path(a.out)):
+        print(path)
+    return 0
+
+
+# ---- demo ---------------------------------------------------------------------------------
+def cmd_demo(argv: list[str]) -> int:
+    from rnnkit.demo import DemoConfig, print_report, run_demo
+
+    p = argparse.ArgumentParser(
+        prog="rnnkit demo",
         description="Train a small recurrent network on generated data (the delayed-echo task).",
     )
-    add_dataclass_options(demo, DemoConfig)
-    demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
+    for f in dataclasses.fields(DemoConfig):
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+            help=f"(default: {f.default})",
+        )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    cfg = DemoConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(DemoConfig)})
+    print_report(cfg, run_demo(cfg, progress=not a.quiet))
+    return 0
+
+
+COMMANDS = {
+    "train": (cmd_train, "train a task: rnnkit train TASK (charlm, wordlm) [options]"),
+    "sample": (cmd_sample, "generate text from a trained language model"),
+    "score": (cmd_score, "log-probability and bits per token of texts"),
+    "plot": (cmd_plot, "draw a run's loss, bits and gradient-norm curves as PNG"),
+    "demo": (cmd_demo, "train a small LSTM on generated data and show gradient flow"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    try:
-        if args.command == "demo":
-            from rnnkit.demo import DemoConfig, print_report, run_demo
+    from rnnkit import __version__
 
-            names = [f.name for f in dataclasses.fields(DemoConfig)]
-            cfg = DemoConfig(**{k: getattr(args, k) for k in names})
-            print_report(cfg, run_demo(cfg, progress=not args.quiet))
-    except ValueError as error:
-        print(f"rnnkit {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: rnnkit COMMAND [options]   (rnnkit COMMAND --help for each)\n")
+        print("Recurrent neural networks, with backpropagation through time derived by hand.\n")
+        print("commands:")
+        for name, (_, text) in COMMANDS.items():
+            print(f"  {name:8} {text}")
+        return 0
+    if argv[0] == "--version":
+        print(f"rnnkit {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(
+            f"rnnkit: error: unknown command {command!r}; commands: {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
+    try:
+        return COMMANDS[command][0](rest)
+    except UserError as error:
+        print(f"rnnkit {command}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"\nrnnkit {command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

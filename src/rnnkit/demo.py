@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rnnkit
+from rnnkit.errors import UserError
 
 
 @dataclass
@@ -56,9 +57,9 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     if cfg.cell not in LAYERS:
-        raise ValueError(f"cell must be one of {sorted(LAYERS)}, got {cfg.cell!r}")
+        raise UserError(f"cell must be one of {sorted(LAYERS)}, got {cfg.cell!r}")
     if not 0 < cfg.delay < cfg.seq_len:
-        raise ValueError(f"delay must lie in [1, seq_len), got {cfg.delay}")
+        raise UserError(f"delay must lie in [1, seq_len), got {cfg.delay}")
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     model = EchoModel(cfg)

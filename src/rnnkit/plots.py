@@ -1,0 +1,317 @@
+"""Every picture rnnkit draws, from the JSON-lines training log and from results.
+
+The trainer appends one JSON object per line to ``<run_dir>/log.jsonl``, for example::
+
+    {"step": 100, "split": "train", "loss": 1.93, "grad_norm": 0.84, "lr": 0.002, ...}
+    {"step": 200, "split": "val", "loss": 1.85, "bpc": 2.67}
+
+with the loss in nats per token; bits per token are loss / ln 2 (Shannon, "A mathematical
+theory of communication", 1948; the unit of Graves 2013 and of the char-LM literature). This
+module only reads that file (STYLE.md §4), so a plot can be redrawn at any time, also while
+the run goes on.
+
+Matplotlib is imported inside the functions, as nanoGPT imports wandb only when it logs to it:
+``import rnnkit`` never pulls it in. Figures are made with matplotlib's object-oriented API on an
+Agg canvas (``Figure`` + ``FigureCanvasAgg``, matplotlib's recipe for web servers), never
+through pyplot: no global backend is switched, no figure is registered, nothing is left open.
+(Hunter, "Matplotlib: a 2D graphics environment", 2007.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rnnkit.errors import UserError
+
+DPI = 120
+LOG_NAME = "log.jsonl"
+CONFIG_NAME = "config.json"
+SPLIT_LABELS = {"train": "train", "val": "validation", "valid": "validation", "test": "test"}
+
+PathLike = str | os.PathLike
+
+
+def read_log(path: PathLike) -> list[dict]:
+    """The records of a JSON-lines log, one dict per (split, step), the last line written winning.
+
+    A resumed run appends lines for steps already logged; its later line replaces the earlier
+    one for the same (split, step) and takes its place in the order (so a log resumed at a
+    checkpoint reads in step order). A last line that is not valid JSON (cut short by a kill) is
+    ignored; blank lines are skipped; records without a ``step`` are kept as they are.
+
+    Args:
+        path: the log file.
+
+    Returns:
+        The records in file order.
+
+    Raises:
+        UserError: the file is missing, or a line other than the last is not a JSON object
+            (the message names the file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"training log not found: {path}")
+    # Bytes, not text: a kill can also cut a multi-byte UTF-8 character in half.
+    lines = [(n, raw) for n, raw in enumerate(path.read_bytes().split(b"\n"), 1) if raw.strip()]
+    records: dict[Any, dict] = {}
+    for i, (n, raw) in enumerate(lines):
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+            record = None
+        if not isinstance(record, dict):
+            if i == len(lines) - 1:
+                break  # the line a kill cut short
+            text = raw[:60].decode("utf-8", errors="replace")
+            raise UserError(f"{path}:{n}: expected a JSON object, got {text!r}")
+        step = record.get("step")
+        hashable = isinstance(step, (int, float, str)) and not isinstance(step, bool)
+        key = (record.get("split"), step) if hashable else ("#line", n)
+        records.pop(key, None)  # re-inserted at the end: the later line's place
+        records[key] = record
+    return list(records.values())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _series(
+    records: Sequence[Mapping], key: str, value=None
+) -> dict[str, tuple[list[float], list[float]]]:
+    """{split label: (steps, values)} of the records that hold ``key``, each sorted by step.
+
+    ``value(record)`` computes the plotted value (default: ``record[key]``).
+    """
+    by_split: dict[str, list[tuple[float, float]]] = {}
+    for r in records:
+        if not (_is_number(r.get("step")) and _is_number(r.get(key))):
+            continue
+        y = value(r) if value is not None else r[key]
+        by_split.setdefault(str(r.get("split", "train")), []).append((r["step"], y))
+    rank = list(SPLIT_LABELS)
+    out = {}
+    for split in sorted(by_split, key=lambda s: (rank.index(s) if s in rank else len(rank), s)):
+        points = sorted(by_split[split], key=lambda p: p[0])
+        out[SPLIT_LABELS.get(split, split)] = ([p[0] for p in points], [p[1] for p in points])
+    return out
+
+
+def _bits(record: Mapping) -> float:
+    bpc = record.get("bpc")
+    return bpc if _is_number(bpc) else record["loss"] / math.log(2)
+
+
+def _figure(figsize: tuple[float, float], nrows: int = 1):
+    """A (figure, axes) pair on an Agg canvas, outside pyplot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, 1, sharex=True, squeeze=False)[:, 0]
+    return fig, axes
+
+
+def _save(fig, path: PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    fig.clear()  # frees the artists now; the figure is in no registry, so nothing else holds it
+    return path
+
+
+def _draw(
+    ax, series: Mapping[str, tuple[Sequence, Sequence]], hlines: Mapping[str, float] | None = None
+) -> None:
+    """One line per series (markers when sparse, e.g. validation points), dashed hlines."""
+    for label, (x, y) in series.items():
+        if len(x) != len(y):
+            raise ValueError(f"series {label!r} has {len(x)} x values but {len(y)} y values")
+        marker = "o" if len(x) <= 40 else None
+        ax.plot(x, y, label=label, marker=marker, markersize=3.5, linewidth=1.4)
+    for label, y in (hlines or {}).items():
+        ax.axhline(y, linestyle="--", linewidth=1.2, color="0.35", label=f"{label} = {y:g}")
+    ax.grid(True, which="major", alpha=0.3)
+    if series or hlines:
+        ax.legend(fontsize=9)
+
+
+def plot_curves(
+    series: Mapping[str, tuple[Sequence, Sequence]],
+    path: PathLike,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logy: bool = False,
+    hlines: Mapping[str, float] | None = None,
+) -> Path:
+    """Curves y(x) on one axes, saved as an image (PNG unless the suffix says otherwise).
+
+    Args:
+        series: {label: (xs, ys)}, drawn in order; sparse series (≤ 40 points) get markers.
+        path: the file to write; its directory is created.
+        xlabel, ylabel, title: the labels.
+        logy: a logarithmic y axis.
+        hlines: {label: y}: dashed horizontal reference lines, e.g. a clipping threshold.
+
+    Returns:
+        The path written.
+    """
+    if not series:
+        raise ValueError(f"plot_curves needs at least one series for {title!r}")
+    fig, (ax,) = _figure((8, 4.5))
+    _draw(ax, series, hlines)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    return _save(fig, path)
+
+
+def plot_heatmap(
+    matrix,
+    path: PathLike,
+    *,
+    xlabels: Sequence[str] | None = None,
+    ylabels: Sequence[str] | None = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    cmap: str = "viridis",
+) -> Path:
+    """A matrix as an image with a colour bar: row i is drawn at height i (top to bottom).
+
+    For attention weights (rows: output steps, columns: input steps) and hidden-unit
+    activations (rows: units, columns: time).
+
+    Args:
+        matrix: a 2-D array (numpy, a torch tensor, nested lists); NaN cells are left blank.
+        path: the file to write; its directory is created.
+        xlabels, ylabels: one label per column / row (e.g. the tokens); thinned to at most
+            ~40 shown when there are more.
+        title, xlabel, ylabel: the labels.
+        cmap: a matplotlib colour map name.
+
+    Returns:
+        The path written.
+    """
+    import numpy as np
+
+    if hasattr(matrix, "detach"):  # a torch tensor, maybe on a GPU or requiring grad
+        matrix = matrix.detach().cpu().numpy()
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or 0 in m.shape:
+        raise ValueError(f"plot_heatmap needs a non-empty 2-D matrix, got shape {m.shape}")
+    rows, cols = m.shape
+    for name, labels, n in (("xlabels", xlabels, cols), ("ylabels", ylabels, rows)):
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{name} has {len(labels)} labels for {n} {name[0]} positions")
+    figsize = (min(max(3.0 + 0.25 * cols, 5.0), 12.0), min(max(1.5 + 0.25 * rows, 3.5), 9.0))
+    fig, (ax,) = _figure(figsize)
+    image = ax.imshow(m, aspect="auto", interpolation="nearest", cmap=cmap)
+    fig.colorbar(image, ax=ax)
+    for labels, n, set_ticks, set_labels, axis in (
+        (xlabels, cols, ax.set_xticks, ax.set_xticklabels, "x"),
+        (ylabels, rows, ax.set_yticks, ax.set_yticklabels, "y"),
+    ):
+        if labels is not None:
+            every = max(1, math.ceil(n / 40))
+            ticks = list(range(0, n, every))
+            shown = [str(labels[i]) for i in ticks]
+            # Characters stand upright; words under the x axis are turned to fit.
+            rotation = 90 if axis == "x" and max(map(len, shown), default=0) > 2 else 0
+            set_ticks(ticks)
+            set_labels(shown, rotation=rotation, fontsize=8)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return _save(fig, path)
+
+
+def _clip_norm(run_dir: Path) -> float | None:
+    """``train.clip_norm`` of the run's config.json if it is a number > 0, else None."""
+    path = run_dir / CONFIG_NAME
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    config = saved.get("config", saved) if isinstance(saved, dict) else {}
+    train = config.get("train") if isinstance(config, dict) else None
+    clip = train.get("clip_norm") if isinstance(train, dict) else None
+    return float(clip) if _is_number(clip) and clip > 0 else None
+
+
+def plot_run(run_dir: PathLike, out_dir: PathLike | None = None) -> list[Path]:
+    """Draw a run's curves from ``<run_dir>/log.jsonl``.
+
+    Writes, for what the log holds (a picture without data is skipped):
+
+    - ``loss.png``: train and validation loss against step, in nats per token (top) and in
+      bits per token (bottom: the logged ``bpc``, else loss / ln 2);
+    - ``grad_norm.png``: the gradient norm before clipping, log scale, with the clipping
+      threshold as a dashed line when the run's config.json has ``train.clip_norm`` > 0;
+    - ``lr.png``: the learning rate.
+
+    Args:
+        run_dir: the run directory.
+        out_dir: where to write the images (created); default ``run_dir``.
+
+    Returns:
+        The paths written, in the order above.
+
+    Raises:
+        UserError: no log in ``run_dir``, a corrupt line, or nothing in it to plot.
+    """
+    run_dir = Path(run_dir)
+    log = run_dir / LOG_NAME
+    records = read_log(log)
+    out = Path(out_dir) if out_dir is not None else run_dir
+    name = run_dir.resolve().name
+    written = []
+
+    loss = _series(records, "loss")
+    if loss:
+        fig, (ax_nats, ax_bits) = _figure((8, 6.5), nrows=2)
+        _draw(ax_nats, loss)
+        ax_nats.set(ylabel="loss (nats/token)", title=f"{name}: loss")
+        _draw(ax_bits, _series(records, "loss", _bits))
+        ax_bits.set(xlabel="step", ylabel="bits/token")
+        written.append(_save(fig, out / "loss.png"))
+
+    grad_norm = _series(records, "grad_norm")
+    if grad_norm:
+        clip = _clip_norm(run_dir)
+        written.append(
+            plot_curves(
+                grad_norm,
+                out / "grad_norm.png",
+                xlabel="step",
+                ylabel="gradient norm (before clipping)",
+                title=f"{name}: gradient norm",
+                logy=True,
+                hlines={"clip_norm": clip} if clip is not None else None,
+            )
+        )
+
+    lr = _series(records, "lr")
+    if lr:
+        written.append(
+            plot_curves(
+                lr,
+                out / "lr.png",
+                xlabel="step",
+                ylabel="learning rate",
+                title=f"{name}: learning rate",
+            )
+        )
+
+    if not written:
+        raise UserError(f"{log}: no loss, grad_norm or lr records to plot")
+    return written

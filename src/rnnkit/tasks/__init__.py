@@ -1,0 +1,33 @@
+"""Tasks: one module a task, each with its data, model, loss, metrics and presets.
+
+The library never imports a task; tasks (and the command line) import the library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rnnkit.errors import UserError
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    description: str
+    presets: dict[str, Callable[[], object]]  # name -> a function returning a fresh config
+    build: Callable  # (cfg, cache_dir, rank, world_size, vocab) -> a Task
+    default_preset: str = "default"
+
+
+def registry() -> dict[str, TaskSpec]:
+    from rnnkit.tasks import charlm, wordlm
+
+    return {spec.name: spec for spec in (charlm.SPEC, wordlm.SPEC)}
+
+
+def get_task(name: str) -> TaskSpec:
+    tasks = registry()
+    if name not in tasks:
+        raise UserError(f"unknown task {name!r}; tasks: {', '.join(sorted(tasks))}")
+    return tasks[name]

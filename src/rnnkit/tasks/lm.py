@@ -1,0 +1,193 @@
+"""Language models over characters or words: the main job.
+
+text -> vocabulary -> token ids (memory-mapped) -> B parallel streams in windows of k steps ->
+embedding -> stacked recurrent layers (state carried across windows, detached) -> linear ->
+cross-entropy. Sampling steps the network one token at a time with carried state; scoring
+gives the total log-probability of a text and its bits per token.
+
+References: Karpathy's char-rnn (2015); Zaremba, Sutskever & Vinyals, "Recurrent neural network
+regularization" (2014) for dropout between layers; Press & Wolf, "Using the output embedding to
+improve language models" (2017) for weight tying.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import rnnkit
+from rnnkit.config import option
+from rnnkit.data.batching import StreamBatcher
+from rnnkit.data.text import Vocab, apply_split, encode_corpus
+from rnnkit.errors import UserError
+from rnnkit.train.bptt import detach_state
+from rnnkit.train.trainer import TrainConfig
+
+LAYERS = {
+    "lstm": rnnkit.LSTM,
+    "gru": rnnkit.GRU,
+    "mingru": rnnkit.MinimalGRU,
+    "elman": rnnkit.RNN,
+}
+
+
+@dataclass
+class ModelConfig:
+    cell: Literal["lstm", "gru", "mingru", "elman"] = option("lstm", "the recurrent cell")
+    embedding_size: int = option(128, "E, the token embedding width")
+    hidden_size: int = option(512, "H, the width of each recurrent layer")
+    num_layers: int = option(2, "stacked recurrent layers")
+    dropout: float = option(0.0, "dropout on embeddings, between layers and before the output")
+    tie_weights: bool = option(False, "share the embedding and output weights (needs E == H)")
+    peephole: bool = option(False, "LSTM peephole connections")
+    layer_norm: bool = option(False, "layer-normalised LSTM (Ba et al. 2016)")
+    residual: bool = option(False, "residual connections between stacked layers")
+
+
+@dataclass
+class DataConfig:
+    path: str | None = option(None, "a UTF-8 text file; none: the bundled Shakespeare")
+    batch_size: int = option(32, "B, parallel streams (the global batch across processes)")
+    bptt_len: int = option(100, "k, the truncated-BPTT window in tokens")
+    max_vocab: int = option(20000, "word level: the vocabulary cap (<unk> for the rest)")
+    min_count: int = option(1, "word level: words seen fewer times become <unk>")
+
+
+@dataclass
+class LMConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class LanguageModel(nn.Module):
+    """Embedding -> stacked recurrent layers -> linear, over time-major token ids.
+
+    ``forward(ids (T, B), state) -> (logits (T, B, V), state)``; ``state`` is the recurrent
+    layer's (h_n, or (h_n, c_n) for the LSTM), carried between windows and sampling steps.
+    """
+
+    def __init__(self, vocab_size: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.tie_weights and cfg.embedding_size != cfg.hidden_size:
+            raise UserError(
+                "option 'model.tie_weights' needs model.embedding_size == model.hidden_size, "
+                f"got {cfg.embedding_size} and {cfg.hidden_size}"
+            )
+        options = {}
+        if cfg.cell == "lstm":
+            options = {"peephole": cfg.peephole, "layer_norm": cfg.layer_norm}
+        elif cfg.peephole or cfg.layer_norm:
+            raise UserError("options 'model.peephole' and 'model.layer_norm' need model.cell lstm")
+        self.embedding = nn.Embedding(vocab_size, cfg.embedding_size)
+        self.rnn = LAYERS[cfg.cell](
+            cfg.embedding_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
+            residual=cfg.residual, **options,
+        )  # fmt: skip
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.hidden_size, vocab_size)
+        if cfg.tie_weights:
+            self.head.weight = self.embedding.weight
+
+    def forward(self, ids: Tensor, state=None):
+        ys, state = self.rnn(self.drop(self.embedding(ids)), state)  # (T, B, H)
+        return self.head(self.drop(ys)), state  # (T, B, V)
+
+    def step(self, ids: Tensor, state=None):
+        """One token for each sequence, ids (B,) -> logits (B, V): for sampling and scoring."""
+        logits, state = self(ids.unsqueeze(0), state)
+        return logits[0], state
+
+
+def state_tensors(state) -> dict[str, Tensor]:
+    if state is None:
+        return {}
+    parts = state if isinstance(state, tuple) else (state,)
+    return {f"state.{i}": t for i, t in enumerate(parts)}
+
+
+def state_from_tensors(tensors: dict[str, Tensor]):
+    if not tensors:
+        return None
+    parts = tuple(tensors[f"state.{i}"] for i in range(len(tensors)))
+    return parts if len(parts) > 1 else parts[0]
+
+
+class LanguageModelTask:
+    """Next-token prediction with truncated BPTT over B contiguous streams (see ``Task``)."""
+
+    def __init__(
+        self,
+        cfg: LMConfig,
+        level: Literal["char", "word"],
+        cache_dir: Path,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        vocab: Vocab | None = None,
+    ) -> None:
+        self.cfg, self.level = cfg, level
+        ids, self.vocab = encode_corpus(
+            cfg.data.path, level, vocab=vocab, max_vocab=cfg.data.max_vocab,
+            min_count=cfg.data.min_count, cache_dir=cache_dir,
+        )  # fmt: skip
+        train_ids, val_ids = apply_split(ids, cache_dir=cache_dir)
+        self.data_sizes = {"train": len(train_ids), "val": len(val_ids)}
+        B, k = cfg.data.batch_size, cfg.data.bptt_len
+        self.train_data = StreamBatcher(train_ids, B, k, rank=rank, world_size=world_size)
+        # As many validation streams as fit (at least one window each), a multiple of the
+        # process count so that every process takes an equal share.
+        val_streams = min(B, max(world_size, len(val_ids) // (k + 1) // world_size * world_size))
+        self.val_data = StreamBatcher(val_ids, val_streams, k, rank=rank, world_size=world_size)
+        torch.manual_seed(cfg.train.seed)  # the same initial weights in every process
+        self.model = LanguageModel(len(self.vocab), cfg.model)
+        self.device = torch.device("cpu")
+        self.state = None
+
+    # ---- the Task protocol -------------------------------------------------------------
+    def to(self, device: torch.device) -> None:
+        self.device = device
+
+    def num_train_batches(self) -> int:
+        return len(self.train_data)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.state = None  # each epoch's streams start from a zero state
+
+    def train_batch(self, position: int):
+        return self.train_data.window(position)
+
+    def loss(self, model: nn.Module, batch) -> tuple[Tensor, int]:
+        x, y = (t.to(self.device) for t in batch)
+        logits, state = model(x, self.state)
+        # The next window continues these streams: carry the state, but cut its history.
+        self.state = detach_state(state)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        return loss, y.numel()
+
+    def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
+        state, nll, tokens = None, 0.0, 0
+        n = len(self.val_data) if not max_batches else min(max_batches, len(self.val_data))
+        for i in range(n):  # the same carrying as in training
+            x, y = (t.to(self.device) for t in self.val_data.window(i))
+            logits, state = model(x, state)
+            nll += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))
+            tokens += y.numel()
+        return {"nll": nll, "tokens": tokens}
+
+    def metrics(self, sums: dict[str, float]) -> dict[str, float]:
+        loss = sums["nll"] / max(sums["tokens"], 1)
+        return {"loss": loss, "bpc" if self.level == "char" else "bits": loss / math.log(2),
+                "ppl": math.exp(min(loss, 50.0))}  # fmt: skip
+
+    def carried_state(self) -> dict[str, Tensor]:
+        return state_tensors(self.state)
+
+    def load_carried_state(self, tensors: dict[str, Tensor]) -> None:
+        self.state = state_from_tensors(tensors)

@@ -1,0 +1,59 @@
+"""Loading a trained language model back from its run directory or checkpoint file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from rnnkit.config import config_from_dict
+from rnnkit.data.text import Vocab
+from rnnkit.errors import UserError
+from rnnkit.tasks.lm import LanguageModel, LMConfig
+from rnnkit.train.checkpoint import load_checkpoint, load_model_state
+from rnnkit.train.trainer import BEST, LAST
+
+LM_TASKS = ("charlm", "wordlm")
+
+
+@dataclass
+class LoadedRun:
+    model: nn.Module
+    vocab: Vocab
+    level: str
+    meta: dict
+    path: Path
+
+    def start_ids(self) -> list[int]:
+        """The context a text is generated or scored after: a line start (newline or <eos>)."""
+        token = self.vocab.eos_token if self.level == "word" else "\n"
+        if token is None or token not in self.vocab.stoi:
+            return [0]
+        return [self.vocab.stoi[token]]
+
+
+def checkpoint_path(run: Path) -> Path:
+    """A run directory's best checkpoint (else its last), or a checkpoint file itself."""
+    if run.is_file():
+        return run
+    if not run.exists():
+        raise UserError(f"no run at {run}: expected a run directory or a .safetensors file")
+    for name in (BEST, LAST):
+        if (run / name).exists():
+            return run / name
+    raise UserError(f"{run} holds no checkpoint ({BEST} or {LAST}): has it been trained?")
+
+
+def load_run(run: Path) -> LoadedRun:
+    path = checkpoint_path(Path(run))
+    ckpt = load_checkpoint(path)
+    task = ckpt.meta.get("task")
+    if task not in LM_TASKS:
+        raise UserError(f"{path} is a {task!r} checkpoint, not a language model ({LM_TASKS})")
+    cfg = config_from_dict(LMConfig, ckpt.meta["config"])
+    vocab = Vocab.from_dict(ckpt.meta["vocab"])
+    model = LanguageModel(len(vocab), cfg.model)
+    load_model_state(model, ckpt.model_state, path)
+    model.eval()
+    return LoadedRun(model, vocab, ckpt.meta["level"], ckpt.meta, path)

@@ -1,0 +1,377 @@
+"""Checkpoints: one safetensors file holding everything needed to resume a run exactly.
+
+DESIGN.md, "Checkpoints and logs": weights in safetensors plus the JSON needed to rebuild the
+model, with optimizer and RNG states kept so that training resumes exactly; written to a
+temporary name and renamed; never pickle. The file's tensors (all on CPU, contiguous, none
+sharing memory) are
+
+    model.<name>         the model's state_dict
+    optim.<path>         tensors of the optimizer's state_dict, e.g. optim.state.0.exp_avg
+    extra.<name>         anything else the caller keeps, e.g. the carried hidden state
+    rng.torch            torch's CPU generator; rng.cuda.<i> for each CUDA device
+
+and its header metadata (str -> str) holds JSON strings:
+
+    format               FORMAT_VERSION; a file of another version is refused
+    rnnkit_version       the version that wrote the file
+    meta                 the caller's dict: task, config, vocab, step, best loss, ...
+    optim                the optimizer state_dict with each tensor replaced by {"__tensor__": key}
+    rng.python           random.getstate()
+    rng.numpy            numpy.random.get_state()
+
+Loading uses ``safetensors.safe_open`` only, never ``torch.load``: a checkpoint from an untrusted
+source cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from rnnkit.config import atomic_write
+from rnnkit.errors import UserError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "RngState",
+    "save_checkpoint",
+    "load_checkpoint",
+    "restore_rng",
+    "check_compatible",
+    "load_model_state",
+]
+
+FORMAT_VERSION = 1
+
+_TENSOR = "__tensor__"  # {"__tensor__": key}: a tensor stored in the file under `key`
+_TUPLE = "__tuple__"  # {"__tuple__": [...]}: JSON has no tuples (Adam's betas is one)
+_ITEMS = "__items__"  # {"__items__": [[k, v], ...]}: a dict with non-str keys (param ids)
+
+
+@dataclass
+class RngState:
+    """The global random generators' states; opaque, for ``restore_rng``."""
+
+    torch: Tensor
+    cuda: list[Tensor]
+    python: tuple
+    numpy: tuple
+
+
+@dataclass
+class Checkpoint:
+    """What ``load_checkpoint`` read from a file.
+
+    Attributes:
+        path: the file.
+        meta: the caller's dict (task, config, vocab, step, ...).
+        model_state: a state_dict for ``load_model_state``.
+        optimizer_state: a torch optimizer state_dict for ``optimizer.load_state_dict``, or None.
+        extra_tensors: the tensors given as ``extra_tensors``.
+        rng: for ``restore_rng``, or None if the file was saved with ``rng=False``.
+        rnnkit_version: the rnnkit version that wrote the file.
+    """
+
+    path: Path
+    meta: dict[str, Any]
+    model_state: dict[str, Tensor]
+    optimizer_state: dict[str, Any] | None = None
+    extra_tensors: dict[str, Tensor] = field(default_factory=dict)
+    rng: RngState | None = None
+    rnnkit_version: str = ""
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model_state: dict[str, Tensor],
+    meta: dict[str, Any],
+    optimizer_state: dict[str, Any] | None = None,
+    rng: bool = True,
+    extra_tensors: dict[str, Tensor] | None = None,
+) -> None:
+    """Write a checkpoint atomically: a crash leaves the old complete file or the new one.
+
+    Args:
+        path: the file, e.g. ``runs/x/last.safetensors``; parent directories are created.
+        model_state: ``model.state_dict()``.
+        meta: JSON-serialisable facts needed to rebuild and check the run (task, config, vocab,
+            step, ...).
+        optimizer_state: ``optimizer.state_dict()``; its non-tensor parts must be JSON values
+            (numbers, strings, bools, None, lists, tuples, dicts).
+        rng: also store the torch (CPU and CUDA), python and numpy global RNG states.
+        extra_tensors: more tensors to keep, e.g. the hidden state carried across windows.
+
+    Raises:
+        TypeError: ``meta`` or the optimizer state holds something JSON cannot represent.
+        UserError: the file cannot be written.
+    """
+    from rnnkit import __version__  # lazy: rnnkit/__init__ may import this module
+
+    tensors: dict[str, Tensor] = {}
+    header = {
+        "format": str(FORMAT_VERSION),
+        "rnnkit_version": __version__,
+        "meta": _dumps(meta, "meta"),
+    }
+    for name, t in model_state.items():
+        _put(tensors, f"model.{name}", t)
+    if optimizer_state is not None:
+        header["optim"] = _dumps(_encode(optimizer_state, "optim", tensors), "optimizer_state")
+    for name, t in (extra_tensors or {}).items():
+        _put(tensors, f"extra.{name}", t)
+    if rng:
+        state = _capture_rng()
+        tensors["rng.torch"] = state.torch
+        for i, s in enumerate(state.cuda):
+            tensors[f"rng.cuda.{i}"] = s
+        header["rng.python"] = json.dumps(state.python)
+        name, keys, *rest = state.numpy
+        header["rng.numpy"] = json.dumps([name, keys.tolist(), *rest])
+
+    def write(tmp: Path) -> None:
+        try:
+            save_file(_unshared(tensors), tmp, metadata=header)
+        except SafetensorError as e:  # e.g. "I/O error: No space left on device"
+            raise OSError(" ".join(str(e).split())) from e
+
+    atomic_write(path, write)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> Checkpoint:
+    """Read a checkpoint written by ``save_checkpoint``, without pickle.
+
+    Args:
+        path: the file.
+        map_location: the device for the model, optimizer and extra tensors (RNG states stay on
+            the CPU, where torch needs them).
+
+    Returns:
+        A ``Checkpoint``; tensors keep their saved dtypes (e.g. Adam's float32 ``step``).
+
+    Raises:
+        UserError: the file is missing, not a safetensors file, truncated or corrupt, or of
+            another format version; the message names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint {path} not found")
+    if path.is_dir():
+        raise UserError(f"checkpoint {path} is a directory, not a file")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except OSError as e:
+        raise UserError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    except (SafetensorError, RuntimeError, ValueError) as e:
+        raise _corrupt(path, e) from None
+
+    version = header.get("format")
+    if version is None:
+        raise UserError(
+            f"{path} is a safetensors file but not an rnnkit checkpoint (no format version)"
+        )
+    if version != str(FORMAT_VERSION):
+        raise UserError(
+            f"checkpoint {path} has format version {version}; "
+            f"this rnnkit reads version {FORMAT_VERSION}"
+        )
+    device = torch.device(map_location)
+    groups: dict[str, dict[str, Tensor]] = {"model": {}, "optim": {}, "extra": {}, "rng": {}}
+    for key, t in tensors.items():
+        prefix, _, name = key.partition(".")
+        if prefix not in groups or not name:
+            raise _corrupt(path, f"unexpected tensor {key!r}")
+        groups[prefix][name] = t if prefix == "rng" else t.to(device)
+    try:
+        meta = json.loads(header["meta"])
+        optimizer_state = None
+        if "optim" in header:
+            optim_tensors = {f"optim.{k}": t for k, t in groups["optim"].items()}
+            optimizer_state = _decode(json.loads(header["optim"]), optim_tensors)
+        rng = None
+        if "torch" in groups["rng"]:
+            python = json.loads(header["rng.python"])
+            numpy = json.loads(header["rng.numpy"])
+            cuda = [groups["rng"][f"cuda.{i}"] for i in range(len(groups["rng"]) - 1)]
+            rng = RngState(
+                torch=groups["rng"]["torch"],
+                cuda=cuda,
+                python=(python[0], tuple(python[1]), python[2]),
+                numpy=(numpy[0], np.asarray(numpy[1], dtype=np.uint32), *numpy[2:]),
+            )
+    except (KeyError, ValueError, TypeError, IndexError) as e:
+        raise _corrupt(path, f"bad header: {type(e).__name__} {e}") from None
+    return Checkpoint(
+        path=path,
+        meta=meta,
+        model_state=groups["model"],
+        optimizer_state=optimizer_state,
+        extra_tensors=groups["extra"],
+        rng=rng,
+        rnnkit_version=header.get("rnnkit_version", ""),
+    )
+
+
+def restore_rng(rng: RngState) -> None:
+    """Set the torch (CPU, and CUDA if present), python and numpy generators to a saved state.
+
+    Args:
+        rng: ``Checkpoint.rng``. CUDA states are restored for the devices present, in order.
+    """
+    torch.set_rng_state(rng.torch)
+    if rng.cuda and torch.cuda.is_available():
+        for i, s in enumerate(rng.cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)
+    random.setstate(rng.python)
+    np.random.set_state(rng.numpy)
+
+
+def check_compatible(
+    meta: dict[str, Any], expected: dict[str, Any], path: str | os.PathLike
+) -> None:
+    """Refuse a checkpoint made for something else, e.g. another task.
+
+    Args:
+        meta: ``Checkpoint.meta``.
+        expected: the values that must match, e.g. ``{"task": "charlm"}``.
+        path: the checkpoint, for the message.
+
+    Raises:
+        UserError: e.g. ``checkpoint runs/x/last.safetensors is for task 'wordlm', not 'charlm'``.
+    """
+    for key, want in expected.items():
+        if key not in meta:
+            raise UserError(f"checkpoint {path} does not record its {key} (expected {want!r})")
+        if meta[key] != want:
+            raise UserError(f"checkpoint {path} is for {key} {meta[key]!r}, not {want!r}")
+
+
+def load_model_state(model: nn.Module, state: dict[str, Tensor], path: str | os.PathLike) -> None:
+    """``model.load_state_dict(state, strict=True)``, with a mismatch as a one-line UserError.
+
+    The keys and shapes are checked before anything is copied, so on error the model is
+    unchanged.
+
+    Args:
+        model: the freshly built model.
+        state: ``Checkpoint.model_state``.
+        path: the checkpoint, for the message.
+
+    Raises:
+        UserError: naming the file and the first missing key, unexpected key or wrong shape.
+    """
+    want = model.state_dict()
+    problem = f"checkpoint {path} does not fit the model:"
+    for label, keys in (
+        ("missing key", [k for k in want if k not in state]),
+        ("unexpected key", [k for k in state if k not in want]),
+    ):
+        if keys:
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise UserError(f"{problem} {label} {keys[0]!r}{more}")
+    for k, t in want.items():
+        if state[k].shape != t.shape:
+            raise UserError(
+                f"{problem} {k!r} has shape {tuple(state[k].shape)} in the checkpoint, "
+                f"{tuple(t.shape)} in the model"
+            )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # a module's own _load_from_state_dict may still object
+        raise UserError(f"{problem} {str(e).strip().splitlines()[-1].strip()}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _corrupt(path: Path, e: object) -> UserError:
+    reason = " ".join(str(e).split())  # one line
+    return UserError(f"checkpoint {path} is not a safetensors file or is corrupt ({reason})")
+
+
+def _dumps(obj: object, what: str) -> str:
+    try:
+        return json.dumps(obj)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} must hold only JSON values: {e}") from None
+
+
+def _put(tensors: dict[str, Tensor], key: str, t: object) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{key} must be a tensor, got {type(t).__name__}")
+    if key in tensors:
+        raise ValueError(f"two tensors would be stored as {key!r}")
+    tensors[key] = t.detach().cpu()
+
+
+def _unshared(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Contiguous tensors, none sharing memory with another (safetensors refuses both):
+    tied weights, views and non-contiguous tensors are cloned; the rest are written as they are."""
+    seen: set[int] = set()
+    out = {}
+    for key, t in tensors.items():
+        if not t.is_contiguous():
+            t = t.contiguous()
+        elif t.numel() == 0 or t.untyped_storage().data_ptr() in seen:
+            t = t.clone()
+        if t.numel():
+            seen.add(t.untyped_storage().data_ptr())
+        out[key] = t
+    return out
+
+
+def _encode(obj: object, key: str, tensors: dict[str, Tensor]) -> object:
+    """A JSON value for ``obj``, its tensors moved into ``tensors`` under keys starting ``key``."""
+    if isinstance(obj, Tensor):
+        _put(tensors, key, obj)
+        return {_TENSOR: key}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
+            return {k: _encode(v, f"{key}.{k}", tensors) for k, v in obj.items()}
+        return {_ITEMS: [[k, _encode(v, f"{key}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {_TUPLE: [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]
+    return obj  # json.dumps rejects whatever is not a JSON value
+
+
+def _decode(obj: object, tensors: dict[str, Tensor]) -> object:
+    """The inverse of ``_encode``."""
+    if isinstance(obj, dict):
+        if set(obj) == {_TENSOR}:
+            return tensors[obj[_TENSOR]]
+        if set(obj) == {_TUPLE}:
+            return tuple(_decode(v, tensors) for v in obj[_TUPLE])
+        if set(obj) == {_ITEMS}:
+            return {k: _decode(v, tensors) for k, v in obj[_ITEMS]}
+        return {k: _decode(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v, tensors) for v in obj]
+    return obj
+
+
+def _capture_rng() -> RngState:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return RngState(
+        torch=torch.get_rng_state(),
+        cuda=[s.cpu() for s in cuda],
+        python=random.getstate(),
+        numpy=(name, keys, int(pos), int(has_gauss), float(gauss)),
+    )

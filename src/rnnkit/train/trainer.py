@@ -1,0 +1,311 @@
+"""The task-agnostic trainer: optimiser, schedule, clipping, evaluation, checkpoints, logs.
+
+Nothing here knows about language models: a task (``rnnkit.train.task.Task``) supplies the model,
+the loss of one batch, the batches by position, and its evaluation. The loop follows nanoGPT's
+order: set lr -> evaluate/checkpoint if due -> forward/backward -> clip -> step -> zero_grad -> log.
+
+Resuming is exact: a checkpoint holds the weights, the optimiser state, every RNG state, the data
+position, the task's carried state (the hidden state of truncated BPTT) and the trainer's
+counters, so a run killed at any moment and resumed ends with the same weights as one that
+never stopped. Many processes: launched by torchrun, the trainer wraps the model in
+DistributedDataParallel (gloo on the CPU, nccl on GPUs); rank 0 logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from rnnkit.config import option
+from rnnkit.errors import UserError
+from rnnkit.train.checkpoint import (
+    check_compatible,
+    load_checkpoint,
+    load_model_state,
+    restore_rng,
+    save_checkpoint,
+)
+from rnnkit.train.distributed import Distributed
+from rnnkit.train.task import Task
+
+LAST, BEST = "last.safetensors", "best.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    optimizer: Literal["adamw", "adam", "sgd"] = option("adamw", "the optimiser")
+    lr: float = option(2e-3, "peak learning rate")
+    weight_decay: float = option(0.0, "decoupled weight decay (adamw), L2 (adam, sgd)")
+    momentum: float = option(0.9, "momentum (sgd only)")
+    warmup_steps: int = option(100, "linear warm-up from 0 to lr over this many steps")
+    schedule: Literal["constant", "cosine", "linear"] = option(
+        "cosine", "decay after warm-up, down to min_lr_ratio * lr at max_steps"
+    )
+    min_lr_ratio: float = option(0.1, "the schedule's final lr as a fraction of lr")
+    clip_norm: float = option(1.0, "clip the gradient's global norm to this (0: off)")
+    clip_value: float = option(0.0, "clip each gradient element to [-v, v] (0: off)")
+    max_steps: int = option(2000, "stop after this many optimiser steps")
+    max_minutes: float = option(0.0, "stop after this much wall-clock time this run (0: off)")
+    eval_every: int = option(200, "evaluate on the validation split every N steps")
+    eval_batches: int = option(0, "validation windows per evaluation (0: all)")
+    patience: int = option(0, "stop after N evaluations without improvement (0: off)")
+    checkpoint_every: int = option(200, "write last.safetensors every N steps")
+    log_every: int = option(10, "log training loss every N steps")
+    seed: int = option(1337, "seed for weights, dropout and sampling")
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, mps ...")
+    threads: int = option(0, "torch intra-op threads (0: torch's default)")
+    progress: bool = option(True, "show a progress bar")
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        return torch.device("cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as error:
+        raise UserError(f"option 'train.device': {error}") from None
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up to cfg.lr, then the chosen decay down to min_lr_ratio * lr at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    floor = cfg.lr * cfg.min_lr_ratio
+    if cfg.schedule == "linear":
+        return cfg.lr - (cfg.lr - floor) * progress
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def drop_partial_line(path: Path) -> None:
+    """A run killed mid-write leaves half a JSON line at the end: cut it before appending."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+class Logger:
+    """JSON lines (the source of every plot) and TensorBoard event files beside them."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = run_dir / "log.jsonl"
+        self.tb = None
+        if enabled:
+            drop_partial_line(self.path)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:  # tensorboard is a dependency; without it, JSON lines only
+                self.tb = None
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in record.items():
+                if key not in ("step", "split") and isinstance(value, (int, float)):
+                    self.tb.add_scalar(f"{record['split']}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+class Trainer:
+    """Trains ``task`` with ``cfg`` into ``run_dir``; ``resume`` continues from last.safetensors.
+
+    Args:
+        task: what to train (model, loss, batches, evaluation; see ``Task``).
+        cfg: the training options.
+        run_dir: where checkpoints, logs and plots go.
+        meta: JSON-safe facts saved in every checkpoint (task name, full config, vocabulary).
+        resume: continue exactly from ``run_dir/last.safetensors``.
+    """
+
+    def __init__(
+        self, task: Task, cfg: TrainConfig, run_dir: Path, meta: dict, resume: bool = False
+    ) -> None:
+        self.task, self.cfg, self.run_dir, self.meta = task, cfg, Path(run_dir), meta
+        self.dist = Distributed.from_environment()
+        self.device = pick_device(cfg.device, self.dist.local_rank)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.model = task.model.to(self.device)
+        task.to(self.device)
+        self.trained = self.dist.wrap(self.model, self.device)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.step = 0
+        self.epoch, self.position = 0, 0
+        self.best = math.inf
+        self.bad_evals = 0
+        self.last_metrics: dict = {}
+        self.logger = Logger(self.run_dir, enabled=self.dist.is_main)
+        if resume:
+            self._resume()
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def _trainer_state(self) -> dict:
+        return {
+            "step": self.step, "epoch": self.epoch, "position": self.position,
+            "best": self.best, "bad_evals": self.bad_evals,
+        }  # fmt: skip
+
+    def save(self, name: str, with_optimizer: bool = True) -> None:
+        if not self.dist.is_main:
+            return
+        meta = {**self.meta, "trainer": self._trainer_state()}
+        save_checkpoint(
+            self.run_dir / name,
+            model_state=self.model.state_dict(),
+            meta=meta,
+            optimizer_state=self.optimizer.state_dict() if with_optimizer else None,
+            rng=with_optimizer,
+            extra_tensors=self.task.carried_state() if with_optimizer else None,
+        )
+
+    def _resume(self) -> None:
+        path = self.run_dir / LAST
+        ckpt = load_checkpoint(path)
+        check_compatible(ckpt.meta, {"task": self.meta["task"]}, path)
+        load_model_state(self.model, ckpt.model_state, path)
+        if ckpt.optimizer_state is None:
+            raise UserError(f"{path} holds no optimiser state: it cannot be resumed")
+        self.optimizer.load_state_dict(ckpt.optimizer_state)
+        state = ckpt.meta["trainer"]
+        self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
+        self.best, self.bad_evals = state["best"], state["bad_evals"]
+        self.task.load_carried_state({k: v.to(self.device) for k, v in ckpt.extra_tensors.items()})
+        restore_rng(ckpt.rng)
+
+    # ---- the loop ----------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        self.model.eval()
+        with torch.no_grad():
+            totals = self.task.evaluate(self.model, self.cfg.eval_batches)
+        self.model.train()
+        totals = self.dist.all_reduce_sums(totals, self.device)
+        return self.task.metrics(totals)
+
+    def _log_eval(self) -> bool:
+        """Evaluate, log, keep the best; True if training should stop early."""
+        metrics = self.evaluate()
+        self.logger.write({"step": self.step, "split": "val", **metrics})
+        self.last_metrics = metrics
+        if metrics["loss"] < self.best:
+            self.best, self.bad_evals = metrics["loss"], 0
+            self.save(BEST, with_optimizer=False)
+        else:
+            self.bad_evals += 1
+        return bool(self.cfg.patience) and self.bad_evals >= self.cfg.patience
+
+    def fit(self) -> dict:
+        """Train until a budget is spent; returns the final validation metrics."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        start = time.perf_counter()
+        deadline = start + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+        bar = tqdm(
+            total=cfg.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+            disable=not (cfg.progress and self.dist.is_main), desc=self.meta["task"],
+        )  # fmt: skip
+        n_batches = self.task.num_train_batches()
+        tokens_since, time_since = 0, time.perf_counter()
+        stopped_early = False
+        self.model.train()
+        if self.step == 0 and self.position == 0:
+            self.task.start_epoch(self.epoch)
+        while self.step < cfg.max_steps and time.perf_counter() < deadline:
+            lr = learning_rate(cfg, self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            batch = self.task.train_batch(self.position)
+            loss, n_tokens = self.task.loss(self.trained, batch)
+            loss.backward()
+            grad_norm = self._clip()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            self.position += 1
+            if self.position >= n_batches:  # epoch boundary: the carried state starts afresh
+                self.epoch, self.position = self.epoch + 1, 0
+                self.task.start_epoch(self.epoch)
+            tokens_since += n_tokens * self.dist.world_size
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                now = time.perf_counter()
+                rate = tokens_since / max(now - time_since, 1e-9)
+                tokens_since, time_since = 0, now
+                value = loss.item()
+                self.logger.write({
+                    "step": self.step, "split": "train", "loss": value, "grad_norm": grad_norm,
+                    "lr": lr, "tokens_per_s": rate, "time": now - start, "epoch": self.epoch,
+                })  # fmt: skip
+                bar.set_postfix(loss=f"{value:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
+            if self.step % cfg.eval_every == 0 and self._log_eval():
+                stopped_early = True
+            if self.step % cfg.checkpoint_every == 0:
+                self.save(LAST)
+            if stopped_early:
+                break
+        bar.close()
+        if self.step % cfg.eval_every != 0:  # always end with a measured validation loss
+            self._log_eval()
+        self.save(LAST)
+        self.logger.close()
+        self.dist.barrier()
+        return {
+            **self.last_metrics, "best_loss": self.best, "step": self.step,
+            "seconds": time.perf_counter() - start, "stopped_early": stopped_early,
+        }  # fmt: skip
+
+    def _clip(self) -> float:
+        """The global gradient norm before clipping (logged), then clip as configured."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        max_norm = self.cfg.clip_norm if self.cfg.clip_norm > 0 else math.inf
+        norm = float(nn.utils.clip_grad_norm_(params, max_norm))
+        if self.cfg.clip_value > 0:
+            nn.utils.clip_grad_value_(params, self.cfg.clip_value)
+        return norm
+
+
+def run_dir_ready(run_dir: Path, resume: bool) -> None:
+    """Refuse to overwrite a run; require one to resume. One-line errors."""
+    last = run_dir / LAST
+    if resume:
+        if not last.exists():
+            raise UserError(f"--resume: no checkpoint at {last} to resume from")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(
+            f"run directory {run_dir} exists and is not empty: pass --resume to continue it, "
+            "or choose another --out"
+        )
+    os.makedirs(run_dir, exist_ok=True)
