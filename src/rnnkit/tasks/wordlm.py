@@ -16,7 +16,7 @@ def default() -> LMConfig:
     m.cell, m.embedding_size, m.hidden_size, m.num_layers, m.dropout = "lstm", 256, 256, 2, 0.3
     m.tie_weights = True
     d.batch_size, d.bptt_len, d.max_vocab, d.min_count = 32, 35, 10000, 2
-    t.lr, t.warmup_steps, t.max_steps, t.max_minutes = 3e-3, 100, 3000, 10.0
+    t.lr, t.warmup_steps, t.max_steps, t.max_minutes = 3e-3, 100, 1300, 10.0
     t.eval_every, t.checkpoint_every = 250, 250
     return cfg
 

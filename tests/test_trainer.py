@@ -1,0 +1,96 @@
+"""The trainer on a task that is not a language model: it knows nothing of text."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from rnnkit.train.trainer import TrainConfig, Trainer, learning_rate
+
+
+class SumTask:
+    """Many-to-one regression: an Elman RNN learns the sum of its inputs (the lectures' toy)."""
+
+    def __init__(self) -> None:
+        import rnnkit
+
+        torch.manual_seed(0)
+        self.model = nn.ModuleDict({"rnn": rnnkit.RNN(1, 8), "head": nn.Linear(8, 1)})
+        g = torch.Generator().manual_seed(1)
+        self.xs = torch.rand(10, 20, 64, 1, generator=g)  # 10 batches of (T=20, B=64, 1)
+
+    def to(self, device):
+        pass
+
+    def num_train_batches(self):
+        return 9
+
+    def start_epoch(self, epoch):
+        pass
+
+    def train_batch(self, position):
+        return self.xs[position]
+
+    def _loss(self, model, xs, reduction="mean"):
+        ys, _ = model["rnn"](xs)
+        return nn.functional.mse_loss(model["head"](ys[-1]), xs.sum(0), reduction=reduction)
+
+    def loss(self, model, batch):
+        return self._loss(model, batch), batch.shape[1]
+
+    def evaluate(self, model, max_batches):
+        return {"sse": float(self._loss(model, self.xs[9], "sum")), "n": 64}
+
+    def metrics(self, sums):
+        return {"loss": sums["sse"] / sums["n"]}
+
+    def carried_state(self):
+        return {}
+
+    def load_carried_state(self, tensors):
+        pass
+
+
+def fit(tmp_path, **options):
+    cfg = TrainConfig(progress=False, eval_every=10, checkpoint_every=10, log_every=5, **options)
+    trainer = Trainer(SumTask(), cfg, tmp_path, {"task": "sum"})
+    return trainer, trainer.fit()
+
+
+def test_a_task_that_is_not_text_trains(tmp_path):
+    trainer, result = fit(tmp_path, max_steps=200, lr=1e-2, warmup_steps=10)
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    val = [r["loss"] for r in records if r["split"] == "val"]
+    assert val[-1] < 0.05 * val[0]
+    assert result["loss"] == val[-1] and result["step"] == 200
+    assert (tmp_path / "best.safetensors").exists() and (tmp_path / "last.safetensors").exists()
+
+
+def test_early_stopping_when_validation_stops_improving(tmp_path):
+    # lr 0: nothing changes, so after the first evaluation none improves
+    _, result = fit(tmp_path, max_steps=1000, lr=0.0, warmup_steps=0, patience=3)
+    assert result["stopped_early"] and result["step"] == 40
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_other_optimisers_and_clipping_by_value(tmp_path, optimizer):
+    trainer, result = fit(tmp_path, max_steps=30, optimizer=optimizer, clip_value=0.01, lr=1e-2)
+    assert isinstance(
+        trainer.optimizer, torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+    )
+    assert math.isfinite(result["loss"])
+
+
+def test_learning_rate_schedules():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert learning_rate(cfg, 0) == pytest.approx(0.1) and learning_rate(cfg, 9) == 1.0
+    assert learning_rate(cfg, 60) == pytest.approx(0.55)  # cosine half-way: the mean
+    assert learning_rate(cfg, 110) == pytest.approx(0.1)
+    cfg.schedule = "linear"
+    assert learning_rate(cfg, 60) == pytest.approx(0.55)
+    cfg.schedule = "constant"
+    assert learning_rate(cfg, 100) == 1.0
