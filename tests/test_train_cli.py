@@ -72,7 +72,10 @@ def test_sample_score_and_plot(corpus, tmp_path, capsys):
     assert main(["sample", str(run), "--greedy", "--length", "20"]) == 0
     assert main(["score", str(run), "ROMEO. What light", "xqzz kqvv vvqxzkq"]) == 0
     out = capsys.readouterr().out
-    assert "bits/char" in out and "most likely: 'ROMEO. What light'" in out
+    assert (
+        "bits/char" in out
+        and "most likely (highest total log-probability): 'ROMEO. What light'" in out
+    )
     assert main(["plot", str(run)]) == 0
     pngs = capsys.readouterr().out.split()
     assert pngs and all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
@@ -87,8 +90,9 @@ def test_word_model_trains_and_scores(corpus, tmp_path, capsys):
     assert train_losses[-1] < train_losses[0]
     assert "ppl" in records[-1]
     capsys.readouterr()
-    assert main(["score", str(run), "the king", "king the the"]) == 0
-    assert "bits/token" in capsys.readouterr().out
+    assert main(["score", str(run), "the king", "the zyzzyva"]) == 0
+    out = capsys.readouterr().out
+    assert "bits/token" in out and "1 word(s) scored as <unk>: zyzzyva" in out
 
 
 def test_resume_after_sigkill_ends_with_the_same_weights(corpus, tmp_path):

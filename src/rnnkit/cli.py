@@ -231,13 +231,17 @@ def cmd_score(argv: list[str]) -> int:
         total, _ = sequence_log_prob(loaded.model.step, None, ids)
         n = len(ids) - len(loaded.start_ids())
         rows.append((total, text))
+        unknown = loaded.vocab.unknown(text) if loaded.level == "word" else []
+        note = (
+            f"  ({len(unknown)} word(s) scored as <unk>: {', '.join(unknown)})" if unknown else ""
+        )
         print(
             f"{total:10.3f} nats  {-total / math.log(2) / n:6.3f} bits/{unit}  "
-            f"ppl {math.exp(-total / n):9.2f}  {text!r}"
+            f"ppl {math.exp(-total / n):9.2f}  {text!r}{note}"
         )
     if len(rows) > 1:
         best = max(rows)[1]
-        print(f"most likely: {best!r}")
+        print(f"most likely (highest total log-probability): {best!r}")
     return 0
 
 
