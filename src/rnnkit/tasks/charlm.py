@@ -27,7 +27,7 @@ def quick() -> LMConfig:
     m, t = cfg.model, cfg.train
     m.hidden_size, m.num_layers = 256, 1
     t.max_steps, t.max_minutes, t.eval_every, t.checkpoint_every, t.eval_batches = (
-        500, 4.0, 100, 100, 40,
+        1200, 3.0, 200, 200, 40,
     )  # fmt: skip
     return cfg
 
