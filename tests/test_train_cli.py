@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from rnnkit.cli import main
@@ -95,32 +96,50 @@ def test_word_model_trains_and_scores(corpus, tmp_path, capsys):
     assert "bits/token" in out and "1 word(s) scored as <unk>: zyzzyva" in out
 
 
-def test_resume_after_sigkill_ends_with_the_same_weights(corpus, tmp_path):
-    """A real process, really killed: the resumed run equals an uninterrupted one."""
-    common = [
-        sys.executable, "-m", "rnnkit", "train", "charlm", "--preset", "tiny", *QUIET,
-        "--data", str(corpus), "--train.max_steps", "150", "--train.checkpoint_every", "10",
-        "--train.eval_every", "50", "--model.dropout", "0.2",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run([*common, "--out", str(whole)], check=True, env=env, capture_output=True)
+RESUME_RUN = [
+    "train", "charlm", "--preset", "tiny", *QUIET, "--train.max_steps", "150",
+    "--train.checkpoint_every", "10", "--train.eval_every", "50", "--model.dropout", "0.2",
+]  # fmt: skip
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-    proc = subprocess.Popen([*common, "--out", str(killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """One whole run, the reference for the interrupted ones."""
+    tmp = tmp_path_factory.mktemp("whole")
+    (tmp / "corpus.txt").write_text(TEXT)
+    args = [*RESUME_RUN, "--data", str(tmp / "corpus.txt"), "--out", str(tmp / "run")]
+    subprocess.run(
+        [sys.executable, "-m", "rnnkit", *args], check=True, env=ENV, capture_output=True
+    )
+    return tmp / "run"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(sig, uninterrupted, tmp_path):
+    """A real process, really killed (or Ctrl-C'd): the resumed run equals an uninterrupted one."""
+    corpus = uninterrupted.parent / "corpus.txt"
+    killed = tmp_path / "killed"
+    args = [*RESUME_RUN, "--data", str(corpus), "--out", str(killed)]
+    command = [sys.executable, "-m", "rnnkit", *args]
+    proc = subprocess.Popen(
+        command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (killed / "last.safetensors").exists():
         time.sleep(0.02)
     time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    stopped_at = json.loads(
-        __import__("safetensors").safe_open(killed / "last.safetensors", "pt").metadata()["meta"]
-    )["trainer"]["step"]
-    assert 0 < stopped_at < 150, "the kill should land mid-run"
-    resume = [*common[:3], "train", "charlm", *QUIET, "--out", str(killed), "--resume"]
-    subprocess.run(resume, check=True, env=env, capture_output=True)
-    a, b = weights(whole / "last.safetensors"), weights(killed / "last.safetensors")
+    proc.send_signal(sig)
+    _, err = proc.communicate()
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:  # Ctrl-C: stop at a step boundary, save, say how to continue
+        assert proc.returncode == 130 and "--resume" in err, err
+    stopped_at = json.loads(safe_open(killed / "last.safetensors", "pt").metadata()["meta"])
+    assert 0 < stopped_at["trainer"]["step"] < 150, "the signal should land mid-run"
+    resume = [sys.executable, "-m", "rnnkit", "train", "charlm", *QUIET, "--out", str(killed)]
+    subprocess.run([*resume, "--resume"], check=True, env=ENV, capture_output=True)
+    a, b = weights(uninterrupted / "last.safetensors"), weights(killed / "last.safetensors")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -132,7 +151,7 @@ def test_two_processes_match_one_at_the_same_global_batch(corpus, tmp_path):
         "train", "charlm", "--preset", "tiny", *QUIET, "--data", str(corpus),
         "--train.max_steps", "15", "--data.batch_size", "8",
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = ENV
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, "-m", "rnnkit", *common, "--out", str(one)], check=True,
                    env=env, capture_output=True)  # fmt: skip

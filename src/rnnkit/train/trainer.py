@@ -13,9 +13,12 @@ DistributedDataParallel (gloo on the CPU, nccl on GPUs); rank 0 logs and checkpo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +100,34 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+class _Stop:
+    requested = False
+
+
+STOP = _Stop()
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Turn Ctrl-C (SIGINT) into a request to stop at the next step boundary, so that the
+    checkpoint written on the way out is exact; a second Ctrl-C interrupts at once."""
+    STOP.requested = False
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: STOP.requested
+        return
+
+    def on_sigint(signum, frame):
+        if STOP.requested:
+            raise KeyboardInterrupt
+        STOP.requested = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: STOP.requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def drop_partial_line(path: Path) -> None:
@@ -237,13 +268,34 @@ class Trainer:
             total=cfg.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
             disable=not (cfg.progress and self.dist.is_main), desc=self.meta["task"],
         )  # fmt: skip
-        n_batches = self.task.num_train_batches()
-        tokens_since, time_since = 0, time.perf_counter()
-        stopped_early = False
         self.model.train()
         if self.step == 0 and self.position == 0:
             self.task.start_epoch(self.epoch)
+        with stop_requests() as interrupted:
+            stopped_early = self._loop(bar, deadline, start)
+        bar.close()
+        if interrupted():  # Ctrl-C: the step in flight finished, its checkpoint is exact
+            self.save(LAST)
+            self.logger.close()
+            raise KeyboardInterrupt
+        if self.step % cfg.eval_every != 0:  # always end with a measured validation loss
+            self._log_eval()
+        self.save(LAST)
+        self.logger.close()
+        self.dist.barrier()
+        return {
+            **self.last_metrics, "best_loss": self.best, "step": self.step,
+            "seconds": time.perf_counter() - start, "stopped_early": stopped_early,
+        }  # fmt: skip
+
+    def _loop(self, bar, deadline: float, start: float) -> bool:
+        """Steps until a budget is spent or a stop is requested; True if stopped early."""
+        cfg = self.cfg
+        n_batches = self.task.num_train_batches()
+        tokens_since, time_since = 0, time.perf_counter()
         while self.step < cfg.max_steps and time.perf_counter() < deadline:
+            if STOP.requested:
+                return False
             lr = learning_rate(cfg, self.step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -270,22 +322,12 @@ class Trainer:
                     "lr": lr, "tokens_per_s": rate, "time": now - start, "epoch": self.epoch,
                 })  # fmt: skip
                 bar.set_postfix(loss=f"{value:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
-            if self.step % cfg.eval_every == 0 and self._log_eval():
-                stopped_early = True
+            stopped_early = self.step % cfg.eval_every == 0 and self._log_eval()
             if self.step % cfg.checkpoint_every == 0:
                 self.save(LAST)
             if stopped_early:
-                break
-        bar.close()
-        if self.step % cfg.eval_every != 0:  # always end with a measured validation loss
-            self._log_eval()
-        self.save(LAST)
-        self.logger.close()
-        self.dist.barrier()
-        return {
-            **self.last_metrics, "best_loss": self.best, "step": self.step,
-            "seconds": time.perf_counter() - start, "stopped_early": stopped_early,
-        }  # fmt: skip
+                return True
+        return False
 
     def _clip(self) -> float:
         """The global gradient norm before clipping (logged), then clip as configured."""
