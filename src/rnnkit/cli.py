@@ -145,8 +145,7 @@ def cmd_train(argv: list[str]) -> int:
     trainer = Trainer(task, cfg.train, run_dir, meta, resume=args.resume)
     try:
         result = trainer.fit()
-    except KeyboardInterrupt:
-        trainer.save(LAST)
+    except KeyboardInterrupt:  # the trainer saved an exact checkpoint at a step boundary
         if dist.is_main:
             print(
                 f"\ninterrupted at step {trainer.step}; checkpoint saved. Continue with: "
@@ -277,12 +276,32 @@ def cmd_demo(argv: list[str]) -> int:
     return 0
 
 
+# ---- bench --------------------------------------------------------------------------------
+def cmd_bench(argv: list[str]) -> int:
+    from rnnkit.bench import BENCHMARKS
+
+    if not argv:
+        raise UserError(
+            f"bench needs a benchmark name, e.g. rnnkit bench speed; benchmarks: "
+            f"{', '.join(BENCHMARKS)}"
+        )
+    if argv[0] in ("-h", "--help"):
+        print("usage: rnnkit bench NAME [options]; rnnkit bench NAME --help lists them")
+        for name, (_, text) in BENCHMARKS.items():
+            print(f"  {name:8} {text}")
+        return 0
+    if argv[0] not in BENCHMARKS:
+        raise UserError(f"unknown benchmark {argv[0]!r}; benchmarks: {', '.join(BENCHMARKS)}")
+    return BENCHMARKS[argv[0]][0](argv[1:])
+
+
 COMMANDS = {
     "train": (cmd_train, "train a task: rnnkit train TASK (charlm, wordlm) [options]"),
     "sample": (cmd_sample, "generate text from a trained language model"),
     "score": (cmd_score, "log-probability and bits per token of texts"),
     "plot": (cmd_plot, "draw a run's loss, bits and gradient-norm curves as PNG"),
     "demo": (cmd_demo, "train a small LSTM on generated data and show gradient flow"),
+    "bench": (cmd_bench, "benchmarks: rnnkit bench speed [--quick] (tokens/s against torch.nn)"),
 }
 
 
