@@ -123,10 +123,14 @@ class LSTMCell(Cell):
     def sequence(
         self, xs: Tensor, state: tuple[Tensor, Tensor], mask: Tensor | None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """The whole sequence through the hand-derived kernel (``rnnkit.kernels.lstm``)."""
-        from rnnkit.kernels.lstm import lstm_sequence
+        """The whole sequence through the hand-derived kernel (``rnnkit.kernels.lstm``), or, for
+        the plain cell without a mask, through torch's fused LSTM op where that is faster (the
+        backend setting of ``rnnkit.kernels.lstm`` decides; both compute the same function)."""
+        from rnnkit.kernels import lstm as kernels
 
-        return lstm_sequence(self, self.input_gates(xs), state, mask)
+        if kernels.use_fused(self, xs, mask):  # before the input projection: it does its own
+            return kernels.lstm_sequence_fused(self, xs, state)
+        return kernels.lstm_sequence(self, self.input_gates(xs), state, mask)
 
     def extra_repr(self) -> str:
         opts = [f"{self.input_size}, {self.hidden_size}"]

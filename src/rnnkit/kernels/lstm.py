@@ -47,8 +47,17 @@ parameter gradients are sums over all T·B rows (one matrix product for W_hh)::
     ∂L/∂γ_c  = Σ_t ∂L/∂ĉ_t ⊙ LN(c_t)             ∂L/∂β_c  = Σ_t ∂L/∂ĉ_t
 
 Saved for backward: the gate activations i, f, g, o (T, B, 4H), the carried states h and c
-(T+1, B, H) each (h_0, c_0 first), the mask, and for layer_norm the raw recurrent products
-a (T, B, 4H) with their mean and 1/σ (T, B, 1), and the mean and 1/σ of c (T, B, 1).
+(T+1, B, H) each (h_0, c_0 first), tanh(ĉ_t) (T, B, H) as forward computed it, the mask, and
+for layer_norm the normalised LN(a_t) (T, B, 4H) and LN(c_t) (T, B, H), each with its 1/σ
+(T, B, 1). Backward thus recomputes no forward quantity.
+
+Backend. The plain LSTM (no peephole, no layer_norm) over a batch without a mask computes
+exactly torch.nn.LSTM's function, for which torch has a fused CPU op (``torch._VF.lstm``, oneDNN
+in float32) that trains faster than this kernel. ``BACKEND`` chooses: "auto" (the default)
+dispatches that case to torch's op where it is the faster one (see ``use_fused``), "torch"
+dispatches it there always (any dtype, for tests and comparisons), "rnnkit" always runs the
+hand-derived kernel. Switch with ``set_lstm_backend(name)``, also a context manager. Peepholes,
+layer_norm and masked batches (variable lengths) always run the hand-derived kernel.
 """
 
 from __future__ import annotations
@@ -58,6 +67,79 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnkit.cells.lstm import LN_EPS
+
+BACKENDS = ("auto", "torch", "rnnkit")
+BACKEND = "auto"
+"""Which implementation runs a plain, unmasked LSTM sequence (see the module docstring)."""
+
+
+class set_lstm_backend:
+    """Set ``BACKEND`` to ``name``, one of "auto", "torch", "rnnkit"; as a context manager,
+    restore the previous one on exit: ``with set_lstm_backend("rnnkit"): ...``."""
+
+    def __init__(self, name: str) -> None:
+        global BACKEND
+        if name not in BACKENDS:
+            raise ValueError(f"LSTM backend must be one of {list(BACKENDS)}, got {name!r}")
+        self.previous, BACKEND = BACKEND, name
+
+    def __enter__(self) -> set_lstm_backend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global BACKEND
+        BACKEND = self.previous
+
+
+def use_fused(cell, xs: Tensor, mask: Tensor | None) -> bool:
+    """Whether ``cell.sequence(xs, state, mask)`` runs torch's fused op rather than the kernel.
+
+    It applies to the plain cell (no peephole, no layer_norm) without a mask and with T ≥ 1.
+    "auto" takes it where it measured faster (hidden 32-512, batch 1-32, T 1-100, 2 cores):
+    where it runs oneDNN's fused LSTM (float32 on the CPU, oneDNN enabled), for T ≥ 2 (at T = 1
+    oneDNN's per-call set-up costs more than the step). Not otherwise: in float64, or with
+    oneDNN off, torch's op is a per-step composite under autograd, 1.1-3.6x slower than the
+    hand-derived kernel.
+    """
+    if BACKEND == "rnnkit" or mask is not None or cell.peephole or cell.layer_norm:
+        return False
+    if BACKEND == "torch":
+        return xs.shape[0] > 0  # torch's op rejects empty sequences
+    return (
+        xs.shape[0] > 1
+        and xs.dtype == torch.float32
+        and xs.device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
+def lstm_sequence_fused(
+    cell, xs: Tensor, state: tuple[Tensor, Tensor]
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Run the plain ``cell`` over xs (T, B, I) through torch's fused op (one layer, one
+    direction, time-major), with the cell's own parameters; torch's autograd gives the gradients.
+
+    Returns ys (T, B, H) and the final (h_T, c_T); the same function as ``lstm_sequence``
+    without a mask (the input projection is inside torch's op).
+    """
+    h0, c0 = state
+    params = [cell.weight_ih, cell.weight_hh]
+    if cell.bias_ih is not None:
+        params += [cell.bias_ih, cell.bias_hh]
+    hx = (h0.unsqueeze(0), c0.unsqueeze(0))
+    train = torch.is_grad_enabled()  # keeps oneDNN's workspace for backward
+    ys, h, c = torch._VF.lstm(xs, hx, params, len(params) == 4, 1, 0.0, train, False, False)
+    return ys, (h[0], c[0])
+
+
+def _normalise(v: Tensor, out: Tensor, rstd: Tensor, mean: Tensor) -> Tensor:
+    """LN(v) = (v - μ)/σ over the last dimension (no gain), written into ``out``, 1/σ into
+    ``rstd`` (μ into ``mean``, a scratch); the same arithmetic as ``F.layer_norm``."""
+    torch.ops.aten.native_layer_norm.out(
+        v, v.shape[-1:], None, None, LN_EPS, out0=out, out1=mean, out2=rstd
+    )
+    return out
 
 
 def _ln_backward(d: Tensor, v_hat: Tensor, rstd: Tensor, out: Tensor | None = None) -> Tensor:
@@ -97,34 +179,38 @@ class LSTMFunction(torch.autograd.Function):
         layer_norm = weight_ln_hh is not None
         W_t = weight_hh.t()  # (H, 4H)
 
-        # The bias b_hh enters every step unchanged: add it to all T input gates at once.
-        xb = xg if bias_hh is None else xg + bias_hh  # (T, B, 4H)
-        gates = xg.new_empty(T, B, G)  # (T, B, 4H) pre-activations, then i, f, g, o in place
+        # The gate buffer starts as xg + b_hh (b_hh enters every step unchanged: all T at once);
+        # each step adds its recurrent product in place, then turns z into i, f, g, o in place.
+        gates = xg.new_empty(T, B, G)  # (T, B, 4H) pre-activations, then i, f, g, o
+        if bias_hh is None:
+            gates.copy_(xg)
+        else:
+            torch.add(xg, bias_hh, out=gates)
         hs = xg.new_empty(T + 1, B, H)  # (T+1, B, H) carried h_0..h_T
         cs = xg.new_empty(T + 1, B, H)  # (T+1, B, H) carried c_0..c_T
+        tanh_cs = xg.new_empty(T, B, H)  # (T, B, H) tanh(ĉ_t), kept for backward
         hs[0] = h0
         cs[0] = c0
-        tanh_c = xg.new_empty(B, H)  # (B, H) scratch for tanh(c) (without layer_norm)
-        if layer_norm:
-            a_hh = xg.new_empty(T, B, G)  # (T, B, 4H) W_hh h_{t-1} before normalisation
-            mu_hh = xg.new_empty(T, B, 1)
+        if layer_norm:  # kept for backward: the normalised values and their 1/σ
+            a = xg.new_empty(B, G)  # (B, 4H) scratch for the raw product W_hh h_{t-1}
+            mu = xg.new_empty(B, 1)  # (B, 1) scratch for a mean
+            a_norm = xg.new_empty(T, B, G)  # (T, B, 4H) LN(a_t)
             rstd_hh = xg.new_empty(T, B, 1)
-            mu_c = xg.new_empty(T, B, 1)
+            c_norm = xg.new_empty(T, B, H)  # (T, B, H) LN(c_t)
             rstd_c = xg.new_empty(T, B, 1)
         else:
-            a_hh = mu_hh = rstd_hh = mu_c = rstd_c = None
+            a_norm = rstd_hh = c_norm = rstd_c = None
+        h_steps, c_steps = hs.unbind(0), cs.unbind(0)  # per-step views (B, ·), taken once
+        z_steps, tanh_steps = gates.unbind(0), tanh_cs.unbind(0)
 
         for t in range(T):
-            h, c, z = hs[t], cs[t], gates[t]  # (B, H), (B, H), (B, 4H)
+            h, c, z = h_steps[t], c_steps[t], z_steps[t]  # (B, H), (B, H), (B, 4H)
             # z = xg + b_hh + W_hh h: the step's one recurrent product, into the gate buffer
-            if layer_norm:
-                torch.mm(h, W_t, out=a_hh[t])
-                n, mu, rstd = torch.native_layer_norm(a_hh[t], (G,), weight_ln_hh, None, LN_EPS)
-                mu_hh[t] = mu
-                rstd_hh[t] = rstd
-                torch.add(xb[t], n, out=z)
+            if layer_norm:  # z += LN(a) ⊙ γ_hh
+                torch.mm(h, W_t, out=a)
+                z.addcmul_(_normalise(a, a_norm[t], rstd_hh[t], mu), weight_ln_hh)
             else:
-                torch.addmm(xb[t], h, W_t, out=z)
+                z.addmm_(h, W_t)
             i, f, g, o = z.split(H, dim=-1)  # views into the gate buffer
             if peephole:
                 i.addcmul_(weight_ci, c)
@@ -132,27 +218,22 @@ class LSTMFunction(torch.autograd.Function):
             z[:, : 2 * H].sigmoid_()  # i, f
             g.tanh_()
             # c' = f ⊙ c + i ⊙ g
-            c_new = cs[t + 1]
+            c_new, h_new, tanh_c = c_steps[t + 1], h_steps[t + 1], tanh_steps[t]
             torch.mul(f, c, out=c_new)
             c_new.addcmul_(i, g)
             if peephole:
                 o.addcmul_(weight_co, c_new)
             o.sigmoid_()
             # h' = o ⊙ tanh(ĉ)
-            if layer_norm:
-                c_hat, mu, rstd = torch.native_layer_norm(
-                    c_new, (H,), weight_ln_c, bias_ln_c, LN_EPS
-                )
-                mu_c[t] = mu
-                rstd_c[t] = rstd
-                torch.tanh(c_hat, out=c_hat)
-                torch.mul(o, c_hat, out=hs[t + 1])
+            if layer_norm:  # ĉ = LN(c') ⊙ γ_c + β_c
+                c_hat = _normalise(c_new, c_norm[t], rstd_c[t], mu)
+                torch.addcmul(bias_ln_c, c_hat, weight_ln_c, out=tanh_c).tanh_()
             else:
                 torch.tanh(c_new, out=tanh_c)
-                torch.mul(o, tanh_c, out=hs[t + 1])
+            torch.mul(o, tanh_c, out=h_new)
             if mask is not None:  # past a sequence's end: carry the state unchanged
                 m = mask[t]  # (B, 1)
-                torch.where(m, hs[t + 1], h, out=hs[t + 1])
+                torch.where(m, h_new, h, out=h_new)
                 torch.where(m, c_new, c, out=c_new)
 
         if mask is None:
@@ -160,8 +241,8 @@ class LSTMFunction(torch.autograd.Function):
         else:
             ys = hs[1:].masked_fill(~mask, 0)  # (T, B, H), zero past each sequence's end
         ctx.save_for_backward(
-            gates, hs, cs, mask, weight_hh, weight_ci, weight_cf, weight_co,
-            weight_ln_hh, weight_ln_c, bias_ln_c, a_hh, mu_hh, rstd_hh, mu_c, rstd_c,
+            gates, hs, cs, tanh_cs, mask, weight_hh, weight_ci, weight_cf, weight_co,
+            weight_ln_hh, weight_ln_c, bias_ln_c, a_norm, rstd_hh, c_norm, rstd_c,
         )  # fmt: skip
         return ys, hs[T].clone(), cs[T].clone()
 
@@ -169,8 +250,8 @@ class LSTMFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_ys: Tensor, d_hT: Tensor, d_cT: Tensor):
         (
-            gates, hs, cs, mask, weight_hh, weight_ci, weight_cf, weight_co,
-            weight_ln_hh, weight_ln_c, bias_ln_c, a_hh, mu_hh, rstd_hh, mu_c, rstd_c,
+            gates, hs, cs, tanh_c, mask, weight_hh, weight_ci, weight_cf, weight_co,
+            weight_ln_hh, weight_ln_c, bias_ln_c, a_norm, rstd_hh, c_norm, rstd_c,
         ) = ctx.saved_tensors  # fmt: skip
         needs = ctx.needs_input_grad
         T, B, G = gates.shape
@@ -181,18 +262,14 @@ class LSTMFunction(torch.autograd.Function):
         # The local derivatives, which do not depend on the recursion: all T steps at once.
         c_prev_all, c_all = cs[:-1], cs[1:]  # (T, B, H) c_{t-1}, c_t
         i_all, f_all, g_all, o_all = gates.split(H, dim=-1)  # (T, B, H) each
-        if layer_norm:
-            c_norm = (c_all - mu_c) * rstd_c  # (T, B, H) LN(c_t)
-            tanh_c = torch.addcmul(bias_ln_c, c_norm, weight_ln_c).tanh_()  # (T, B, H) tanh(ĉ)
-            a_norm = (a_hh - mu_hh) * rstd_hh  # (T, B, 4H) LN(a_t)
-            d_a_all = gates.new_empty(T, B, G)  # (T, B, 4H) ∂L/∂a_t
-        else:
-            c_norm = a_norm = None
-            tanh_c = c_all.tanh()  # (T, B, H) tanh(ĉ) = tanh(c)
+        # tanh_c (T, B, H) is tanh(ĉ_t), and c_norm, a_norm are LN(c_t), LN(a_t), as forward
+        # computed them (at a masked step those of the discarded update, which Δh = Δc = 0
+        # multiply away).
         # ∂z ← Δc and ∂z_o ← Δh factors: D = [g ⊙ σ'(i), c_{t-1} ⊙ σ'(f), i ⊙ tanh'(g),
         # tanh(ĉ) ⊙ σ'(o)] with σ' = σ(1 - σ), tanh' = 1 - tanh², so that per step
-        # ∂L/∂z_{i,f,g} = ∂L/∂c ⊙ D_{i,f,g} and ∂L/∂z_o = Δh ⊙ D_o.
-        D = gates * (1 - gates)  # (T, B, 4H) σ' in the i, f, o slots
+        # ∂L/∂z_{i,f,g} = ∂L/∂c ⊙ D_{i,f,g} and ∂L/∂z_o = Δh ⊙ D_o. The loop multiplies each
+        # step's factors in place, so that D becomes ∂L/∂z.
+        D = torch.rsub(gates, 1).mul_(gates)  # (T, B, 4H) σ' = σ(1 - σ) in the i, f, o slots
         D_i, D_f, D_g, D_o = D.split(H, dim=-1)
         D_i.mul_(g_all)
         D_f.mul_(c_prev_all)
@@ -203,16 +280,16 @@ class LSTMFunction(torch.autograd.Function):
         Q = torch.addcmul(o_all, o_all * tanh_c, tanh_c, value=-1)  # (T, B, H)
         Q_gain = Q * weight_ln_c if layer_norm else Q  # (T, B, H)
 
-        d_z_all = gates.new_empty(T, B, G)  # (T, B, 4H) ∂L/∂z_t = ∂L/∂xg_t
-        if not layer_norm:
-            d_a_all = d_z_all  # without layer_norm a_t enters z_t unchanged
+        d_z_all = D  # (T, B, 4H) ∂L/∂z_t = ∂L/∂xg_t, once the loop has passed step t
+        # ∂L/∂a_t (T, B, 4H); without layer_norm a_t enters z_t unchanged
+        d_a_all = gates.new_empty(T, B, G) if layer_norm else d_z_all
         d_h_all = gates.new_empty(T, B, H)  # (T, B, H) Δh_t, for ∂L/∂ĉ_t after the loop
         past_end = None if mask is None else ~mask  # (T, B, 1)
         dh = d_hT.contiguous()  # δh_T (B, H)
         dc = d_cT.contiguous()  # δc_T (B, H)
         for t in range(T - 1, -1, -1):
             m = None if mask is None else mask[t]  # (B, 1) True: step t is in the sequence
-            d_z = d_z_all[t]  # (B, 4H) to write into
+            d_z = d_z_all[t]  # (B, 4H) D_t, turned into ∂L/∂z_t in place
             d_zo = d_z[:, 3 * H :]  # (B, H)
             # Δh = ∂L_t/∂h_t + δh_t, Δc = δc_t; zero at a masked step (h_t is not this step's)
             d_h = torch.add(dh, d_ys[t], out=d_h_all[t])
@@ -221,7 +298,7 @@ class LSTMFunction(torch.autograd.Function):
                 d_h.masked_fill_(past_end[t], 0)
                 d_c = dc.masked_fill(past_end[t], 0)
             # dL/do = Δh ⊙ tanh(ĉ);  dL/dz_o = dL/do ⊙ o(1 - o)
-            torch.mul(d_h, D_o[t], out=d_zo)
+            d_zo.mul_(d_h)  # D_o ⊙ Δh
             # dL/dc = Δc + dL/dĉ (through the cell norm: LN'(dL/dĉ ⊙ γ_c)) [+ dL/dz_o ⊙ w_co],
             # dL/dĉ = Δh ⊙ o ⊙ (1 - tanh²(ĉ))
             if layer_norm:
@@ -233,7 +310,7 @@ class LSTMFunction(torch.autograd.Function):
             # c_t = f ⊙ c_{t-1} + i ⊙ g:
             # dL/dz_i = (dL/dc ⊙ g) ⊙ i(1 - i), dL/dz_f = (dL/dc ⊙ c_{t-1}) ⊙ f(1 - f),
             # dL/dz_g = (dL/dc ⊙ i) ⊙ (1 - g²), all three in one broadcast product
-            torch.mul(d_c.unsqueeze(1), D_c[t], out=d_z[:, : 3 * H].unflatten(-1, (3, H)))
+            D_c[t].mul_(d_c.unsqueeze(1))  # D_{i,f,g} ⊙ dL/dc
             # δc_{t-1} = dL/dc ⊙ f [+ dL/dz_i ⊙ w_ci + dL/dz_f ⊙ w_cf]
             dc_prev = d_c.mul_(f_all[t])
             if peephole:

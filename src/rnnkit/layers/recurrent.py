@@ -72,7 +72,9 @@ class Recurrent(nn.Module):
         cell: any module with ``forward(x, state) -> (y, state)`` and ``init_state(batch)``.
         use_kernel: run built-in cells through their hand-derived BPTT kernel (``cell.sequence``);
             False, or a cell without ``sequence``, takes the generic path: a loop of cell calls
-            that trains through autograd.
+            that trains through autograd. Either way, one step (T = 1) without ``lengths`` while
+            autograd records nothing (``torch.no_grad()``, or nothing requires grad: a sampler's
+            call) is a single call of the cell, the generic path's one step.
 
     Shapes: xs (T, B, I); state as the cell's; lengths (B,) integers in [0, T].
     Returns ys (T, B, O), zero after each sequence's end, and the final state, which for each
@@ -98,6 +100,11 @@ class Recurrent(nn.Module):
         lengths = check_lengths(lengths, T, B, xs.device)
         if state is None:
             state = self.cell.init_state(B, device=xs.device, dtype=xs.dtype)
+        if T == 1 and lengths is None and not self._records_graph(xs, state):
+            # One step without autograd (a sampler's call): the generic path's single cell call,
+            # without the kernel's set-up. Reversing one step is the identity.
+            y, state = self.cell(xs[0], state)
+            return y.unsqueeze(0).clone(), state  # (1, B, O), not aliasing the state
         if reverse:
             xs = flip_sequences(xs, lengths)
         mask = None if lengths is None else length_mask(lengths, T)
@@ -108,6 +115,16 @@ class Recurrent(nn.Module):
         if reverse:
             ys = flip_sequences(ys, lengths)
         return ys, state
+
+    def _records_graph(self, xs: Tensor, state: State) -> bool:
+        """Whether autograd would record this call: grad mode on and some input needs grad."""
+        if not torch.is_grad_enabled():
+            return False
+        if xs.requires_grad or any(p.requires_grad for p in self.cell.parameters()):
+            return True
+        found = []
+        map_state(lambda s: found.append(s.requires_grad), state)
+        return any(found)
 
     def generic(self, xs: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
         """The generic path: the cell stepped T times under autograd."""
