@@ -12,7 +12,9 @@ What one row measures (tokens = time steps × batch rows):
   choose the next token; tokens/s is characters generated per second.
 
 Rows: ``torch.nn`` (torch.nn.LSTM / GRU / RNN(tanh)); ``rnnkit`` (the twins on their default
-fast path, the hand-derived kernels) for the same three and, through rnnkit only, the variants
+fast path: the hand-derived kernels, except the plain float32 LSTM on an unmasked batch, which
+runs torch's fused op, see ``rnnkit.kernels.lstm.use_fused``) for the same three and, through
+rnnkit only, the variants
 lstm_peephole, lstm_layernorm, minimal_gru, jordan (output size H) and gru_reset_before; and
 ``custom loop``: an LSTM written the way users write one (a Python loop over ``x.unbind(0)``,
 ``F.linear`` per step, under autograd), the reference row. Sampling rows: the LSTM, GRU and RNN

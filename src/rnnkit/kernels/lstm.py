@@ -135,7 +135,7 @@ def lstm_sequence_fused(
 
 def _normalise(v: Tensor, out: Tensor, rstd: Tensor, mean: Tensor) -> Tensor:
     """LN(v) = (v - μ)/σ over the last dimension (no gain), written into ``out``, 1/σ into
-    ``rstd`` (μ into ``mean``, a scratch); the same arithmetic as ``F.layer_norm``."""
+    ``rstd`` (μ into ``mean``, a scratch); ``F.layer_norm`` without gain or bias."""
     torch.ops.aten.native_layer_norm.out(
         v, v.shape[-1:], None, None, LN_EPS, out0=out, out1=mean, out2=rstd
     )

@@ -94,7 +94,8 @@ class RecurrentLayer(nn.Module):
     def _sync(self) -> None:
         for cell, name, top in self._links:
             cell._parameters[name] = getattr(self, top)
-        self._stack.train(self.training)
+        if self._stack.training != self.training:  # train() walks every submodule: only if needed
+            self._stack.train(self.training)
 
     def forward(
         self,
