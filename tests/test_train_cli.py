@@ -156,7 +156,7 @@ def test_two_processes_match_one_at_the_same_global_batch(corpus, tmp_path):
     subprocess.run([sys.executable, "-m", "rnnkit", *common, "--out", str(one)], check=True,
                    env=env, capture_output=True)  # fmt: skip
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_port", "29517", "-m", "rnnkit"]  # fmt: skip
+                "--standalone", "-m", "rnnkit"]  # fmt: skip
     done = subprocess.run([*torchrun, *common, "--out", str(two)], env=env, capture_output=True,
                           text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
