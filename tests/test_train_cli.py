@@ -177,6 +177,12 @@ def test_two_processes_match_one_at_the_same_global_batch(corpus, tmp_path):
         (None, ["--model.cell", "transformer"], "model.cell"),
         (None, ["--preset", "huge"], "unknown preset 'huge'"),
         (None, ["--resume", "--out", "{tmp}/nothing"], "no checkpoint"),
+        (None, ["--model.hidden_size", "0"], "'model.hidden_size' must be >= 1, got 0"),
+        (None, ["--model.dropout", "1.5"], "'model.dropout' must be in [0, 0.99]"),
+        (None, ["--train.lr", "-1"], "'train.lr' must be >= 0"),
+        (None, ["--train.max_steps", "0"], "'train.max_steps' must be >= 1"),
+        (None, ["--train.eval_every", "0"], "'train.eval_every' must be >= 1"),
+        (None, ["--data.batch_size", "0"], "data.batch_size"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(setup, args, message, tmp_path, capsys):
@@ -193,6 +199,7 @@ def test_bad_input_is_one_line_and_nonzero(setup, args, message, tmp_path, capsy
     assert train(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "run").exists()  # a refused run leaves no directory behind
 
 
 def test_unknown_task_and_existing_run_directory(corpus, tmp_path, capsys):
@@ -219,6 +226,8 @@ def test_corrupt_and_mismatched_checkpoints(corpus, tmp_path, capsys):
     assert "best.safetensors" in err and len(err.splitlines()) == 1
     assert main(["sample", str(run / "last.safetensors"), "--prime", "\u2603"]) == 2
     assert "never seen" in capsys.readouterr().err
+    assert main(["score", str(run / "last.safetensors"), ""]) == 2
+    assert "nothing to score" in capsys.readouterr().err
 
 
 def test_help_lists_every_option_with_its_default(capsys):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,12 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="one batch per split, then stop")
     p.add_argument("-h", "--help", action="store_true", help="list every option and exit")
     return p
+
+
+def check_config(spec, cfg) -> None:
+    """The task's own range checks (one-line errors), if it has them."""
+    if spec.check is not None:
+        spec.check(cfg)
 
 
 def train_help(spec) -> str:
@@ -95,7 +102,7 @@ def cmd_train(argv: list[str]) -> int:
         overrides.append(("data.path", args.data))
     dist = Distributed.from_environment()
 
-    vocab = None
+    vocab, created = None, False
     if args.resume:
         if not args.out:
             raise UserError("--resume needs --out, the run directory to continue")
@@ -114,10 +121,13 @@ def cmd_train(argv: list[str]) -> int:
                 f"unknown preset {preset!r} for {spec.name}; presets: {', '.join(spec.presets)}"
             )
         cfg = resolve_config(spec.presets[preset](), args.config, overrides)
+        check_config(spec, cfg)  # before the run directory is made
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{spec.name}-{stamp}"
+        created = not run_dir.exists()
         if dist.is_main:
             run_dir_ready(run_dir, resume=False)
+    check_config(spec, cfg)
     if args.dry_run:  # one batch per split
         cfg = apply_overrides(cfg, {
             "train.max_steps": 1, "train.eval_batches": 1, "train.eval_every": 1,
@@ -128,7 +138,12 @@ def cmd_train(argv: list[str]) -> int:
     dist.barrier()
 
     cache = run_dir / "cache" / f"rank{dist.rank}"
-    task = spec.build(cfg, cache, rank=dist.rank, world_size=dist.world_size, vocab=vocab)
+    try:
+        task = spec.build(cfg, cache, rank=dist.rank, world_size=dist.world_size, vocab=vocab)
+    except UserError:  # bad data: a run refused before it started leaves nothing behind
+        if not args.resume and created and dist.is_main:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     meta = {
         "task": spec.name, "level": task.level, "config": config_to_dict(cfg),
         "vocab": task.vocab.to_dict(), "rnnkit_version": __version__,
@@ -229,6 +244,8 @@ def cmd_score(argv: list[str]) -> int:
         ids = loaded.start_ids() + loaded.vocab.encode(text).tolist()
         total, _ = sequence_log_prob(loaded.model.step, None, ids)
         n = len(ids) - len(loaded.start_ids())
+        if n == 0:
+            raise UserError(f"nothing to score in {text!r}: give a non-empty text")
         rows.append((total, text))
         unknown = loaded.vocab.unknown(text) if loaded.level == "word" else []
         note = (

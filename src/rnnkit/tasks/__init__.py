@@ -18,6 +18,7 @@ class TaskSpec:
     presets: dict[str, Callable[[], object]]  # name -> a function returning a fresh config
     build: Callable  # (cfg, cache_dir, rank, world_size, vocab) -> a Task
     default_preset: str = "default"
+    check: Callable | None = None  # (cfg) -> None, raises UserError for impossible options
 
 
 def registry() -> dict[str, TaskSpec]:

@@ -9,7 +9,7 @@ Presets (plain functions returning a fresh config):
 from __future__ import annotations
 
 from rnnkit.tasks import TaskSpec
-from rnnkit.tasks.lm import LanguageModelTask, LMConfig
+from rnnkit.tasks.lm import LanguageModelTask, LMConfig, check_lm_config
 
 
 def default() -> LMConfig:
@@ -51,4 +51,5 @@ SPEC = TaskSpec(
     description="character-level language model (default data: the bundled Shakespeare)",
     presets={"default": default, "quick": quick, "tiny": tiny},
     build=build,
+    check=check_lm_config,
 )

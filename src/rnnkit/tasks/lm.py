@@ -27,7 +27,7 @@ from rnnkit.data.batching import StreamBatcher
 from rnnkit.data.text import Vocab, apply_split, encode_corpus
 from rnnkit.errors import UserError
 from rnnkit.train.bptt import detach_state
-from rnnkit.train.trainer import TrainConfig
+from rnnkit.train.trainer import TrainConfig, check_range, check_train_config
 
 LAYERS = {
     "lstm": rnnkit.LSTM,
@@ -64,6 +64,19 @@ class LMConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def check_lm_config(cfg: LMConfig) -> None:
+    """Reject impossible options (one line naming the option) before a run directory exists."""
+    inf = math.inf
+    check_range("model", cfg.model, {
+        "embedding_size": (1, inf), "hidden_size": (1, inf), "num_layers": (1, inf),
+        "dropout": (0, 0.99),
+    })  # fmt: skip
+    check_range("data", cfg.data, {
+        "batch_size": (1, inf), "bptt_len": (1, inf), "max_vocab": (3, inf), "min_count": (1, inf),
+    })  # fmt: skip
+    check_train_config(cfg.train)
 
 
 class LanguageModel(nn.Module):

@@ -7,7 +7,7 @@ Presets: ``default`` (a 2-layer LSTM, about 10 minutes on 2 CPU cores), ``tiny``
 from __future__ import annotations
 
 from rnnkit.tasks import TaskSpec
-from rnnkit.tasks.lm import LanguageModelTask, LMConfig
+from rnnkit.tasks.lm import LanguageModelTask, LMConfig, check_lm_config
 
 
 def default() -> LMConfig:
@@ -40,4 +40,5 @@ SPEC = TaskSpec(
     description="word-level language model (capped vocabulary, <unk>, <eos>; perplexity)",
     presets={"default": default, "tiny": tiny},
     build=build,
+    check=check_lm_config,
 )

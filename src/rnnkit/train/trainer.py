@@ -74,9 +74,36 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
             return torch.device("cuda", local_rank)
         return torch.device("cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as error:
         raise UserError(f"option 'train.device': {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"option 'train.device' is {name!r}, but this torch sees no CUDA device")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"option 'train.device' is {name!r}, but MPS is not available here")
+    return device
+
+
+def check_range(section: str, cfg, rules: dict[str, tuple[float, float]]) -> None:
+    """One-line errors for options outside their range: {name: (low, high)}, both inclusive."""
+    for name, (low, high) in rules.items():
+        value = getattr(cfg, name)
+        if not low <= value <= high:
+            span = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
+            raise UserError(f"option '{section}.{name}' must be {span}, got {value!r}")
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """Reject impossible training options before anything is created or written."""
+    inf = math.inf
+    check_range("train", cfg, {
+        "lr": (0, inf), "weight_decay": (0, inf), "momentum": (0, 1), "warmup_steps": (0, inf),
+        "min_lr_ratio": (0, 1), "clip_norm": (0, inf), "clip_value": (0, inf),
+        "max_steps": (1, inf), "max_minutes": (0, inf), "eval_every": (1, inf),
+        "eval_batches": (0, inf), "patience": (0, inf), "checkpoint_every": (1, inf),
+        "log_every": (1, inf), "threads": (0, inf),
+    })  # fmt: skip
+    pick_device(cfg.device)
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
