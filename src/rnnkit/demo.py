@@ -16,6 +16,7 @@ from torch import nn
 
 import rnnkit
 from rnnkit.errors import UserError
+from rnnkit.layers.torch_compat import BY_NAME
 
 
 @dataclass
@@ -31,7 +32,7 @@ class DemoConfig:
     seed: int = 0
 
 
-LAYERS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "mingru": rnnkit.MinimalGRU, "elman": rnnkit.RNN}
+LAYERS = {name: BY_NAME[name] for name in ("lstm", "gru", "mingru", "elman")}
 
 
 class EchoModel(nn.Module):

@@ -291,3 +291,7 @@ class JordanRNN(RecurrentLayer):
     options ``output_size``, ``nonlinearity``, ``output_nonlinearity``."""
 
     cell_class = JordanCell
+
+
+BY_NAME = {"lstm": LSTM, "gru": GRU, "mingru": MinimalGRU, "elman": RNN, "jordan": JordanRNN}
+"""The layers by the short names that configurations and commands use."""

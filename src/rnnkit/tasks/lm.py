@@ -21,20 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import rnnkit
 from rnnkit.config import option
 from rnnkit.data.batching import StreamBatcher
 from rnnkit.data.text import Vocab, apply_split, encode_corpus
 from rnnkit.errors import UserError
+from rnnkit.layers.torch_compat import BY_NAME
 from rnnkit.train.bptt import detach_state
 from rnnkit.train.trainer import TrainConfig, check_range, check_train_config
 
-LAYERS = {
-    "lstm": rnnkit.LSTM,
-    "gru": rnnkit.GRU,
-    "mingru": rnnkit.MinimalGRU,
-    "elman": rnnkit.RNN,
-}
+LAYERS = {name: BY_NAME[name] for name in ("lstm", "gru", "mingru", "elman")}
 
 
 @dataclass

