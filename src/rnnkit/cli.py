@@ -6,6 +6,7 @@
     rnnkit score RUN TEXT [TEXT ...]
     rnnkit plot RUN
     rnnkit demo
+    rnnkit lab NAME [options]
 
 A user's mistake (a bad file, option or checkpoint) ends in one line on stderr and exit status 2.
 """
@@ -312,12 +313,20 @@ def cmd_bench(argv: list[str]) -> int:
     return BENCHMARKS[argv[0]][0](argv[1:])
 
 
+# ---- lab ----------------------------------------------------------------------------------
+def cmd_lab(argv: list[str]) -> int:
+    from rnnkit.lab import run
+
+    return run(argv)
+
+
 COMMANDS = {
     "train": (cmd_train, "train a task: rnnkit train TASK (charlm, wordlm) [options]"),
     "sample": (cmd_sample, "generate text from a trained language model"),
     "score": (cmd_score, "log-probability and bits per token of texts"),
     "plot": (cmd_plot, "draw a run's loss, bits and gradient-norm curves as PNG"),
     "demo": (cmd_demo, "train a small LSTM on generated data and show gradient flow"),
+    "lab": (cmd_lab, "experiments with plots: rnnkit lab --help lists them"),
     "bench": (cmd_bench, "benchmarks: rnnkit bench speed [--quick] (tokens/s against torch.nn)"),
 }
 
