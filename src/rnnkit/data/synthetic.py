@@ -65,6 +65,7 @@ def adding_baseline_mse() -> float:
 # ---- the copy (memory) task ------------------------------------------------------------------
 COPY_BLANK, COPY_DELIMITER = 0, 9  # symbols are 1..8
 COPY_SYMBOLS, COPY_CATEGORIES, COPY_VOCAB = 10, 8, 10
+COPY_NAMES = ("blank", "1", "2", "3", "4", "5", "6", "7", "8", "delimiter")  # token ids 0..9
 
 
 def copy_task(batch: int, T: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:

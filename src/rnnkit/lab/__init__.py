@@ -14,7 +14,9 @@ import importlib
 from rnnkit.errors import UserError
 
 # name -> (module under rnnkit.lab, one-line summary)
-EXPERIMENTS: dict[str, tuple[str, str]] = {}
+EXPERIMENTS: dict[str, tuple[str, str]] = {
+    "compare": ("compare", "cells against sequence length T on adding/copy: table and plot"),
+}
 
 
 def run(argv: list[str]) -> int:

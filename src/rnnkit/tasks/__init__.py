@@ -22,9 +22,10 @@ class TaskSpec:
 
 
 def registry() -> dict[str, TaskSpec]:
-    from rnnkit.tasks import charlm, wordlm
+    from rnnkit.tasks import charlm, longrange, wordlm
 
-    return {spec.name: spec for spec in (charlm.SPEC, wordlm.SPEC)}
+    specs = (charlm.SPEC, wordlm.SPEC, *longrange.SPECS)
+    return {spec.name: spec for spec in specs}
 
 
 def get_task(name: str) -> TaskSpec:

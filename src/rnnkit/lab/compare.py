@@ -1,0 +1,265 @@
+"""``rnnkit lab compare``: cells against sequence length on a long-range task.
+
+    rnnkit lab compare adding --cells elman,irnn,lstm,gru,mingru --T 50,100,200 --seeds 3
+        [--minutes M] [--steps S] [--preset P] [--out DIR] [--section.key VALUE ...]
+
+Trains one run per (cell, T, seed) in this process, one after another, with the task's preset
+(``rnnkit train TASK``'s trainer, budgets, evaluation and checkpoints; each run in
+DIR/runs/CELL-T<T>-seed<S>/), and writes:
+
+- DIR/results.json: one record per run: the final and best validation metric, the baseline,
+  steps, seconds (rewritten after every run, so a long comparison shows its progress);
+- DIR/results.md: a table of T by cell, mean ± std over seeds, and the baseline;
+- DIR/compare.png: the final metric against T, one line per cell (log y for losses), the
+  baseline dashed.
+
+The question it answers is the one of Hochreiter & Schmidhuber (1997), Arjovsky et al. (2016)
+and Le et al. (2015): which cells learn dependencies over T steps, and which stay at the
+baseline that ignores them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+from rnnkit.errors import UserError
+
+RESULTS_JSON, RESULTS_MD, PLOT = "results.json", "results.md", "compare.png"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage + exit
+        raise UserError(f"{self.prog}: {message}")
+
+
+def parser() -> argparse.ArgumentParser:
+    from rnnkit.tasks.longrange import CELLS
+
+    p = _Parser(
+        prog="rnnkit lab compare",
+        description="Train each cell at each sequence length; table and plot the final metric.",
+    )
+    p.add_argument("task", help="a task with a sequence length data.T: adding, copy, ...")
+    p.add_argument("--cells", default="elman,lstm,gru", help=f"comma-separated: {','.join(CELLS)}")
+    p.add_argument("--T", default="50,100,200", help="comma-separated sequence lengths")
+    p.add_argument("--seeds", type=int, default=1, help="runs per (cell, T), seeds 0..N-1")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per run")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (at most)")
+    p.add_argument("--preset", default=None, help="the task's preset (default: its default)")
+    p.add_argument("--out", default=None, help="output directory (default: runs/compare-TASK)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _int_list(option: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(
+            f"option {option}: expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values:
+        raise UserError(f"option {option}: expected at least one value, got {text!r}")
+    return values
+
+
+def plan(argv: list[str]):
+    """Parse and check every option before anything runs: (args, spec, base config, cells, Ts)."""
+    from rnnkit.config import parse_cli_overrides, resolve_config
+    from rnnkit.tasks import get_task
+    from rnnkit.tasks.longrange import CELLS, PROBLEMS
+
+    overrides, rest = parse_cli_overrides(argv)
+    args = parser().parse_args(rest)
+    if args.task not in PROBLEMS:
+        raise UserError(
+            f"task {args.task!r} cannot be compared over T; tasks: {', '.join(PROBLEMS)}"
+        )
+    spec = get_task(args.task)
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    unknown = [c for c in cells if c not in CELLS]
+    if unknown or not cells:
+        raise UserError(f"option --cells: unknown cell {unknown[0] if unknown else args.cells!r}; "
+                        f"cells: {', '.join(CELLS)}")  # fmt: skip
+    Ts = _int_list("--T", args.T)
+    if min(Ts) < 1:
+        raise UserError(f"option --T: sequence lengths must be >= 1, got {min(Ts)}")
+    if args.seeds < 1:
+        raise UserError(f"option --seeds: expected an integer >= 1, got {args.seeds}")
+    if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
+        raise UserError(f"option --minutes: expected a number > 0, got {args.minutes}")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"option --steps: expected an integer >= 1, got {args.steps}")
+    preset = args.preset or spec.default_preset
+    if preset not in spec.presets:
+        raise UserError(f"option --preset: unknown preset {preset!r} for {spec.name}; "
+                        f"presets: {', '.join(spec.presets)}")  # fmt: skip
+    budget = []
+    if args.minutes is not None:
+        budget.append(("train.max_minutes", args.minutes))
+    if args.steps is not None:
+        budget.append(("train.max_steps", args.steps))
+    if args.quiet:
+        budget.append(("train.progress", False))
+    base = resolve_config(spec.presets[preset](), None, [*budget, *overrides])
+    for cell in cells:  # every run's options checked now, not an hour in
+        for T in Ts:
+            spec.check(run_config(base, cell, T, 0))
+    return args, spec, base, cells, Ts
+
+
+def run_config(base, cell: str, T: int, seed: int):
+    from rnnkit.config import apply_overrides
+
+    overrides = {"model.cell": cell, "data.T": T, "train.seed": seed, "data.seed": seed + 1}
+    if cell not in ("elman", "jordan"):
+        overrides["model.nonlinearity"] = "tanh"
+    if cell not in ("lstm", "peephole"):
+        overrides["model.forget_bias"] = None
+    return apply_overrides(base, overrides)
+
+
+def best_metric(run_dir: Path, metric: str, lower_is_better: bool) -> float:
+    """The best validation value of ``metric`` in a run's log."""
+    from rnnkit.plots import read_log
+
+    values = [
+        r[metric] for r in read_log(run_dir / "log.jsonl")
+        if r.get("split") == "val" and isinstance(r.get(metric), (int, float))
+    ]  # fmt: skip
+    if not values:
+        return math.nan
+    return min(values) if lower_is_better else max(values)
+
+
+def train_one(spec, cfg, run_dir: Path, cell: str, T: int, seed: int) -> dict:
+    """Train one run in-process with the task's trainer; its record for results.json."""
+    from rnnkit.config import config_to_dict, save_config
+    from rnnkit.train.trainer import Trainer, run_dir_ready
+
+    run_dir_ready(run_dir, resume=False)
+    save_config(cfg, run_dir / "config.json", argv=None)
+    task = spec.build(cfg, None)
+    meta = {"task": spec.name, "config": config_to_dict(cfg)}
+    result = Trainer(task, cfg.train, run_dir, meta).fit()
+    problem = task.problem
+    name, baseline = problem.baseline
+    return {
+        "task": spec.name, "cell": cell, "T": T, "seed": seed, "metric": problem.metric,
+        "final": result[problem.metric],
+        "best": best_metric(run_dir, problem.metric, problem.lower_is_better),
+        "baseline": baseline, "baseline_name": name, "steps": result["step"],
+        "seconds": round(result["seconds"], 2), "max_minutes": cfg.train.max_minutes,
+        "max_steps": cfg.train.max_steps, "run": str(run_dir),
+    }  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    from tqdm import tqdm
+
+    from rnnkit.config import atomic_write
+
+    if any(a in ("-h", "--help") for a in argv):
+        parser().print_help()
+        return 0
+    args, spec, base, cells, Ts = plan(argv)
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{spec.name}"
+    runs = [(cell, T, seed) for T in Ts for cell in cells for seed in range(args.seeds)]
+    for cell, T, seed in runs:
+        run_dir = out / "runs" / f"{cell}-T{T}-seed{seed}"
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UserError(f"{run_dir} exists and is not empty: choose another --out")
+    records: list[dict] = []
+    bar = tqdm(runs, unit="run", desc=f"compare {spec.name}", disable=args.quiet)
+    for cell, T, seed in bar:
+        bar.set_postfix(cell=cell, T=T, seed=seed)
+        cfg = run_config(base, cell, T, seed)
+        record = train_one(spec, cfg, out / "runs" / f"{cell}-T{T}-seed{seed}", cell, T, seed)
+        records.append(record)
+        text = json.dumps(records, indent=1) + "\n"
+        atomic_write(out / RESULTS_JSON, lambda tmp, text=text: tmp.write_text(text))
+    bar.close()
+    write_table(records, out / RESULTS_MD)
+    plot_compare(records, out / PLOT)
+    print(table_markdown(records))
+    print(f"\nwrote {out / RESULTS_JSON}, {out / RESULTS_MD}, {out / PLOT}")
+    return 0
+
+
+# ---- the table and the plot (from records alone, so benchmarks can merge several runs) -----
+def _group(records: list[dict]) -> tuple[list[str], list[int], dict[tuple[str, int], list[float]]]:
+    cells = list(dict.fromkeys(r["cell"] for r in records))
+    Ts = sorted({r["T"] for r in records})
+    values: dict[tuple[str, int], list[float]] = {}
+    for r in records:
+        values.setdefault((r["cell"], r["T"]), []).append(r["final"])
+    return cells, Ts, values
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def table_markdown(records: list[dict]) -> str:
+    """T down, cells across: the final validation metric, mean ± std over seeds, and baseline."""
+    if not records:
+        raise ValueError("no records to tabulate")
+    cells, Ts, values = _group(records)
+    metric, task = records[0]["metric"], records[0]["task"]
+    baselines = {r["T"]: r["baseline"] for r in records}
+    lines = [
+        f"{task}: final validation {metric}, mean ± std over seeds (n runs)",
+        "",
+        "| T | " + " | ".join(cells) + " | baseline |",
+        "|---:|" + "---:|" * (len(cells) + 1),
+    ]
+    for T in Ts:
+        row = []
+        for cell in cells:
+            xs = values.get((cell, T))
+            if not xs:
+                row.append("–")
+                continue
+            mean, std = _mean_std(xs)
+            row.append(f"{mean:.4g} ± {std:.2g} ({len(xs)})" if len(xs) > 1 else f"{mean:.4g}")
+        lines.append(f"| {T} | " + " | ".join(row) + f" | {baselines[T]:.4g} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(records: list[dict], path: Path) -> Path:
+    from rnnkit.config import atomic_write
+
+    text = table_markdown(records)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return path
+
+
+def plot_compare(records: list[dict], path: Path) -> Path:
+    """The final metric against T per cell (mean, error bars ± std over seeds), baseline dashed;
+    a log y axis for losses (lower is better), linear for accuracies."""
+    from rnnkit.plots import _figure, _save
+
+    cells, Ts, values = _group(records)
+    metric, task = records[0]["metric"], records[0]["task"]
+    fig, (ax,) = _figure((7, 4.5))
+    for cell in cells:
+        pts = [(T, *_mean_std(values[(cell, T)])) for T in Ts if (cell, T) in values]
+        ax.errorbar(
+            [p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+            marker="o", markersize=4, capsize=3, linewidth=1.4, label=cell,
+        )  # fmt: skip
+    baselines = {r["T"]: r["baseline"] for r in records}
+    ax.plot(Ts, [baselines[T] for T in Ts], "--", color="0.35", linewidth=1.2,
+            label=records[0]["baseline_name"].replace("_", " "))  # fmt: skip
+    if "accuracy" not in metric:
+        ax.set_yscale("log")
+    ax.set_xticks(Ts)
+    ax.set(xlabel="sequence length T", ylabel=f"final validation {metric}",
+           title=f"{task}: {metric} against T")  # fmt: skip
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=9)
+    return _save(fig, path)
