@@ -4,6 +4,8 @@
                       [--dry-run] [--section.key VALUE ...]
     rnnkit sample RUN [--prime TEXT] [--temperature T] [--top-k K] [--top-p P] [--greedy] ...
     rnnkit score RUN TEXT [TEXT ...]
+    rnnkit predict RUN TEXT [TEXT ...] [--beam K] [--n-best N] [--sample] [--attention PNG] ...
+    rnnkit eval RUN [--split test] [--beam K] [--limit N] [--out FILE.json]
     rnnkit plot RUN
     rnnkit demo
     rnnkit lab NAME [options]
@@ -114,7 +116,8 @@ def cmd_train(argv: list[str]) -> int:
             raise UserError(f"{run_dir} is a {ckpt.meta.get('task')!r} run, not {spec.name!r}")
         cfg = config_from_dict(type(spec.presets[spec.default_preset]()), ckpt.meta["config"])
         cfg = apply_overrides(cfg, overrides)
-        vocab = Vocab.from_dict(ckpt.meta["vocab"])
+        saved = ckpt.meta["vocab"]  # a language model's Vocab; other tasks read their own
+        vocab = Vocab.from_dict(saved) if ckpt.meta.get("level") in ("char", "word") else saved
     else:
         preset = args.preset or spec.default_preset
         if preset not in spec.presets:
@@ -154,7 +157,8 @@ def cmd_train(argv: list[str]) -> int:
         sizes = task.data_sizes
         n_params = sum(p.numel() for p in task.model.parameters())
         print(
-            f"{spec.name}: {sizes['train']:,} training and {sizes['val']:,} validation tokens, "
+            f"{spec.name}: {sizes['train']:,} training and {sizes['val']:,} validation "
+            f"{getattr(task, 'unit', 'tokens')}, "
             f"vocabulary {len(task.vocab)}, {n_params:,} parameters, "
             f"{dist.world_size} process(es); run directory {run_dir}"
         )
@@ -171,7 +175,9 @@ def cmd_train(argv: list[str]) -> int:
         return EXIT_INTERRUPTED
     finally:
         dist.shutdown()
-    if dist.is_main:
+    if dist.is_main and hasattr(task, "report"):  # tasks other than language models
+        print(task.report(result) + f"; checkpoints in {run_dir}")
+    elif dist.is_main:
         unit = "bits/char" if task.level == "char" else "bits/word"
         bits = result.get("bpc", result.get("bits", math.nan))
         print(
@@ -274,6 +280,122 @@ def cmd_plot(argv: list[str]) -> int:
     return 0
 
 
+# ---- predict, eval (sequence-to-sequence runs) -------------------------------------------
+def decode_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("run", help="a run directory or a .safetensors checkpoint")
+    p.add_argument("--beam", type=int, default=0, help="beam search of this width (0: greedy)")
+    p.add_argument("--alpha", type=float, default=0.0, help="beam length penalty exponent")
+    p.add_argument("--sample", action="store_true", help="sample instead of the likeliest")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: mass p")
+    p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    p.add_argument("--max-len", type=int, default=0, help="longest output (0: the run's)")
+    p.add_argument("--batch-size", type=int, default=64, help="inputs decoded at once")
+    return p
+
+
+def decode_options(a, loaded, n_best: int = 1) -> dict:
+    if a.beam < 0:
+        raise UserError(f"--beam must be >= 0, got {a.beam}")
+    if a.beam and a.sample:
+        raise UserError("--beam and --sample exclude each other")
+    if a.max_len < 0 or a.batch_size < 1:
+        raise UserError("--max-len must be >= 0 and --batch-size >= 1")
+    method = "beam" if a.beam else "sample" if a.sample else "greedy"
+    return {
+        "method": method, "beam": max(a.beam, 1), "n_best": n_best, "alpha": a.alpha,
+        "temperature": a.temperature, "top_k": a.top_k, "top_p": a.top_p, "seed": a.seed,
+        "max_len": a.max_len or loaded.cfg.decode.max_len, "batch_size": a.batch_size,
+    }  # fmt: skip
+
+
+def cmd_predict(argv: list[str]) -> int:
+    from rnnkit.plots import plot_attention
+    from rnnkit.tasks.seq2seq_task import attention_map, load_seq2seq_run, predict
+
+    p = decode_parser("rnnkit predict", "Outputs of a sequence-to-sequence run for inputs.")
+    p.add_argument("inputs", nargs="+", help="the input texts")
+    p.add_argument("--n-best", type=int, default=1, help="beam search: show the N best")
+    p.add_argument("--attention", default=None, help="write the attention map(s) to this PNG")
+    a = p.parse_args(argv)
+    loaded = load_seq2seq_run(Path(a.run))
+    if a.n_best > 1 and not a.beam:
+        raise UserError("--n-best needs --beam K with K >= N")
+    options = decode_options(a, loaded, a.n_best)
+    outputs = predict(loaded.model, loaded.vocab, a.inputs, **options)
+    for i, (text, outs) in enumerate(zip(a.inputs, outputs, strict=True)):
+        unknown = loaded.vocab.source.unknown(text)
+        note = f"  (unknown to the model, read as <unk>: {' '.join(unknown)})" if unknown else ""
+        if len(outs) == 1:
+            print(f"{text}\t{outs[0][0]}{note}")
+        else:
+            print(f"{text}{note}")
+            for rank, (out, score) in enumerate(outs, 1):
+                print(f"  {rank}. {out}\t(score {score:.4f})")
+        if a.attention:
+            found = attention_map(loaded.model, loaded.vocab, text, outs[0][0])
+            if found is None:
+                raise UserError(f"--attention: {loaded.path} was trained without attention")
+            path = Path(a.attention)
+            if len(a.inputs) > 1:
+                path = path.with_name(f"{path.stem}_{i + 1}{path.suffix}")
+            weights, xs, ys = found
+            print(plot_attention(weights, path, source=xs, output=ys, title=f"{text!r}"))
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    import json
+
+    from rnnkit.plots import plot_by_length
+    from rnnkit.tasks.seq2seq_task import evaluate_examples, load_seq2seq_run
+
+    p = decode_parser("rnnkit eval", "Scores of a sequence-to-sequence run on a held-out split.")
+    p.add_argument("--split", default="test", choices=("test", "val"), help="(default: test)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N examples (0: all)")
+    p.add_argument("--out", default=None, help="results JSON (default: RUN/eval_SPLIT.json)")
+    p.add_argument("--show", type=int, default=5, help="print this many wrong outputs")
+    a = p.parse_args(argv)
+    loaded = load_seq2seq_run(Path(a.run))
+    options = decode_options(a, loaded)
+    examples = loaded.recipe.examples(loaded.cfg)[a.split]
+    if a.limit < 0:
+        raise UserError(f"--limit must be >= 0, got {a.limit}")
+    if a.limit:
+        examples = examples[: a.limit]
+    scorer = loaded.recipe.scorer()
+    result, hyps = evaluate_examples(
+        loaded.model, loaded.vocab, examples, scorer, progress=True, **options
+    )
+    decoding = {k: v for k, v in options.items() if k != "batch_size"}
+    result = {"task": loaded.name, "checkpoint": str(loaded.path), "split": a.split,
+              "decoding": decoding, **result}  # fmt: skip
+    names = scorer.names
+    print(f"{loaded.name} {a.split}: {len(examples)} examples, {options['method']} decoding")
+    print("  " + ", ".join(f"{n} {result[n]:.4f}" for n in names))
+    print("  by source length: " + "; ".join(
+        f"{b} (n={r['examples']}): " + ", ".join(f"{n} {r[n]:.3f}" for n in names)
+        for b, r in result["by_source_length"].items()))  # fmt: skip
+    wrong = [(ex, h) for ex, h in zip(examples, hyps, strict=True) if h not in ex.references()]
+    for ex, h in wrong[: a.show]:
+        print(f"  wrong: {ex.source!r} -> {h!r} (expected {ex.target!r})")
+    run = Path(a.run)
+    base = run if run.is_dir() else run.parent
+    out = Path(a.out) if a.out else base / f"eval_{a.split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    png = plot_by_length(
+        {loaded.name: {b: r[names[0]] for b, r in result["by_source_length"].items()}},
+        out.with_suffix(".png"), metric=names[0],
+        counts={b: r["examples"] for b, r in result["by_source_length"].items()},
+        title=f"{loaded.name} ({a.split}): {names[0]} by source length",
+    )  # fmt: skip
+    print(f"results: {out}, {png}")
+    return 0
+
+
 # ---- demo ---------------------------------------------------------------------------------
 def cmd_demo(argv: list[str]) -> int:
     from rnnkit.demo import DemoConfig, print_report, run_demo
@@ -324,6 +446,8 @@ COMMANDS = {
     "train": (cmd_train, "train a task: rnnkit train TASK (charlm, wordlm) [options]"),
     "sample": (cmd_sample, "generate text from a trained language model"),
     "score": (cmd_score, "log-probability and bits per token of texts"),
+    "predict": (cmd_predict, "outputs of a sequence-to-sequence run (dates, g2p, translate)"),
+    "eval": (cmd_eval, "held-out scores of a sequence-to-sequence run, by source length"),
     "plot": (cmd_plot, "draw a run's loss, bits and gradient-norm curves as PNG"),
     "demo": (cmd_demo, "train a small LSTM on generated data and show gradient flow"),
     "lab": (cmd_lab, "experiments with plots: rnnkit lab --help lists them"),

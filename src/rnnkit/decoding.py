@@ -341,3 +341,190 @@ def sequence_log_prob(
             logits, state = _step(step_fn, t_ids[t : t + 1], state)
             score(logits, tokens[t + 1])
     return math.fsum(per_token), per_token
+
+
+# ---- decoding with an end: sequence-to-sequence --------------------------------------------
+# An encoder-decoder's output ends at <eos>. The loops below start every sequence from <bos>,
+# stop each at <eos> (or at max_len tokens), and run all B sequences as one batch until every
+# one has ended. The state may hold anything whose tensors are batch-first (B, ...): beam search
+# reorders it with ``select_rows``.
+
+
+def select_rows(state: Any, index: Tensor) -> Any:
+    """The rows ``index`` of every tensor in a (nested tuple/list/NamedTuple) state; None stays.
+
+    Args:
+        state: a tensor (B, ...), None, or tuples/lists/NamedTuples of them.
+        index: (N,) int64 row indices.
+
+    Returns:
+        The same structure with every tensor ``t.index_select(0, index)``.
+    """
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.index_select(0, index.to(state.device))
+    if isinstance(state, tuple) and hasattr(state, "_fields"):  # a NamedTuple
+        return type(state)(*(select_rows(s, index) for s in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(select_rows(s, index) for s in state)
+    raise TypeError(f"select_rows: cannot index a state part of type {type(state).__name__}")
+
+
+def _check_decode_options(max_len: int, beam_width: int = 1, n_best: int = 1) -> None:
+    if isinstance(max_len, bool) or not isinstance(max_len, numbers.Integral) or max_len < 1:
+        raise UserError(f"max_len must be an integer >= 1, got {max_len!r}")
+    if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
+        raise UserError(f"beam width must be an integer >= 1, got {beam_width!r}")
+    if isinstance(n_best, bool) or not isinstance(n_best, int) or not 1 <= n_best <= beam_width:
+        raise UserError(
+            f"n_best must be an integer in [1, beam width {beam_width}], got {n_best!r}"
+        )
+
+
+def decode_batch(
+    step_fn: StepFn,
+    state: Any,
+    batch_size: int,
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_len: int,
+    greedy: bool = True,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> list[list[int]]:
+    """Greedy decoding or sampling of B sequences at once, each from <bos> to <eos>.
+
+    Args:
+        step_fn: ``step_fn(token_ids (B,), state) -> (logits (B, V), state)``.
+        state: the initial state for the batch (e.g. an encoder's output).
+        batch_size: B.
+        bos_id, eos_id: the start and end tokens.
+        max_len: at most this many tokens per sequence (<eos> included).
+        greedy: argmax at every step; False: sample (``temperature``, ``top_k``, ``top_p``,
+            ``generator`` as in ``choose_next``).
+        device: where the token ids live (the model's device).
+
+    Returns:
+        B lists of token ids, without <bos> and <eos>.
+    """
+    _check_decode_options(max_len)
+    if not greedy:
+        check_sampling_options(temperature, top_k, top_p)
+    y = torch.full((batch_size,), bos_id, dtype=torch.long, device=device)
+    done = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    out = []
+    with torch.no_grad():
+        for _ in range(max_len):
+            logits, state = _step(step_fn, y, state)
+            y = choose_next(
+                logits, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
+                generator=generator,
+            ).to(done.device)  # fmt: skip
+            y = y.masked_fill(done, eos_id)
+            out.append(y)
+            done = done | (y == eos_id)
+            if bool(done.all()):
+                break
+    tokens = torch.stack(out, dim=1).tolist()  # (B, L)
+    return [row[: row.index(eos_id)] if eos_id in row else row for row in tokens]
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """Wu et al. 2016 (GNMT): lp(Y) = ((5 + |Y|) / 6)^α; α = 0 ranks by the raw sum of log p."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def beam_search(
+    step_fn: StepFn,
+    state: Any,
+    batch_size: int,
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_len: int,
+    beam_width: int = 5,
+    n_best: int = 1,
+    alpha: float = 0.0,
+    device: torch.device | str | None = None,
+) -> list[list[tuple[list[int], float]]]:
+    """Beam search for B sequences at once: the ``beam_width`` best prefixes are kept per
+    sequence at every step; a prefix ending in <eos> is finished and ranked by
+    log p(Y) / lp(|Y|) (``length_penalty``; |Y| counts <eos>).
+
+    A sequence is complete when ``beam_width`` hypotheses have finished, or after ``max_len``
+    steps (its open prefixes then count as finished). With ``beam_width`` 1 this is greedy
+    decoding.
+
+    Args:
+        step_fn: ``step_fn(token_ids (N,), state) -> (logits (N, V), state)``; it is called with
+            N = B · beam_width rows, beam k of sequence b at row b · beam_width + k.
+        state: the initial state for B rows, batch-first; it is repeated beam_width times
+            (``select_rows``) and reordered as beams are chosen.
+        batch_size: B.
+        bos_id, eos_id: the start and end tokens.
+        max_len: at most this many tokens per hypothesis (<eos> included).
+        beam_width: K, prefixes kept per sequence.
+        n_best: hypotheses returned per sequence (≤ K), best first.
+        alpha: the length-penalty exponent α (0: none; ~0.6-1: favour longer outputs).
+        device: where the token ids live.
+
+    Returns:
+        For each of the B sequences, ``n_best`` pairs (token ids without <bos>/<eos>, score),
+        best first; score = log p(Y) / lp(|Y|).
+    """
+    _check_decode_options(max_len, beam_width, n_best)
+    B, K = batch_size, beam_width
+    state = select_rows(state, torch.arange(B, device=device).repeat_interleave(K))
+    scores = torch.full((B, K), -math.inf, dtype=torch.float64, device=device)
+    scores[:, 0] = 0.0  # one live prefix (<bos>) per sequence at the start
+    prefixes = torch.zeros(B, K, 0, dtype=torch.long, device=device)
+    y = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    complete = [False] * B
+    with torch.no_grad():
+        for t in range(max_len):
+            logits, state = _step(step_fn, y, state)
+            logp = torch.log_softmax(logits.double(), dim=-1).view(B, K, -1)
+            V = logp.shape[-1]
+            total = (scores.unsqueeze(-1) + logp).view(B, K * V)
+            top, flat = total.topk(min(2 * K, K * V), dim=-1)  # (B, 2K): enough to keep K open
+            top, flat = top.tolist(), flat.tolist()
+            rows, tokens, new_scores = [], [], []
+            last = t == max_len - 1
+            for b in range(B):
+                kept = []  # (row, token, score) of the open prefixes kept for sequence b
+                for value, index in zip(top[b], flat[b], strict=True):
+                    if complete[b] or len(kept) == K or value == -math.inf:
+                        break
+                    k, v = divmod(index, V)
+                    if v == eos_id or last:
+                        seq = prefixes[b, k].tolist() + ([] if v == eos_id else [v])
+                        norm = value / length_penalty(len(seq) + 1, alpha)
+                        finished[b].append((norm, seq))
+                        complete[b] = len(finished[b]) >= K
+                    else:
+                        kept.append((b * K + k, v, value))
+                # a complete sequence, or too few continuations: dead rows (score -inf) fill in
+                kept += [(b * K, eos_id, -math.inf)] * (K - len(kept))
+                for row, v, value in kept:
+                    rows.append(row)
+                    tokens.append(v)
+                    new_scores.append(value)
+            if all(complete) or last:
+                break
+            index = torch.tensor(rows, dtype=torch.long, device=device)
+            state = select_rows(state, index)
+            y = torch.tensor(tokens, dtype=torch.long, device=device)
+            prefixes = torch.cat([prefixes.view(B * K, -1)[index], y.unsqueeze(1)], dim=1)
+            prefixes = prefixes.view(B, K, -1)
+            scores = torch.tensor(new_scores, dtype=torch.float64, device=device).view(B, K)
+    results = []
+    for b in range(B):
+        ranked = sorted(finished[b], key=lambda h: -h[0])[:n_best]
+        results.append([(seq, norm) for norm, seq in ranked])
+    return results

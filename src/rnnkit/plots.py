@@ -315,3 +315,60 @@ def plot_run(run_dir: PathLike, out_dir: PathLike | None = None) -> list[Path]:
     if not written:
         raise UserError(f"{log}: no loss, grad_norm or lr records to plot")
     return written
+
+
+def plot_attention(
+    weights,
+    path: PathLike,
+    *,
+    source: Sequence[str],
+    output: Sequence[str],
+    title: str = "attention",
+) -> Path:
+    """An attention map: one row per output token (down), one column per input token (across);
+    cell (t, s) is the weight α_{t,s} output step t gave input position s (each row sums to 1).
+
+    Args:
+        weights: (T_out, S) matrix (a tensor or an array).
+        path: the PNG to write.
+        source, output: the input and output tokens (the axis labels).
+        title: the figure's title.
+    """
+    return plot_heatmap(
+        weights, path, xlabels=list(source), ylabels=list(output), title=title,
+        xlabel="input", ylabel="output", cmap="Greys",
+    )  # fmt: skip
+
+
+def plot_by_length(
+    results: Mapping[str, Mapping[str, float]],
+    path: PathLike,
+    *,
+    metric: str = "BLEU",
+    title: str = "",
+    counts: Mapping[str, int] | None = None,
+) -> Path:
+    """A metric per source-length bucket, one group of bars per bucket, one bar per system.
+
+    Args:
+        results: {system label: {bucket label: value}}; buckets in the order of the first system.
+        path: the PNG to write.
+        metric: the y axis label.
+        title: the figure's title.
+        counts: {bucket: number of examples}, shown under the bucket labels.
+    """
+    if not results:
+        raise ValueError("plot_by_length needs at least one system")
+    buckets = list(next(iter(results.values())))
+    fig, (ax,) = _figure((8, 4.5))
+    width = 0.8 / len(results)
+    for i, (label, values) in enumerate(results.items()):
+        xs = [j + (i - (len(results) - 1) / 2) * width for j in range(len(buckets))]
+        ax.bar(xs, [values.get(b, math.nan) for b in buckets], width=width, label=label)
+    names = [f"{b}\n(n={counts[b]})" if counts and b in counts else b for b in buckets]
+    ax.set_xticks(range(len(buckets)))
+    ax.set_xticklabels(names, fontsize=8)
+    ax.set(xlabel="source length (tokens)", ylabel=metric, title=title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,122 @@
+"""Attention over a memory of encoder outputs: additive (Bahdanau) and multiplicative (Luong).
+
+A decoder state q (the query) scores every encoder output m_s (the memory), the scores become
+weights by a softmax over the *real* source positions (padding gets weight exactly 0), and the
+context is the weighted sum of the memory:
+
+    e_s = score(q, m_s)          α = softmax(e) over s < length      c = Σ_s α_s m_s
+
+- additive (Bahdanau, Cho & Bengio, "Neural machine translation by jointly learning to align and
+  translate", ICLR 2015):  score(q, m) = vᵀ tanh(W_q q + W_m m)
+- dot (Luong, Pham & Manning, "Effective approaches to attention-based neural machine
+  translation", EMNLP 2015):  score(q, m) = qᵀ m                (needs equal widths)
+- general (Luong et al. 2015):  score(q, m) = qᵀ W_a m
+
+The memory's projection (W_m m, or W_a m) does not depend on the query: ``keys(memory)`` computes
+it once per source sentence, and every decoder step reuses it.
+
+Shapes: query (B, Q); memory (B, S, M), batch-first because every step multiplies it by a
+(B, 1, ·) query; mask (B, S) bool, True at real positions. Returns context (B, M), weights (B, S).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+KINDS = ("bahdanau", "luong-dot", "luong-general")
+
+
+def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
+    """softmax over the last axis of ``scores`` where ``mask`` is True; exactly 0 elsewhere.
+
+    A row with no True position gets all zeros (not NaN).
+    """
+    if mask is None:
+        return torch.softmax(scores, dim=-1)
+    scores = scores.masked_fill(~mask, -math.inf)
+    weights = torch.softmax(scores, dim=-1)
+    # an all-masked row is NaN after the softmax (-inf - -inf): make it zeros
+    return weights.masked_fill(~mask, 0.0)
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau's attention: e_s = vᵀ tanh(W_q q + W_m m_s).
+
+    Args:
+        query_size: Q, the decoder state's width.
+        memory_size: M, the encoder outputs' width.
+        attention_size: A, the hidden width of the scoring network.
+    Parameters: query (A, Q) no bias, memory (A, M) with bias, v (1, A) no bias.
+    """
+
+    def __init__(self, query_size: int, memory_size: int, attention_size: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(query_size, attention_size, bias=False)
+        self.memory = nn.Linear(memory_size, attention_size)
+        self.v = nn.Linear(attention_size, 1, bias=False)
+
+    def keys(self, memory: Tensor) -> Tensor:
+        """W_m m for every position, (B, S, A): computed once per source."""
+        return self.memory(memory)
+
+    def forward(
+        self, query: Tensor, memory: Tensor, mask: Tensor | None, keys: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        keys = self.keys(memory) if keys is None else keys  # (B, S, A)
+        e = self.v(torch.tanh(keys + self.query(query).unsqueeze(1))).squeeze(-1)  # (B, S)
+        alpha = masked_softmax(e, mask)
+        c = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, M)
+        return c, alpha
+
+
+class MultiplicativeAttention(nn.Module):
+    """Luong's attention: e_s = qᵀ m_s ("dot") or e_s = qᵀ W_a m_s ("general").
+
+    Args:
+        query_size: Q.
+        memory_size: M; "dot" needs M == Q.
+        kind: "dot" or "general".
+    Parameters ("general" only): weight (Q, M) as a bias-free nn.Linear(M, Q).
+    """
+
+    def __init__(self, query_size: int, memory_size: int, kind: str = "general") -> None:
+        super().__init__()
+        if kind not in ("dot", "general"):
+            raise ValueError(f"kind must be 'dot' or 'general', got {kind!r}")
+        if kind == "dot" and query_size != memory_size:
+            raise ValueError(
+                f"dot attention needs equal query and memory widths, got {query_size} and "
+                f"{memory_size}"
+            )
+        self.kind = kind
+        self.weight = nn.Linear(memory_size, query_size, bias=False) if kind == "general" else None
+
+    def keys(self, memory: Tensor) -> Tensor:
+        """W_a m for every position ("general"), or the memory itself ("dot"), (B, S, Q)."""
+        return memory if self.weight is None else self.weight(memory)
+
+    def forward(
+        self, query: Tensor, memory: Tensor, mask: Tensor | None, keys: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        keys = self.keys(memory) if keys is None else keys  # (B, S, Q)
+        e = torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)  # (B, S)
+        alpha = masked_softmax(e, mask)
+        c = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, M)
+        return c, alpha
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}"
+
+
+def make_attention(
+    kind: str, query_size: int, memory_size: int, attention_size: int = 0
+) -> nn.Module:
+    """An attention module by name: "bahdanau", "luong-dot" or "luong-general"."""
+    if kind == "bahdanau":
+        return AdditiveAttention(query_size, memory_size, attention_size or query_size)
+    if kind in ("luong-dot", "luong-general"):
+        return MultiplicativeAttention(query_size, memory_size, kind.split("-")[1])
+    raise ValueError(f"attention must be one of {', '.join(KINDS)}, got {kind!r}")

@@ -1,0 +1,320 @@
+"""Encoder-decoder (sequence to sequence) networks, with or without attention.
+
+The encoder reads the source x_1..x_S (stacked, optionally bidirectional, any rnnkit cell, padded
+batches with lengths) into a memory m_1..m_S and a summary m̄ (the top layer's final state of
+each direction, concatenated). The decoder writes the target one token at a time, feeding back
+the previous token y_{t-1} (Sutskever, Vinyals & Le, "Sequence to sequence learning with neural
+networks", 2014; Cho et al., "Learning phrase representations using RNN encoder-decoder", 2014).
+
+How the decoder sees the source (``context``, used without attention; with attention only the
+initial state is chosen by it):
+
+- ``init``: s_0 = tanh(W_b m̄) for every decoder layer (Cho et al. 2014's bridge)
+- ``input``: m̄ is concatenated to the decoder's input at every step (Cho et al. 2014)
+- ``both``: both of these; ``none``: s_0 = 0 and no context (only sensible with attention)
+
+With attention (``rnnkit.attention``) the context changes at every step:
+
+- ``bahdanau``: c_t = attend(s_{t-1}, m); s_t = cell([E y_{t-1}; c_t], s_{t-1})
+- ``luong-dot`` / ``luong-general``: s_t = cell([E y_{t-1}; h̃_{t-1}], s_{t-1}) (input feeding);
+  c_t = attend(s_t, m)
+
+and in every case the output is h̃_t = tanh(W_c [s_t; c_t]) (c_t: the step's context, if any),
+p(y_t | y_<t, x) = softmax(W_o h̃_t). The decoder steps one token at a time with the cells'
+``forward(x, state)``: the only loop over time outside ``Recurrent`` (DESIGN.md).
+
+Training: teacher forcing (the true y_{t-1} is fed), or scheduled sampling (Bengio, Vinyals,
+Jaitly & Shazeer, "Scheduled sampling for sequence prediction with recurrent neural networks",
+NeurIPS 2015): each token is the true one with probability ε, else the model's own previous
+argmax; ε follows a schedule (``rnnkit.train.schedules``). The loss is masked on padding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.attention import make_attention
+from rnnkit.cells import ElmanCell, GRUCell, LSTMCell, MinimalGRUCell
+from rnnkit.config import option
+from rnnkit.errors import UserError
+from rnnkit.layers.torch_compat import BY_NAME
+
+CELLS = {"lstm": LSTMCell, "gru": GRUCell, "mingru": MinimalGRUCell, "elman": ElmanCell}
+CONTEXTS = ("none", "init", "input", "both")
+ATTENTIONS = ("none", "bahdanau", "luong-dot", "luong-general")
+PAD, UNK, BOS, EOS = 0, 1, 2, 3  # the special token ids of rnnkit.data.pairs vocabularies
+
+
+@dataclass
+class Seq2SeqConfig:
+    cell: Literal["lstm", "gru", "mingru", "elman"] = option("gru", "the recurrent cell")
+    embedding_size: int = option(64, "E, the source and target embedding widths")
+    hidden_size: int = option(128, "H, the decoder's width (and the memory's: see encoder_size)")
+    encoder_size: int = option(0, "the encoder's width per direction (0: H / directions)")
+    encoder_layers: int = option(1, "stacked encoder layers")
+    decoder_layers: int = option(1, "stacked decoder layers")
+    bidirectional: bool = option(True, "a bidirectional encoder")
+    attention: Literal["none", "bahdanau", "luong-dot", "luong-general"] = option(
+        "bahdanau", "attention over the encoder outputs (none: a fixed context)"
+    )
+    context: Literal["none", "init", "input", "both"] = option(
+        "init", "the encoder summary as initial decoder state, as input every step, or both"
+    )
+    attention_size: int = option(0, "A, Bahdanau's scoring width (0: H)")
+    dropout: float = option(0.0, "dropout on embeddings, between layers and before the output")
+
+
+def check_seq2seq_config(cfg: Seq2SeqConfig) -> None:
+    """One-line errors for impossible model options."""
+    for name in ("embedding_size", "hidden_size", "encoder_layers", "decoder_layers"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"option 'model.{name}' must be >= 1, got {getattr(cfg, name)}")
+    for name in ("encoder_size", "attention_size"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"option 'model.{name}' must be >= 0, got {getattr(cfg, name)}")
+    if not 0 <= cfg.dropout < 1:
+        raise UserError(f"option 'model.dropout' must be in [0, 1), got {cfg.dropout}")
+    if cfg.attention == "none" and cfg.context == "none":
+        raise UserError(
+            "option 'model.context' none with model.attention none leaves the decoder blind to "
+            "the source: choose init, input or both"
+        )
+    D = 2 if cfg.bidirectional else 1
+    if cfg.encoder_size == 0 and cfg.hidden_size % D:
+        raise UserError(
+            f"option 'model.hidden_size' must be even for a bidirectional encoder with "
+            f"model.encoder_size 0, got {cfg.hidden_size}"
+        )
+    memory = D * (cfg.encoder_size or cfg.hidden_size // D)
+    if cfg.attention == "luong-dot" and memory != cfg.hidden_size:
+        raise UserError(
+            f"model.attention luong-dot needs the memory width ({memory}) == model.hidden_size "
+            f"({cfg.hidden_size}): set model.encoder_size 0"
+        )
+
+
+class Encoder(nn.Module):
+    """Embedding -> stacked (bi)directional recurrent layers over padded sources with lengths.
+
+    ``forward(src (S, B), lengths (B,)) -> (memory (S, B, M), summary (B, M))``: M = D·H_enc;
+    the memory is zero at padding; the summary is the top layer's final state (h) of each
+    direction, concatenated, each taken at the sequence's own last step.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        cell: str = "gru",
+        bidirectional: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
+        self.rnn = BY_NAME[cell](
+            embedding_size, hidden_size, num_layers, dropout=dropout, bidirectional=bidirectional
+        )
+        self.drop = nn.Dropout(dropout)
+        self.directions = 2 if bidirectional else 1
+        self.output_size = self.directions * hidden_size
+
+    def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        memory, final = self.rnn(self.drop(self.embedding(src)), lengths=lengths)  # (S, B, M)
+        h = final[0] if isinstance(final, tuple) else final  # (L·D, B, H)
+        summary = torch.cat(list(h[-self.directions :]), dim=-1)  # (B, M)
+        return memory, summary
+
+
+class DecoderState(NamedTuple):
+    """Everything one decoder step needs, every tensor batch-first (so that beam search can
+    reorder rows with ``index_select(0, ·)``): the cells' states, the fed-back h̃_{t-1} (Luong),
+    the memory (B, S, M), its precomputed keys, the source mask (B, S) and the fixed context."""
+
+    layers: tuple
+    feed: Tensor | None
+    memory: Tensor | None
+    keys: Tensor | None
+    mask: Tensor | None
+    fixed: Tensor | None
+
+
+class Decoder(nn.Module):
+    """One step at a time: ``step(y_prev (B,), state) -> (logits (B, V), state, α (B, S) | None)``.
+
+    See the module docstring for the equations of each ``attention`` and ``context`` mode.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        hidden_size: int,
+        memory_size: int,
+        num_layers: int = 1,
+        cell: str = "gru",
+        attention: str = "bahdanau",
+        context: str = "init",
+        attention_size: int = 0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+        H = hidden_size
+        self.kind, self.context, self.hidden_size = attention, context, H
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
+        if attention == "none":
+            uses_fixed = context in ("input", "both")
+            extra, step_context = (memory_size, memory_size) if uses_fixed else (0, 0)
+            self.attention = None
+        else:
+            extra = memory_size if attention == "bahdanau" else H  # c_t, or h̃_{t-1} fed back
+            step_context = memory_size
+            self.attention = make_attention(attention, H, memory_size, attention_size)
+        self.cells = nn.ModuleList(
+            CELLS[cell](embedding_size + extra if l == 0 else H, H) for l in range(num_layers)
+        )
+        n_states = len(self.cells[0].state_sizes)
+        self.bridge = (
+            nn.ModuleList(nn.Linear(memory_size, n_states * H) for _ in range(num_layers))
+            if context in ("init", "both")
+            else None
+        )
+        self.combine = nn.Linear(H + step_context, H)
+        self.head = nn.Linear(H, vocab_size)
+        self.drop = nn.Dropout(dropout)
+
+    def init_state(self, memory: Tensor, lengths: Tensor, summary: Tensor) -> DecoderState:
+        """The state before the first step, from the encoder's memory (S, B, M) and summary."""
+        B, S = summary.shape[0], memory.shape[0]
+        layers = []
+        for l, cell in enumerate(self.cells):
+            if self.bridge is None:
+                layers.append(cell.init_state(B, device=summary.device, dtype=summary.dtype))
+            else:
+                parts = tuple(torch.tanh(self.bridge[l](summary)).chunk(len(cell.state_sizes), -1))
+                layers.append(parts if len(parts) > 1 else parts[0])
+        feed = memory_b = keys = mask = fixed = None
+        if self.attention is not None:
+            memory_b = memory.transpose(0, 1)  # (B, S, M)
+            keys = self.attention.keys(memory_b)
+            mask = torch.arange(S, device=memory.device) < lengths.to(memory.device)[:, None]
+            if self.kind != "bahdanau":
+                feed = summary.new_zeros(B, self.hidden_size)
+        elif self.context in ("input", "both"):
+            fixed = summary
+        return DecoderState(tuple(layers), feed, memory_b, keys, mask, fixed)
+
+    def step(self, y_prev: Tensor, state: DecoderState):
+        layers, feed, memory, keys, mask, fixed = state
+        x = self.drop(self.embedding(y_prev))  # (B, E)
+        c = alpha = None
+        if self.kind == "bahdanau":
+            top = layers[-1]
+            c, alpha = self.attention(top[0] if isinstance(top, tuple) else top, memory, mask, keys)
+            x = torch.cat([x, c], dim=-1)
+        elif self.attention is not None:
+            x = torch.cat([x, feed], dim=-1)
+        elif fixed is not None:
+            c = fixed
+            x = torch.cat([x, fixed], dim=-1)
+        new_layers = []
+        for l, cell in enumerate(self.cells):
+            y, s = cell(x, layers[l])
+            new_layers.append(s)
+            x = self.drop(y) if l < len(self.cells) - 1 else y
+        h = x  # (B, H)
+        if self.attention is not None and self.kind != "bahdanau":
+            c, alpha = self.attention(h, memory, mask, keys)
+        h_tilde = torch.tanh(self.combine(h if c is None else torch.cat([h, c], dim=-1)))
+        logits = self.head(self.drop(h_tilde))  # (B, V)
+        feed = h_tilde if feed is not None else None
+        return logits, DecoderState(tuple(new_layers), feed, memory, keys, mask, fixed), alpha
+
+
+class Seq2Seq(nn.Module):
+    """Encoder + decoder.
+
+    ``forward(src (S, B), src_lengths (B,), tgt_in (T, B), teacher_forcing=1.0)`` returns the
+    logits (T, B, V) and the attention weights (T, B, S) (None without attention). ``tgt_in``
+    starts with <bos>; with ``teacher_forcing`` ε < 1 each fed token after the first is the true
+    one with probability ε, else the argmax of the previous step's logits (scheduled sampling).
+    """
+
+    def __init__(self, source_vocab_size: int, target_vocab_size: int, cfg: Seq2SeqConfig):
+        super().__init__()
+        check_seq2seq_config(cfg)
+        D = 2 if cfg.bidirectional else 1
+        enc = cfg.encoder_size or cfg.hidden_size // D
+        self.encoder = Encoder(
+            source_vocab_size, cfg.embedding_size, enc, cfg.encoder_layers, cfg.cell,
+            cfg.bidirectional, cfg.dropout,
+        )  # fmt: skip
+        self.decoder = Decoder(
+            target_vocab_size, cfg.embedding_size, cfg.hidden_size, self.encoder.output_size,
+            cfg.decoder_layers, cfg.cell, cfg.attention, cfg.context, cfg.attention_size,
+            cfg.dropout,
+        )  # fmt: skip
+
+    def encode(self, src: Tensor, lengths: Tensor) -> DecoderState:
+        memory, summary = self.encoder(src, lengths)
+        return self.decoder.init_state(memory, lengths, summary)
+
+    def step(self, y_prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """The decoding interface of ``rnnkit.decoding``: ids (B,) -> logits (B, V), state."""
+        logits, state, _ = self.decoder.step(y_prev, state)
+        return logits, state
+
+    def forward(
+        self,
+        src: Tensor,
+        src_lengths: Tensor,
+        tgt_in: Tensor,
+        teacher_forcing: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        state = self.encode(src, src_lengths)
+        all_logits, all_alpha = [], []
+        gold = tgt_in.unbind(0)
+        y = gold[0]
+        for t in range(len(gold)):
+            logits, state, alpha = self.decoder.step(y, state)
+            all_logits.append(logits)
+            all_alpha.append(alpha)
+            if t + 1 < len(gold):
+                y = gold[t + 1]
+                if teacher_forcing < 1.0:
+                    own = logits.detach().argmax(-1)
+                    draw = torch.rand(y.shape, generator=generator)  # on the generator's CPU
+                    use_gold = draw.to(y.device) < teacher_forcing
+                    y = torch.where(use_gold, y, own)
+        logits = torch.stack(all_logits)  # (T, B, V)
+        alpha = None if all_alpha[0] is None else torch.stack(all_alpha)  # (T, B, S)
+        return logits, alpha
+
+
+def sequence_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, int]:
+    """Summed cross-entropy over real target tokens (padding, id 0, is masked) and their count.
+
+    Args:
+        logits: (T, B, V).
+        targets: (T, B) token ids, PAD where there is no token.
+    """
+    loss = F.cross_entropy(
+        logits.flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum"
+    )
+    return loss, int((targets != PAD).sum())
+
+
+def perplexity(nll: float, tokens: int) -> float:
+    return math.exp(min(nll / max(tokens, 1), 50.0))
