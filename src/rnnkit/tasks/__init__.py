@@ -22,9 +22,9 @@ class TaskSpec:
 
 
 def registry() -> dict[str, TaskSpec]:
-    from rnnkit.tasks import charlm, longrange, wordlm
+    from rnnkit.tasks import charlm, dates, longrange, wordlm
 
-    specs = (charlm.SPEC, wordlm.SPEC, *longrange.SPECS)
+    specs = (charlm.SPEC, wordlm.SPEC, *longrange.SPECS, dates.SPEC)
     return {spec.name: spec for spec in specs}
 
 
