@@ -135,9 +135,9 @@ def default() -> DatesConfig:
     m, t = cfg.model, cfg.train
     m.cell, m.embedding_size, m.hidden_size, m.attention = "gru", 32, 128, "bahdanau"
     cfg.decode.max_len = 12
-    t.lr, t.warmup_steps, t.max_steps, t.max_minutes = 3e-3, 50, 3000, 12.0
+    t.lr, t.warmup_steps, t.max_steps, t.max_minutes = 3e-3, 50, 1500, 12.0
     t.threads = 1  # small matrices: one thread is faster, and kinder to a shared machine
-    t.eval_every, t.checkpoint_every, t.log_every, t.eval_batches = 500, 500, 20, 0
+    t.eval_every, t.checkpoint_every, t.log_every, t.eval_batches = 250, 250, 20, 0
     return cfg
 
 
