@@ -2,7 +2,8 @@
 
 Data: the CMU Pronouncing Dictionary (``../shared/data/g2p/cmudict.dict`` beside the project by
 default; BSD-style licence in ``../shared/data/g2p/LICENSE``, which goes with any copy). A line is
-``word PH ON EMES``, alternative pronunciations as ``word(2) ...``, ``#`` starts a comment. Stress
+``word PH ON EMES``, alternative pronunciations as ``word(2) ...``, ``#`` starts a comment
+(and ``;;;`` a comment line, in older releases). Stress
 digits are removed (AH0 -> AH), leaving the 39 phonemes of Rao et al. 2015's setting.
 
 Split: a fixed 10% of the *words* (by a hash of the word) is the test set and 2% the validation
@@ -59,7 +60,7 @@ def read_cmudict(path: str | Path) -> dict[str, list[str]]:
     with open(path, encoding="utf-8", errors="strict") as f:
         for n, line in enumerate(f, 1):
             line = line.split("#", 1)[0].strip()
-            if not line:
+            if not line or line.startswith(";;;"):  # older releases' comment lines
                 continue
             word, *phones = line.split()
             if not phones:

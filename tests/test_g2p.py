@@ -1,0 +1,74 @@
+"""The g2p task on a generated dictionary in CMUdict's format (variants, comments, stress):
+parsing, the fixed split by word, PER and WER with variants, training (the loss goes down)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from rnnkit.cli import main
+from rnnkit.errors import UserError
+from rnnkit.tasks import g2p
+from rnnkit.tasks.seq2seq_task import ErrorRates, Example, edit_distance
+
+PHONE = {"a": "AE1", "b": "B", "d": "D", "e": "IY0", "k": "K", "o": "OW2", "t": "T"}
+
+
+def write_dict(path: Path, n: int = 600) -> Path:
+    lines = [";;; a comment line", "ab AE1 B # a trailing comment", "ab(2) EY1 B"]
+    words = ("".join(w) for k in (3, 4, 5) for w in itertools.product("abdekot", repeat=k))
+    for word in itertools.islice(words, n):
+        lines.append(f"{word} " + " ".join(PHONE[c] for c in word))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_read_cmudict_variants_comments_stress(tmp_path):
+    prons = g2p.read_cmudict(write_dict(tmp_path / "d.dict", 5))
+    assert prons["ab"] == ["AE B", "EY B"]
+    assert ";;;" not in " ".join(prons) and all("1" not in p for ps in prons.values() for p in ps)
+    (tmp_path / "bad.dict").write_text("word\n")
+    with pytest.raises(UserError, match="bad.dict:1"):
+        g2p.read_cmudict(tmp_path / "bad.dict")
+    with pytest.raises(UserError, match="not found"):
+        g2p.read_cmudict(tmp_path / "missing.dict")
+
+
+def test_split_is_fixed_by_word(tmp_path):
+    cfg = g2p.tiny()
+    cfg.data.path = str(write_dict(tmp_path / "d.dict"))
+    ex = g2p.examples(cfg)
+    train_words = {e.source for e in ex["train"]}
+    assert train_words.isdisjoint(e.source for e in ex["test"] + ex["val"])
+    assert 0.05 < len(ex["test"]) / (len(train_words) + len(ex["test"]) + len(ex["val"])) < 0.15
+    assert all(g2p.split_of(e.source) == "test" for e in ex["test"])
+
+
+def test_error_rates_with_variants():
+    examples = [Example("ab", "AE B", ("AE B", "EY B")), Example("tod", "T OW D")]
+    sums = ErrorRates().sums(["EY B", "T D"], examples)
+    m = ErrorRates().metrics(sums)
+    assert m["wer"] == 0.5  # the variant counts as right; "T D" misses one phoneme
+    assert m["per"] == pytest.approx(1 / 5)
+    assert edit_distance(list("kitten"), list("sitting")) == 3
+
+
+def test_train_lowers_the_loss_then_eval(tmp_path, capsys):
+    data = write_dict(tmp_path / "d.dict")
+    run = tmp_path / "run"
+    code = main(["train", "g2p", "--preset", "tiny", "--data", str(data), "--out", str(run),
+                 "--train.progress", "false", "--train.max_steps", "30",
+                 "--train.eval_every", "15"])  # fmt: skip
+    assert code == 0
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    train = [r["loss"] for r in records if r["split"] == "train"]
+    val = [r for r in records if r["split"] == "val"]
+    assert train[-1] < 0.8 * train[0] and val[-1]["loss"] < val[0]["loss"]
+    assert {"per", "wer"} <= set(val[-1])
+    assert main(["eval", str(run), "--limit", "16"]) == 0
+    assert "per" in json.loads((run / "eval_test.json").read_text())
+    assert main(["predict", str(run), "abet"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("abet\t")
