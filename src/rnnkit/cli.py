@@ -304,6 +304,10 @@ def decode_options(a, loaded, n_best: int = 1) -> dict:
     if a.max_len < 0 or a.batch_size < 1:
         raise UserError("--max-len must be >= 0 and --batch-size >= 1")
     method = "beam" if a.beam else "sample" if a.sample else "greedy"
+    if loaded.cfg.train.threads:  # the run's thread count (1 for the small seq2seq presets)
+        import torch
+
+        torch.set_num_threads(loaded.cfg.train.threads)
     return {
         "method": method, "beam": max(a.beam, 1), "n_best": n_best, "alpha": a.alpha,
         "temperature": a.temperature, "top_k": a.top_k, "top_p": a.top_p, "seed": a.seed,

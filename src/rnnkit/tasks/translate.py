@@ -42,7 +42,7 @@ class TranslateDataConfig:
     target_column: int = option(-1, "the target's column, from 0 (negative: from the end)")
     header: bool = option(False, "skip the file's first line (column names)")
     lowercase: bool = option(False, "lower-case sources and targets")
-    max_vocab: int = option(8000, "tokens per side, the rest <unk> (counts in training pairs)")
+    max_vocab: int = option(5000, "tokens per side, the rest <unk> (by count in training)")
     max_source_len: int = option(50, "training pairs: at most this many source tokens (0: all)")
     max_target_len: int = option(60, "training pairs: at most this many target tokens (0: all)")
     max_pairs: int = option(0, "use only the first N pairs of the file (0: all)")
@@ -98,7 +98,7 @@ def default() -> TranslateConfig:
     """Any file of pairs (needs --data); about 30 minutes on 2 CPU cores."""
     cfg = TranslateConfig()
     m, t = cfg.model, cfg.train
-    m.cell, m.embedding_size, m.hidden_size, m.attention = "gru", 128, 256, "bahdanau"
+    m.cell, m.embedding_size, m.hidden_size, m.attention = "gru", 128, 192, "bahdanau"
     m.dropout = 0.2
     cfg.decode.eval_examples = 400
     t.lr, t.warmup_steps, t.max_steps, t.max_minutes = 2e-3, 200, 20000, 30.0
