@@ -22,10 +22,10 @@ class TaskSpec:
 
 
 def registry() -> dict[str, TaskSpec]:
-    from rnnkit.tasks import charlm, dates, g2p, longrange, translate, wordlm
+    from rnnkit.tasks import charlm, dates, digits, g2p, longrange, translate, wordlm
 
     specs = (
-        charlm.SPEC, wordlm.SPEC, *longrange.SPECS, dates.SPEC, g2p.SPEC,
+        charlm.SPEC, wordlm.SPEC, *longrange.SPECS, digits.SPEC, dates.SPEC, g2p.SPEC,
         translate.SPEC,
     )  # fmt: skip
     return {spec.name: spec for spec in specs}

@@ -97,6 +97,8 @@ class Problem:
         baseline: (metric name, value) logged with every evaluation.
         metric: the figure ``rnnkit lab compare`` tables; lower is better unless it is an
             accuracy.
+        validation: a fixed validation set (x, y); None: ``data.val_size`` sequences generated
+            from ``data.val_seed``.
     """
 
     generate: Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
@@ -108,6 +110,7 @@ class Problem:
     metric: str
     tokens: bool = False
     symbols: tuple[str, ...] = ()  # names of the input tokens, if ``tokens``
+    validation: tuple[Tensor, Tensor] | None = None  # a fixed set (else generated)
 
     @property
     def lower_is_better(self) -> bool:
@@ -207,7 +210,7 @@ def metrics_from_sums(problem: Problem, sums: dict[str, float]) -> dict[str, flo
         return {"loss": mse, "mse": mse, name: value}
     out = {"loss": sums["nll"] / n, "accuracy": sums["correct"] / n}
     if problem.scoring == "copy":
-        out = {"loss": out["loss"], "ce": out["loss"]}
+        out["ce"] = out["loss"]  # per step, over all T + 20 steps (the baseline's convention)
         out["recall_accuracy"] = sums["recall_correct"] / max(sums["recall_n"], 1.0)
     return {**out, name: value}
 
@@ -237,8 +240,13 @@ class SequenceTask:
                 f"({world_size})"
             )
         self.local = slice(rank * B // world_size, (rank + 1) * B // world_size)
-        x, y = problem.generate(cfg.data.val_size, torch.Generator().manual_seed(cfg.data.val_seed))
-        n = cfg.data.val_size
+        if problem.validation is not None:
+            x, y = problem.validation
+        else:
+            x, y = problem.generate(
+                cfg.data.val_size, torch.Generator().manual_seed(cfg.data.val_seed)
+            )
+        n = x.shape[1]
         share = slice(rank * n // world_size, (rank + 1) * n // world_size)
         self.val_x, self.val_y = self._rows(x, y, share)
         self.data_sizes = {"train": cfg.data.epoch_batches * B, "val": n}
