@@ -3,8 +3,9 @@
 Same constructor arguments, forward signature, outputs and state_dict names and layouts as
 torch.nn (``ours.load_state_dict(theirs.state_dict())`` works both ways), plus rnnkit's options:
 other nonlinearities, LSTM peepholes / layer norm / forget-gate bias, the GRU's reset convention,
-residual connections, a ``lengths`` argument for padded batches, and the minimal GRU and Jordan
-RNN with the same interface. Not supported: LSTM ``proj_size`` (an error says so).
+residual connections, checkpointing through time (``checkpoint_steps``), a ``lengths`` argument
+for padded batches, and the minimal GRU and Jordan RNN with the same interface. Not supported:
+LSTM ``proj_size`` (an error says so).
 
 The parameters live on the layer itself under torch's names (``weight_ih_l0``,
 ``bias_hh_l1_reverse``, ...). The cells that compute with them are hidden from the module tree
@@ -22,6 +23,7 @@ from rnnkit.cells import ElmanCell, GRUCell, JordanCell, LSTMCell, MinimalGRUCel
 from rnnkit.layers.bidirectional import Bidirectional
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.layers.stacked import Stacked
+from rnnkit.layers.stepper import try_step
 
 
 class RecurrentLayer(nn.Module):
@@ -43,6 +45,7 @@ class RecurrentLayer(nn.Module):
         *,
         residual: bool = False,
         use_kernel: bool = True,
+        checkpoint_steps: int = 0,
         **cell_options,
     ) -> None:
         super().__init__()
@@ -77,7 +80,11 @@ class RecurrentLayer(nn.Module):
         self.output_size = cells[-1].output_size
         self.state_sizes = cells[-1].state_sizes
         # Hidden from the module tree so the state_dict holds torch's names only.
-        object.__setattr__(self, "_stack", Stacked(layers, dropout=self.dropout, residual=residual))
+        self.checkpoint_steps = checkpoint_steps
+        stack = Stacked(
+            layers, dropout=self.dropout, residual=residual, checkpoint_steps=checkpoint_steps
+        )
+        object.__setattr__(self, "_stack", stack)
         object.__setattr__(self, "_cells", cells)
 
     def flatten_parameters(self) -> None:
@@ -109,6 +116,10 @@ class RecurrentLayer(nn.Module):
         Returns (output, h_n), or (output, (h_n, c_n)) for the LSTM, with torch's shapes.
         """
         self._sync()
+        if lengths is None:
+            stepped = try_step(self, input, hx)  # one step without autograd: the sampler's call
+            if stepped is not None:
+                return stepped
         packed = isinstance(input, PackedSequence)
         if packed:
             if lengths is not None:
@@ -192,6 +203,7 @@ class RecurrentLayer(nn.Module):
             ("dropout", 0.0),
             ("bidirectional", False),
             ("residual", False),
+            ("checkpoint_steps", 0),
         ):
             if getattr(self, key) != default:
                 s += f", {key}={getattr(self, key)}"
@@ -237,7 +249,8 @@ class RNN(RecurrentLayer):
 
 class LSTM(RecurrentLayer):
     """LSTM layer, a drop-in twin of ``torch.nn.LSTM``. Extra keyword options: ``peephole``,
-    ``layer_norm``, ``forget_bias`` (see ``rnnkit.cells.LSTMCell``), ``residual``, ``use_kernel``.
+    ``layer_norm``, ``forget_bias`` (see ``rnnkit.cells.LSTMCell``), ``residual``, ``use_kernel``,
+    ``checkpoint_steps`` (see ``rnnkit.layers.Stacked``).
     ``proj_size`` other than 0 is not supported."""
 
     cell_class = LSTMCell

@@ -1,0 +1,357 @@
+"""One step of a stacked torch-compatible layer without autograd: the sampler's hot loop.
+
+Sampling a character at a time calls the layer with T = 1 and batch 1 for every character. The
+work is then a few matrix-vector products that read every weight once, and the time goes to the
+framework: torch.nn.LSTM re-lays its weights out for oneDNN on every call, and a chain of small
+torch operations costs a few microseconds each. This module takes that call when autograd
+records nothing (``torch.no_grad()`` or no input needs a gradient) and does, per layer:
+
+- one matrix-vector product over ``[W_ih | W_hh] [x; h]`` with the two weights concatenated
+  once and cached (the cache is keyed on the parameters' identity, storage and version counter,
+  so an optimiser step or ``load_state_dict`` rebuilds it); the GRU keeps its two products;
+- the gate arithmetic in place on one buffer, in the layout (gates, batch) so every gate is a
+  contiguous block of rows.
+
+Two backends run the same code: ``torch`` (any device) and, on the CPU, ``numpy``, whose
+matrix-vector product (OpenBLAS) and element-wise calls cost less per call than torch's at this
+size. ``set_step_backend("auto" | "numpy" | "torch" | "off")`` chooses; "off" takes the
+generic path (the cell's forward). Every backend is tested equal to the generic path.
+
+Taken only when the result is the same function as the layer's: T = 1, no ``lengths`` or
+PackedSequence, one direction, no residual connections, no active dropout, and a cell this
+module knows (Elman RNN, LSTM with or without peepholes, GRU either reset convention, minimal
+GRU). Anything else (layer-normalised LSTM, Jordan, bidirectional) goes the usual way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rnnkit.errors import UserError
+
+BACKENDS = ("auto", "numpy", "torch", "off")
+BACKEND = "auto"
+
+
+def set_step_backend(name: str) -> None:
+    """Choose how one-step no-grad calls of the torch-compatible layers run (see module doc)."""
+    global BACKEND
+    if name not in BACKENDS:
+        raise UserError(f"step backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    BACKEND = name
+
+
+class _TorchOps:
+    """In-place element-wise operations on torch tensors (layout: rows = gates, columns = batch)."""
+
+    name = "torch"
+
+    @staticmethod
+    def array(t: Tensor) -> Tensor:
+        return t
+
+    @staticmethod
+    def tensor(a: Tensor) -> Tensor:
+        return a.contiguous()
+
+    @staticmethod
+    def mm(w: Tensor, x: Tensor) -> Tensor:
+        return torch.mm(w, x)
+
+    @staticmethod
+    def cat(a: Tensor, b: Tensor) -> Tensor:
+        return torch.cat((a, b))
+
+    @staticmethod
+    def stack(parts: list[Tensor]) -> Tensor:
+        return torch.stack(parts)
+
+    @staticmethod
+    def sigmoid_(a: Tensor) -> None:
+        a.sigmoid_()
+
+    @staticmethod
+    def tanh_(a: Tensor) -> None:
+        a.tanh_()
+
+    @staticmethod
+    def relu_(a: Tensor) -> None:
+        a.relu_()
+
+    @staticmethod
+    def tanh(a: Tensor) -> Tensor:
+        return a.tanh()
+
+
+class _NumpyOps:
+    """The same operations on numpy views of CPU tensors (no copies of the weights)."""
+
+    name = "numpy"
+
+    @staticmethod
+    def array(t: Tensor) -> np.ndarray:
+        return t.detach().numpy()
+
+    @staticmethod
+    def tensor(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+    @staticmethod
+    def mm(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return w @ x
+
+    @staticmethod
+    def cat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.concatenate((a, b))
+
+    @staticmethod
+    def stack(parts: list[np.ndarray]) -> np.ndarray:
+        return np.stack(parts)
+
+    @staticmethod
+    def sigmoid_(a: np.ndarray) -> None:  # sigmoid(x) = (1 + tanh(x / 2)) / 2
+        a *= 0.5
+        np.tanh(a, out=a)
+        a *= 0.5
+        a += 0.5
+
+    @staticmethod
+    def tanh_(a: np.ndarray) -> None:
+        np.tanh(a, out=a)
+
+    @staticmethod
+    def relu_(a: np.ndarray) -> None:
+        np.maximum(a, 0, out=a)
+
+    @staticmethod
+    def tanh(a: np.ndarray) -> np.ndarray:
+        return np.tanh(a)
+
+
+OPS = {"torch": _TorchOps, "numpy": _NumpyOps}
+
+
+# ---- one layer's step, written once for both backends -----------------------------------------
+# Shapes: x (I, B), h and c (H, B); weights (G, K) as stored; biases (G, 1) or None.
+def _affine(ops, w, x, b):
+    g = ops.mm(w, x)
+    if b is not None:
+        g += b
+    return g
+
+
+def _elman(ops, p: dict, x, state):
+    (h,) = state
+    g = _affine(ops, p["w"], ops.cat(x, h), p["b"])
+    p["act"](ops, g)
+    return (g,)
+
+
+def _activate(name: str):
+    def act(ops, g) -> None:
+        if name == "tanh":
+            ops.tanh_(g)
+        elif name == "relu":
+            ops.relu_(g)
+        elif name == "sigmoid":
+            ops.sigmoid_(g)
+        # identity: nothing to do
+
+    return act
+
+
+def _lstm(ops, p: dict, x, state):
+    h, c = state
+    H = h.shape[0]
+    g = _affine(ops, p["w"], ops.cat(x, h), p["b"])
+    i, f, gg, o = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
+    if p["peephole"]:
+        i += p["w_ci"] * c
+        f += p["w_cf"] * c
+    ops.sigmoid_(g[: 2 * H])
+    ops.tanh_(gg)
+    c = f * c
+    c += i * gg
+    if p["peephole"]:
+        o += p["w_co"] * c
+    ops.sigmoid_(o)
+    return o * ops.tanh(c), c
+
+
+def _gru(ops, p: dict, x, state):
+    (h,) = state
+    H = h.shape[0]
+    gi = _affine(ops, p["w_ih"], x, p["b_ih"])
+    if p["reset_after"]:  # n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+        gh = _affine(ops, p["w_hh"], h, p["b_hh"])
+        rz = gi[: 2 * H]
+        rz += gh[: 2 * H]
+        ops.sigmoid_(rz)
+        n = gi[2 * H :]
+        n += rz[:H] * gh[2 * H :]
+    else:  # n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
+        rz = gi[: 2 * H]
+        rz += _affine(ops, p["w_hrz"], h, p["b_hrz"])
+        ops.sigmoid_(rz)
+        n = gi[2 * H :]
+        n += _affine(ops, p["w_hn"], rz[:H] * h, p["b_hn"])
+    ops.tanh_(n)
+    z = rz[H:]
+    return (n + z * (h - n),)  # (1 - z) n + z h
+
+
+def _minimal_gru(ops, p: dict, x, state):
+    (c,) = state
+    H = c.shape[0]
+    g = _affine(ops, p["w"], ops.cat(x, c), p["b"])
+    u, candidate = g[:H], g[H:]
+    ops.sigmoid_(u)
+    ops.tanh_(candidate)
+    return (c + u * (candidate - c),)  # u c~ + (1 - u) c
+
+
+# ---- which layers, and their cached weights ------------------------------------------------
+def _kind(layer) -> str | None:
+    from rnnkit.cells.elman import ElmanCell
+    from rnnkit.cells.gru import GRUCell
+    from rnnkit.cells.lstm import LSTMCell
+    from rnnkit.cells.minimal_gru import MinimalGRUCell
+
+    cell = layer._cells[0]
+    if isinstance(cell, LSTMCell):
+        return None if cell.layer_norm else "lstm"
+    for kind, cls in (("gru", GRUCell), ("minimal_gru", MinimalGRUCell), ("elman", ElmanCell)):
+        if isinstance(cell, cls):
+            return kind
+    return None
+
+
+STEPS = {"elman": _elman, "lstm": _lstm, "gru": _gru, "minimal_gru": _minimal_gru}
+
+
+def _column(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.detach().unsqueeze(1)
+
+
+def _sum(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return a + b
+
+
+def _layer_weights(layer, kind: str, l: int) -> dict[str, Any]:
+    """One layer's weights as the step functions want them (torch tensors, detached)."""
+    get = lambda name: getattr(layer, f"{name}_l{l}", None)  # noqa: E731
+    w_ih, w_hh, b_ih, b_hh = (get(n) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    w_ih, w_hh = w_ih.detach(), w_hh.detach()
+    cell = layer._cells[l]
+    if kind == "gru":
+        H = cell.hidden_size
+        p = {"reset_after": cell.reset_after, "w_ih": w_ih, "b_ih": _column(b_ih)}
+        if cell.reset_after:
+            p.update(w_hh=w_hh, b_hh=_column(b_hh))
+        else:
+            b_hh = _column(b_hh)
+            p.update(w_hrz=w_hh[: 2 * H], w_hn=w_hh[2 * H :])
+            p.update(b_hrz=None if b_hh is None else b_hh[: 2 * H])
+            p.update(b_hn=None if b_hh is None else b_hh[2 * H :])
+        return p
+    p = {"w": torch.cat((w_ih, w_hh), 1), "b": _column(_sum(b_ih, b_hh))}
+    if kind == "lstm":
+        p["peephole"] = cell.peephole
+        if cell.peephole:
+            for name in ("w_ci", "w_cf", "w_co"):
+                p[name] = _column(get(name.replace("w_", "weight_")))
+    elif kind == "elman":
+        p["act"] = _activate(cell.nonlinearity)
+    return p
+
+
+def _plan(layer, kind: str, ops) -> list[dict[str, Any]]:
+    """Per layer: the weights in the backend's arrays, cached until a parameter changes."""
+    params = list(layer.parameters())
+    key = (ops.name, tuple((id(p), p.data_ptr(), p._version) for p in params))
+    cached = layer.__dict__.get("_step_plan")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    plan = []
+    for l in range(layer.num_layers):
+        weights = _layer_weights(layer, kind, l)
+        plan.append({k: ops.array(v) if isinstance(v, Tensor) else v for k, v in weights.items()})
+    layer.__dict__["_step_plan"] = (key, plan)
+    return plan
+
+
+def _backend(x: Tensor) -> str:
+    if BACKEND != "auto":
+        return BACKEND
+    numpy_ok = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    return "numpy" if numpy_ok else "torch"
+
+
+def try_step(layer, input: Any, hx: Any) -> tuple[Tensor, Any] | None:
+    """The layer's output for ``input`` if this fast path applies, else None (see module doc)."""
+    if BACKEND == "off" or not isinstance(input, Tensor) or input.dim() not in (2, 3):
+        return None
+    batched = input.dim() == 3
+    T = input.shape[1] if batched and layer.batch_first else input.shape[0]
+    if T != 1 or input.shape[-1] != layer.input_size or layer.bidirectional or layer.residual:
+        return None
+    if layer.training and layer.dropout > 0 and layer.num_layers > 1:
+        return None
+    kind = _kind(layer)
+    if kind is None:
+        return None
+    params = list(layer.parameters())
+    if any(p.dtype != input.dtype or p.device != input.device for p in params):
+        return None
+    hx_parts = () if hx is None else (hx if isinstance(hx, tuple) else (hx,))
+    if torch.is_grad_enabled() and (
+        input.requires_grad
+        or any(p.requires_grad for p in params)
+        or any(isinstance(t, Tensor) and t.requires_grad for t in hx_parts)
+    ):
+        return None
+    L, H = layer.num_layers, layer.hidden_size
+    x = input.reshape(-1, layer.input_size)  # (B, I): T = 1
+    B = x.shape[0]
+    want = (L, B, H) if batched else (L, H)
+    if len(hx_parts) not in (0, len(layer.state_sizes)) or any(
+        not isinstance(t, Tensor)
+        or tuple(t.shape) != want
+        or t.dtype != input.dtype
+        or t.device != input.device
+        for t in hx_parts
+    ):
+        return None  # the usual path reports the mistake
+    ops = OPS[_backend(input)]
+    with torch.no_grad():
+        return _run(layer, kind, ops, x, hx_parts, batched)
+
+
+def _run(layer, kind: str, ops, x: Tensor, hx_parts, batched: bool):
+    L, H = layer.num_layers, layer.hidden_size
+    B = x.shape[0]
+    if hx_parts:
+        states = [t.reshape(L, B, H) for t in hx_parts]
+    else:
+        states = [x.new_zeros(L, B, H) for _ in layer.state_sizes]
+    step = STEPS[kind]
+    inp = ops.array(x).T  # (I, B)
+    finals = []
+    for l, p in enumerate(_plan(layer, kind, ops)):
+        state = tuple(ops.array(s[l]).T for s in states)  # each (H, B)
+        new = step(ops, p, inp, state)
+        finals.append(new)
+        inp = new[0]
+    out = ops.tensor(inp.T)  # (B, H)
+    hn = tuple(ops.tensor(ops.stack([f[k].T for f in finals])) for k in range(len(finals[0])))
+    if batched:
+        out = out.unsqueeze(1) if layer.batch_first else out.unsqueeze(0)
+    else:  # unbatched input (1, I): output (1, H), states (L, H)
+        hn = tuple(t.squeeze(1) for t in hn)
+    return out, (hn if len(hn) > 1 else hn[0])
