@@ -631,4 +631,13 @@ def main_speed(
     return 0
 
 
-BENCHMARKS = {"speed": (main_speed, "tokens/s of rnnkit's layers against torch.nn")}
+def main_memory(argv: list[str]) -> int:
+    from rnnkit.bench_memory import main_memory as run
+
+    return run(argv)
+
+
+BENCHMARKS = {
+    "speed": (main_speed, "tokens/s of rnnkit's layers against torch.nn"),
+    "memory": (main_memory, "peak training memory over long sequences, and checkpointing"),
+}

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from rnnkit.cells.base import State
 from rnnkit.layers.recurrent import length_mask
@@ -22,19 +23,40 @@ class Stacked(nn.Module):
         residual: add each layer's input to its output where the widths agree (every layer
             above the first in a uniform stack; the first too if input and output widths agree),
             as in Wu et al. 2016 (GNMT); the sum is what dropout and the next layer see.
+        checkpoint_steps: k > 0 recomputes instead of storing (checkpointing through time): in
+            training, the sequence runs through all layers in chunks of k steps, each under
+            ``torch.utils.checkpoint`` (non-reentrant, RNG state preserved, so dropout masks
+            repeat), carrying the states from chunk to chunk. Backward stores only each chunk's
+            inputs and boundary states and recomputes one chunk's activations at a time: memory
+            O(T·input + k·activations) instead of O(T·activations), for one more forward pass.
+            Same values and gradients as k = 0 (tested). Unidirectional layers only: a reverse
+            direction needs the whole sequence.
 
     ``forward(xs, states=None, *, lengths=None) -> (ys, states)``: ``states`` is a list with one
     state per layer (or None for zeros); the returned list holds each layer's final state.
     """
 
-    def __init__(self, layers: Sequence[nn.Module], dropout: float = 0.0, residual: bool = False):
+    def __init__(
+        self,
+        layers: Sequence[nn.Module],
+        dropout: float = 0.0,
+        residual: bool = False,
+        checkpoint_steps: int = 0,
+    ):
         super().__init__()
         if not layers:
             raise ValueError("Stacked needs at least one layer")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        if isinstance(checkpoint_steps, bool) or not isinstance(checkpoint_steps, int):
+            raise ValueError(f"checkpoint_steps must be an integer, got {checkpoint_steps!r}")
+        if checkpoint_steps < 0:
+            raise ValueError(f"checkpoint_steps must be >= 0 (0: off), got {checkpoint_steps}")
+        if checkpoint_steps and any(hasattr(layer, "backward_layer") for layer in layers):
+            raise ValueError("checkpoint_steps needs unidirectional layers (no Bidirectional)")
         self.layers = nn.ModuleList(layers)
         self.dropout, self.residual = dropout, residual
+        self.checkpoint_steps = checkpoint_steps
 
     def forward(
         self,
@@ -47,6 +69,28 @@ class Stacked(nn.Module):
             states = [None] * len(self.layers)
         if len(states) != len(self.layers):
             raise ValueError(f"got {len(states)} states for {len(self.layers)} layers")
+        k = self.checkpoint_steps
+        if k and len(xs) > k and torch.is_grad_enabled():
+            return self._checkpointed(xs, list(states), lengths, k)
+        return self._layers(xs, states, lengths)
+
+    def _checkpointed(
+        self, xs: Tensor, states: list, lengths: Tensor | None, k: int
+    ) -> tuple[Tensor, list[State]]:
+        """Chunks of k steps through all layers, each recomputed in backward (checkpointing)."""
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths, device=xs.device)
+        outputs = []
+        # split, not xs[a:b] in a loop: one op whose backward concatenates the chunk gradients
+        for i, chunk in enumerate(xs.split(k)):
+            part = None if lengths is None else (lengths - i * k).clamp(0, len(chunk))
+            ys, states = checkpoint(self._layers, chunk, states, part, use_reentrant=False)
+            outputs.append(ys)
+        return torch.cat(outputs), states
+
+    def _layers(
+        self, xs: Tensor, states: Sequence[State | None], lengths: Tensor | None
+    ) -> tuple[Tensor, list[State]]:
         finals = []
         # padding positions stay zero through residual sums, as every layer's outputs are
         mask = (

@@ -43,6 +43,9 @@ class ModelConfig:
     peephole: bool = option(False, "LSTM peephole connections")
     layer_norm: bool = option(False, "layer-normalised LSTM (Ba et al. 2016)")
     residual: bool = option(False, "residual connections between stacked layers")
+    checkpoint_steps: int = option(
+        0, "recompute instead of storing activations, in chunks of this many steps (0: off)"
+    )
 
 
 @dataclass
@@ -66,7 +69,7 @@ def check_lm_config(cfg: LMConfig) -> None:
     inf = math.inf
     check_range("model", cfg.model, {
         "embedding_size": (1, inf), "hidden_size": (1, inf), "num_layers": (1, inf),
-        "dropout": (0, 0.99),
+        "dropout": (0, 0.99), "checkpoint_steps": (0, inf),
     })  # fmt: skip
     check_range("data", cfg.data, {
         "batch_size": (1, inf), "bptt_len": (1, inf), "max_vocab": (3, inf), "min_count": (1, inf),
@@ -96,7 +99,7 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_size)
         self.rnn = LAYERS[cfg.cell](
             cfg.embedding_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
-            residual=cfg.residual, **options,
+            residual=cfg.residual, checkpoint_steps=cfg.checkpoint_steps, **options,
         )  # fmt: skip
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden_size, vocab_size)
