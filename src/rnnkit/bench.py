@@ -19,7 +19,9 @@ lstm_peephole, lstm_layernorm, minimal_gru, jordan (output size H) and gru_reset
 ``custom loop``: an LSTM written the way users write one (a Python loop over ``x.unbind(0)``,
 ``F.linear`` per step, under autograd), the reference row. Sampling rows: the LSTM, GRU and RNN
 twins, the custom loop, and ``torch.nn -oneDNN``, torch.nn.LSTM with oneDNN switched off (on the
-CPU torch.nn.LSTM runs oneDNN's RNN primitive, whose per-call set-up dominates at T = B = 1).
+CPU torch.nn.LSTM runs oneDNN's RNN primitive, whose per-call set-up dominates at T = B = 1),
+and ``rnnkit torch-step``, rnnkit.LSTM's one-step path (``rnnkit.layers.stepper``) on its torch
+backend instead of the default numpy one.
 ``ratio`` = median tokens/s over the median tokens/s of the torch.nn twin in the same config and
 mode, or of torch.nn.LSTM for the variants (the custom loop's and -oneDNN's twin is
 torch.nn.LSTM).
@@ -75,6 +77,7 @@ VOCAB = 65
 TRAIN, INFER, SAMPLE = "train", "infer", "sample"
 TORCH, RNNKIT, CUSTOM = "torch.nn", "rnnkit", "custom loop"
 TORCH_NO_ONEDNN = "torch.nn -oneDNN"
+RNNKIT_TORCH_STEP = "rnnkit torch-step"
 
 
 # ---- the reference row: an LSTM as users write it -----------------------------------------
@@ -137,6 +140,25 @@ class WithoutOneDNN(nn.Module):
             torch.backends.mkldnn.enabled = before
 
 
+class WithStepBackend(nn.Module):
+    """Runs an rnnkit layer with one backend of its one-step path (``rnnkit.layers.stepper``):
+    the sampling rows show the default (numpy on the CPU) and the torch backend side by side."""
+
+    def __init__(self, module: nn.Module, backend: str) -> None:
+        super().__init__()
+        self.module, self.backend = module, backend
+
+    def forward(self, *args):
+        from rnnkit.layers import stepper
+
+        before = stepper.BACKEND
+        stepper.set_step_backend(self.backend)
+        try:
+            return self.module(*args)
+        finally:
+            stepper.set_step_backend(before)
+
+
 # ---- rows, configs, FLOPs -------------------------------------------------------------------
 Builder = Callable[[int, int, int], nn.Module]  # (input_size, hidden_size, num_layers)
 ROWS: dict[tuple[str, str], Builder] = {  # (cell, impl): builder, in table order
@@ -153,11 +175,13 @@ ROWS: dict[tuple[str, str], Builder] = {  # (cell, impl): builder, in table orde
     ("gru_reset_before", RNNKIT): lambda I, H, L: rnnkit.GRU(I, H, L, reset_after=False),
     ("lstm", CUSTOM): lambda I, H, L: CustomLSTM(I, H, L),
     ("lstm", TORCH_NO_ONEDNN): lambda I, H, L: WithoutOneDNN(nn.LSTM(I, H, L)),
+    ("lstm", RNNKIT_TORCH_STEP): lambda I, H, L: WithStepBackend(rnnkit.LSTM(I, H, L), "torch"),
 }
 TWINS = (("lstm", TORCH), ("lstm", RNNKIT), ("gru", TORCH), ("gru", RNNKIT),
          ("rnn_tanh", TORCH), ("rnn_tanh", RNNKIT))  # fmt: skip
-TABLE_ROWS = tuple(key for key in ROWS if key[1] != TORCH_NO_ONEDNN)  # train and infer
-SAMPLE_ROWS = (("lstm", TORCH), ("lstm", TORCH_NO_ONEDNN), *TWINS[1:], ("lstm", CUSTOM))
+TABLE_ROWS = tuple(key for key in ROWS if key[1] not in (TORCH_NO_ONEDNN, RNNKIT_TORCH_STEP))
+SAMPLE_ROWS = (("lstm", TORCH), ("lstm", TORCH_NO_ONEDNN), ("lstm", RNNKIT),
+               ("lstm", RNNKIT_TORCH_STEP), *TWINS[2:], ("lstm", CUSTOM))  # fmt: skip
 
 # multiply-adds per token of one layer's forward, as a multiple of H·(I+H) (jordan: see below)
 GATES = {"rnn_tanh": 1, "lstm": 4, "lstm_peephole": 4, "lstm_layernorm": 4, "gru": 3,
@@ -507,7 +531,7 @@ def format_summary(records: list[dict]) -> list[str]:
             ]
             if ratios:
                 parts.append(f"{cell} {', '.join(ratios)}")
-        for impl in (CUSTOM, TORCH_NO_ONEDNN):
+        for impl in (CUSTOM, TORCH_NO_ONEDNN, RNNKIT_TORCH_STEP):
             others = [
                 f"{r['config']} {r['ratio']:.2f}"
                 for r in records
@@ -561,8 +585,9 @@ configs ({FULL_REPEATS} repeats; A, B, C: train and infer; S: sample):
 
 rows: torch.nn and rnnkit for lstm, gru, rnn_tanh; rnnkit only for lstm_peephole,
 lstm_layernorm, minimal_gru, jordan, gru_reset_before; the custom loop (a plain PyTorch
-LSTM, a Python loop over time) as the reference. Sampling: the twins, the custom loop
-and torch.nn.LSTM with oneDNN off. ratio: to the torch.nn twin, or to torch.nn.LSTM.
+LSTM, a Python loop over time) as the reference. Sampling: the twins, the custom loop,
+torch.nn.LSTM with oneDNN off, rnnkit's torch step backend. ratio: to the torch.nn twin,
+or to torch.nn.LSTM.
 Train = embedding -> layers -> linear -> cross-entropy, backward, Adam step. FLOPs:
 matmuls only, training 3x the forward. Details: the docstring of rnnkit.bench.""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
