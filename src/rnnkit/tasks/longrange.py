@@ -313,8 +313,10 @@ class SequenceTask:
         name, value = self.problem.baseline
         shown = ", ".join(
             f"{k.replace('_', ' ')} {result[k]:.4g}"
-            for k in (self.problem.metric, "recall_accuracy", "learned_a") if k in result
+            for k in (self.problem.metric, "recall_accuracy") if k in result
         )  # fmt: skip
+        if "learned_a" in result:  # the running average's a, read off W_hh
+            shown += f", learned a = {result['learned_a']:.6f}"
         return (
             f"done: step {result['step']}, validation {shown} ({name.replace('_', ' ')} "
             f"{value:.4g}), {result['seconds'] / 60:.1f} min"
