@@ -447,7 +447,7 @@ def cmd_lab(argv: list[str]) -> int:
 
 
 COMMANDS = {
-    "train": (cmd_train, "train a task: rnnkit train TASK (charlm, wordlm) [options]"),
+    "train": (cmd_train, "train a task: rnnkit train TASK [options] (train --help lists tasks)"),
     "sample": (cmd_sample, "generate text from a trained language model"),
     "score": (cmd_score, "log-probability and bits per token of texts"),
     "predict": (cmd_predict, "outputs of a sequence-to-sequence run (dates, g2p, translate)"),
