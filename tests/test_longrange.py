@@ -207,3 +207,17 @@ def test_digits_are_64_step_pixel_sequences_with_a_fixed_split():
     name, baseline = task.problem.baseline
     majority = torch.bincount(y[train]).argmax()
     assert baseline == pytest.approx((y[val] == majority).float().mean().item())
+
+
+def test_resume_continues_with_the_same_batches_and_weights(tmp_path):
+    steps = {"train.eval_every": 10, "train.checkpoint_every": 10, "data.epoch_batches": 7}
+    _, cfg, task = make("larger_total", **steps, **{"train.max_steps": 20})
+    Trainer(task, cfg.train, tmp_path / "a", {"task": "larger_total"}).fit()
+    _, cfg, task = make("larger_total", **steps, **{"train.max_steps": 30})
+    Trainer(task, cfg.train, tmp_path / "a", {"task": "larger_total"}, resume=True).fit()
+    _, cfg, straight = make("larger_total", **steps, **{"train.max_steps": 30})
+    Trainer(straight, cfg.train, tmp_path / "b", {"task": "larger_total"}).fit()
+    for (name, p), q in zip(
+        task.model.named_parameters(), straight.model.parameters(), strict=True
+    ):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
