@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="rnnkit lab compare",
         description="Train each cell at each sequence length; table and plot the final metric.",
+        epilog="Any task option applies to every run: --section.key VALUE (e.g. "
+        "--model.hidden_size 64 --train.lr 3e-3); see rnnkit train TASK --help.",
     )
     p.add_argument("task", help="a task with a sequence length data.T: adding, copy, ...")
     p.add_argument("--cells", default="elman,lstm,gru", help=f"comma-separated: {','.join(CELLS)}")
