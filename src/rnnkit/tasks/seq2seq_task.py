@@ -256,10 +256,12 @@ class Seq2SeqTask:
         return {"loss": loss, "ppl": math.exp(min(loss, 50.0)), **self.scorer.metrics(sums)}
 
     def carried_state(self) -> dict[str, torch.Tensor]:
-        return {}
+        # the epoch fixes the batch order; a resumed run must cut the same batches
+        return {"epoch": torch.tensor([self.epoch])}
 
     def load_carried_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        pass
+        if "epoch" in tensors:
+            self.start_epoch(int(tensors["epoch"][0]))
 
     def report(self, result: dict) -> str:
         """The command line's last words after training."""
