@@ -10,7 +10,7 @@ and draws them side by side.
 
     python benchmarks/seq2seq_attention_by_length.py [--minutes 20] [--out runs/attn-exp]
         [--png docs/translate_bleu_by_length.png] [--json docs/translate_bleu_by_length.json]
-        [--preset bible] [--data FILE.tsv] [--limit 0] [-- extra training options]
+        [--preset bible] [--data FILE.tsv] [--limit 0] [--reuse] [-- extra training options]
 
 Writes each run's directory (checkpoints, logs, eval_test.json), the PNG and the JSON.
 """
@@ -37,9 +37,10 @@ def train_and_eval(run: Path, args, options: list[str]) -> dict:
              "--train.max_minutes", str(args.minutes), "--train.progress", "false"]  # fmt: skip
     if args.data:
         train += ["--data", args.data]
-    status = rnnkit(train + options + args.extra)
-    if status != 0:
-        raise SystemExit(f"training {run} failed with status {status}")
+    if not (args.reuse and (run / "last.safetensors").exists()):
+        status = rnnkit(train + options + args.extra)
+        if status != 0:
+            raise SystemExit(f"training {run} failed with status {status}")
     minutes = (time.perf_counter() - start) / 60
     evaluate = ["eval", str(run), "--show", "0"] + (
         ["--limit", str(args.limit)] if args.limit else []
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=0, help="score only the first N test pairs")
     p.add_argument("--png", default="docs/translate_bleu_by_length.png")
     p.add_argument("--json", default="docs/translate_bleu_by_length.json")
+    p.add_argument("--reuse", action="store_true", help="score runs already trained in --out")
     p.add_argument("extra", nargs="*", help="more training options, after --")
     args = p.parse_args(argv)
     out = Path(args.out)

@@ -80,3 +80,12 @@ def test_train_lowers_the_loss_then_eval(tmp_path):
     assert main(["eval", str(run), "--limit", "20", "--beam", "2"]) == 0
     result = json.loads((run / "eval_test.json").read_text())
     assert result["decoding"]["method"] == "beam" and "bleu" in result
+
+
+def test_word_outputs_are_detokenized():
+    from rnnkit.data.pairs import TokenVocab
+
+    text = "Y dijo Dios: ¿Sea la luz? (y fué) la luz."
+    vocab = TokenVocab.from_texts([text], "word")
+    assert vocab.encode(text)[:3] == [vocab.stoi["Y"], vocab.stoi["dijo"], vocab.stoi["Dios"]]
+    assert vocab.decode(vocab.encode(text)) == text

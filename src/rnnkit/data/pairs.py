@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from rnnkit.data.text import tokenize_words
 from rnnkit.errors import UserError
 
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
+_CLOSING = re.compile(r" ([.,;:!?%)\]}»”’])")  # no space before these
+_OPENING = re.compile(r"([(\[{«“¿¡]) ")  # nor after these
 PAD, UNK, BOS, EOS = range(4)
 Split = Literal["char", "space", "word"]
 
@@ -76,9 +79,15 @@ class TokenVocab:
         return [self.stoi.get(t, UNK) for t in tokenize(text, self.split)]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """The text of token ids; <pad>, <bos> and <eos> are left out."""
+        """The text of token ids; <pad>, <bos> and <eos> are left out. Words are joined by
+        spaces, except before closing and after opening punctuation ("tierra ." -> "tierra.")."""
         tokens = [self.tokens[i] for i in ids if i not in (PAD, BOS, EOS)]
-        return ("" if self.split == "char" else " ").join(tokens)
+        if self.split == "char":
+            return "".join(tokens)
+        text = " ".join(tokens)
+        if self.split == "word":
+            text = _OPENING.sub(r"\1", _CLOSING.sub(r"\1", text))
+        return text
 
     def pieces(self, ids: Iterable[int]) -> list[str]:
         """The tokens of ids, one string each (for the axes of an attention map)."""
