@@ -23,7 +23,7 @@ import json
 import shutil
 from pathlib import Path
 
-from rnnkit.lab.compare import RESULTS_JSON, plot_compare, table_markdown
+from rnnkit.lab.compare import RESULTS_JSON, best_metric, plot_compare, table_markdown
 from rnnkit.lab.compare import main as compare
 
 STAGES = {
@@ -66,6 +66,8 @@ def main() -> None:
     for path in sorted(out.glob(f"stage*/{RESULTS_JSON}")):
         stage = int(path.parent.name[len("stage") :].split("-")[0])
         (extended if stage == EXTENDED else records).extend(json.loads(path.read_text()))
+    for r in records + extended:  # from the logs, so a record is as its run's log says
+        r["best"] = best_metric(Path(r["run"]), r["metric"], lower_is_better=True)
     if not records:
         raise SystemExit(f"no results under {out}")
     everything = {"records": records, "extended": extended}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -44,12 +45,14 @@ def test_table_mean_and_std_over_seeds(tmp_path):
         {"task": "copy", "cell": c, "T": T, "seed": s, "metric": "ce", "final": v,
          "baseline": 10 * 2.0794415416798357 / (T + 20), "baseline_name": "baseline_ce"}
         for c, T, s, v in [("lstm", 10, 0, 0.2), ("lstm", 10, 1, 0.4), ("elman", 10, 0, 0.5),
-                           ("elman", 20, 0, 0.6)]
+                           ("elman", 20, 0, 0.6), ("lstm", 20, 0, math.nan),
+                           ("elman", 40, 0, 0.7)]
     ]  # fmt: skip
     text = table_markdown(records)
     std = statistics.stdev([0.2, 0.4])
     assert f"| 10 | {0.3:.4g} ± {std:.2g} (2) | 0.5 | 0.6931 |" in text
-    assert "| 20 | – | 0.6 | 0.5199 |" in text  # a missing cell, T shows as a dash
+    assert "| 20 | diverged (1 of 1) | 0.6 | 0.5199 |" in text
+    assert "| 40 | – | 0.7 | 0.3466 |" in text  # a missing (cell, T) shows as a dash
     assert plot_compare(records, tmp_path / "c.png").stat().st_size > 1000
 
 

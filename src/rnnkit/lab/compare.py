@@ -126,12 +126,14 @@ def run_config(base, cell: str, T: int, seed: int):
 
 
 def best_metric(run_dir: Path, metric: str, lower_is_better: bool) -> float:
-    """The best validation value of ``metric`` in a run's log."""
+    """The best validation value of ``metric`` in a run's log (NaN after a divergence is not
+    a value; NaN if there is none)."""
     from rnnkit.plots import read_log
 
     values = [
         r[metric] for r in read_log(run_dir / "log.jsonl")
         if r.get("split") == "val" and isinstance(r.get(metric), (int, float))
+        and math.isfinite(r[metric])
     ]  # fmt: skip
     if not values:
         return math.nan
@@ -227,6 +229,9 @@ def table_markdown(records: list[dict]) -> str:
                 row.append("–")
                 continue
             mean, std = _mean_std(xs)
+            if not math.isfinite(mean):  # NaN: some run's loss diverged
+                row.append(f"diverged ({sum(not math.isfinite(x) for x in xs)} of {len(xs)})")
+                continue
             row.append(f"{mean:.4g} ± {std:.2g} ({len(xs)})" if len(xs) > 1 else f"{mean:.4g}")
         lines.append(f"| {T} | " + " | ".join(row) + f" | {baselines[T]:.4g} |")
     return "\n".join(lines) + "\n"
@@ -250,9 +255,12 @@ def plot_compare(records: list[dict], path: Path) -> Path:
     fig, (ax,) = _figure((7, 4.5))
     for cell in cells:
         pts = [(T, *_mean_std(values[(cell, T)])) for T in Ts if (cell, T) in values]
+        lost = [p[0] for p in pts if not math.isfinite(p[1])]
+        label = f"{cell} (diverged at T = {', '.join(map(str, lost))})" if lost else cell
+        pts = [p for p in pts if math.isfinite(p[1])]
         ax.errorbar(
             [p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
-            marker="o", markersize=4, capsize=3, linewidth=1.4, label=cell,
+            marker="o", markersize=4, capsize=3, linewidth=1.4, label=label,
         )  # fmt: skip
     baselines = {r["T"]: r["baseline"] for r in records}
     ax.plot(Ts, [baselines[T] for T in Ts], "--", color="0.35", linewidth=1.2,
