@@ -1,6 +1,6 @@
 """The README's adding-problem comparison: cells against T under wall-clock budgets.
 
-    nice -n 10 python benchmarks/lab_compare.py [--out runs/bench-compare] [--stages 1,2,3]
+    nice -n 10 python benchmarks/lab_compare.py [--out DIR] [--stages 1,2,3,4,5] [--docs]
 
 Runs ``rnnkit lab compare adding`` in stages (one seed each; the trainings are benchmarks, not
 tests) and merges their records into one table and one figure:
@@ -8,12 +8,14 @@ tests) and merges their records into one table and one figure:
 1. lstm, gru at T = 200, 10 minutes each: the issue's target, MSE < 0.01;
 2. elman, irnn, mingru at T = 100 and 200, 3 minutes each;
 3. all five cells at T = 50 (2 minutes each) and lstm, gru at T = 100 (3 minutes each);
-4. (tabled apart) lstm at T = 200 with 35 minutes: how long its plateau at the baseline lasts.
+4. (tabled apart) lstm at T = 200 with 35 minutes: how long its plateau at the baseline lasts;
+5. (tabled apart) lstm at T = 200, 10 minutes, with the forget-gate bias initialised to 1.
 
 Writes OUT/stageN/ (each a compare directory), OUT/results.json (all records), OUT/results.md
-(the table, then steps and minutes per run) and OUT/compare.png; ``--docs`` also copies the
-figure and records to docs/lab_compare_adding.{png,json}. Every run uses one thread
-(``--train.threads 1``): the machine is shared, and budgets are wall-clock.
+(the table, then steps and minutes per run), OUT/compare.png and OUT/curves_T200.png (validation
+MSE against step at T = 200); ``--docs`` copies them to docs/lab_compare_adding{.png,.json,
+_curves.png}. Every run uses one thread (``--train.threads 1``): the machine is shared, and
+budgets are wall-clock. All five stages take about 110 minutes.
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ STAGES = {
     3: [("elman,irnn,mingru,lstm,gru", "50", 2.0), ("lstm,gru", "100", 3.0)],
     # an extended budget, tabled apart: how long the LSTM's plateau at the baseline lasts
     4: [("lstm", "200", 35.0)],
+    # (tabled apart) the LSTM with its forget-gate bias at 1 (Jozefowicz et al. 2015)
+    5: [("lstm", "200", 10.0, "--model.forget_bias", "1.0")],
 }
-EXTENDED = 4
+EXTENDED = (4, 5)
+SUFFIX = {5: ", forget bias 1"}  # how the table names a stage's variant
 
 
 def budget_table(records: list[dict]) -> str:
@@ -49,23 +54,43 @@ def budget_table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_curves_at(records: list[dict], T: int, path: Path) -> Path:
+    """Validation MSE against step for every run at length T, from the runs' logs."""
+    from rnnkit.plots import plot_curves, read_log
+
+    series = {}
+    for r in records:
+        if r["T"] == T:
+            val = [x for x in read_log(Path(r["run"]) / "log.jsonl") if x.get("split") == "val"]
+            series[f"{r['cell']} ({r['seconds'] / 60:.0f} min)"] = (
+                [x["step"] for x in val], [x["mse"] for x in val],
+            )  # fmt: skip
+    return plot_curves(
+        series, path, xlabel="step", ylabel="validation MSE", logy=True,
+        title=f"adding, T = {T}: validation MSE during training", hlines={"baseline": 1 / 6},
+    )  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench-compare", help="output directory")
-    p.add_argument("--stages", default="1,2,3", help="which stages to run (others are merged)")
+    p.add_argument("--stages", default="1,2,3,4,5", help="which stages to run (others are merged)")
     p.add_argument("--docs", action="store_true", help="copy the figure and JSON to docs/")
     a = p.parse_args()
     out = Path(a.out)
     for stage in (int(s) for s in a.stages.split(",") if s):
-        for i, (cells, Ts, minutes) in enumerate(STAGES[stage]):
+        for i, (cells, Ts, minutes, *extra) in enumerate(STAGES[stage]):
             compare([
                 "adding", "--cells", cells, "--T", Ts, "--seeds", "1", "--minutes", str(minutes),
-                "--out", str(out / f"stage{stage}-{i}"), "--train.threads", "1", "--quiet",
+                "--out", str(out / f"stage{stage}-{i}"), "--train.threads", "1", "--quiet", *extra,
             ])  # fmt: skip
     records, extended = [], []
     for path in sorted(out.glob(f"stage*/{RESULTS_JSON}")):
         stage = int(path.parent.name[len("stage") :].split("-")[0])
-        (extended if stage == EXTENDED else records).extend(json.loads(path.read_text()))
+        found = json.loads(path.read_text())
+        for r in found:
+            r["cell"] += SUFFIX.get(stage, "")
+        (extended if stage in EXTENDED else records).extend(found)
     for r in records + extended:  # from the logs, so a record is as its run's log says
         r["best"] = best_metric(Path(r["run"]), r["metric"], lower_is_better=True)
     if not records:
@@ -77,11 +102,13 @@ def main() -> None:
         text += "\nextended budget:\n\n" + budget_table(extended)
     (out / "results.md").write_text(text)
     plot_compare(records, out / "compare.png")
+    plot_curves_at(records + extended, 200, out / "curves_T200.png")
     print(text)
     if a.docs:
         docs = Path(__file__).resolve().parent.parent / "docs"
         shutil.copy(out / "compare.png", docs / "lab_compare_adding.png")
         shutil.copy(out / "results.json", docs / "lab_compare_adding.json")
+        shutil.copy(out / "curves_T200.png", docs / "lab_compare_adding_curves.png")
 
 
 if __name__ == "__main__":
