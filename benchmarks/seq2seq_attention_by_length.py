@@ -50,7 +50,9 @@ def train_and_eval(run: Path, args, options: list[str]) -> dict:
     result = json.loads((run / "eval_test.json").read_text())
     records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     val = [r for r in records if r["split"] == "val"]
-    result.update(minutes_with_setup=minutes, steps=val[-1]["step"], val_loss=val[-1]["loss"])
+    train_minutes = max(r["time"] for r in records if r["split"] == "train") / 60
+    result.update(train_minutes=train_minutes, steps=val[-1]["step"], val_loss=val[-1]["loss"],
+                  minutes_this_call=minutes)  # fmt: skip
     return result
 
 
