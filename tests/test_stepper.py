@@ -81,6 +81,8 @@ def test_backends_equal_the_generic_path(backend, name, opts, dtype, fast, layou
             assert g.dtype == w.dtype and g.is_contiguous()
             assert_close(g, w, **TOL[dtype])
         assert all(torch.equal(a, b) for a, b in zip(hx, before, strict=True))  # not mutated
+        storages = {t.untyped_storage().data_ptr() for t in got}
+        assert len(storages) == len(got)  # output and states do not alias one another
 
 
 @pytest.mark.parametrize("fast", ["torch", "numpy"])

@@ -165,20 +165,23 @@ def _activate(name: str):
 
 
 def _lstm(ops, p: dict, x, state):
+    # the plan stores the gate rows in the order i, f, o, g: one sigmoid call covers i, f, o
     h, c = state
     H = h.shape[0]
     g = _affine(ops, p["w"], ops.cat(x, h), p["b"])
-    i, f, gg, o = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
-    if p["peephole"]:
+    i, f, o, gg = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
+    if p["peephole"]:  # i, f see c_{t-1}; o sees c_t, so it waits for the new cell
         i += p["w_ci"] * c
         f += p["w_cf"] * c
-    ops.sigmoid_(g[: 2 * H])
+        ops.sigmoid_(g[: 2 * H])
+    else:
+        ops.sigmoid_(g[: 3 * H])
     ops.tanh_(gg)
     c = f * c
     c += i * gg
     if p["peephole"]:
         o += p["w_co"] * c
-    ops.sigmoid_(o)
+        ops.sigmoid_(o)
     return o * ops.tanh(c), c
 
 
@@ -261,7 +264,12 @@ def _layer_weights(layer, kind: str, l: int) -> dict[str, Any]:
             p.update(b_hn=None if b_hh is None else b_hh[2 * H :])
         return p
     p = {"w": torch.cat((w_ih, w_hh), 1), "b": _column(_sum(b_ih, b_hh))}
-    if kind == "lstm":
+    if kind == "lstm":  # rows i, f, g, o -> i, f, o, g
+        H = cell.hidden_size
+        order = torch.cat(
+            [torch.arange(2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]
+        )
+        p = {k: None if v is None else v[order].contiguous() for k, v in p.items()}
         p["peephole"] = cell.peephole
         if cell.peephole:
             for name in ("w_ci", "w_cf", "w_co"):
@@ -271,19 +279,35 @@ def _layer_weights(layer, kind: str, l: int) -> dict[str, Any]:
     return p
 
 
-def _plan(layer, kind: str, ops) -> list[dict[str, Any]]:
-    """Per layer: the weights in the backend's arrays, cached until a parameter changes."""
-    params = list(layer.parameters())
-    key = (ops.name, tuple((id(p), p.data_ptr(), p._version) for p in params))
+def _static(layer) -> tuple[str | None, tuple[str, ...]]:
+    """What never changes after construction: the cell kind this path can run (None: none) and
+    the names of the layer's parameters."""
+    cached = layer.__dict__.get("_step_static")
+    if cached is None:
+        ok = not layer.bidirectional and not layer.residual
+        kind = _kind(layer) if ok else None
+        cached = (kind, tuple(top for _, _, top in layer._links))
+        layer.__dict__["_step_static"] = cached
+    return cached
+
+
+def _plan(layer, kind: str, ops, params: list[Tensor]) -> tuple[torch.dtype, list[dict]] | None:
+    """Per layer: the weights in the backend's arrays, cached until a parameter changes (a new
+    tensor, new storage, or an in-place update, which bumps the version counter); None when
+    they do not share one dtype and device."""
+    key = (ops.name, *((id(p), p.data_ptr(), p._version) for p in params))
     cached = layer.__dict__.get("_step_plan")
     if cached is not None and cached[0] == key:
         return cached[1]
+    dtype, device = params[0].dtype, params[0].device
+    if any(p.dtype != dtype or p.device != device for p in params):
+        return None
     plan = []
     for l in range(layer.num_layers):
         weights = _layer_weights(layer, kind, l)
         plan.append({k: ops.array(v) if isinstance(v, Tensor) else v for k, v in weights.items()})
-    layer.__dict__["_step_plan"] = (key, plan)
-    return plan
+    layer.__dict__["_step_plan"] = (key, ((dtype, device), plan))
+    return (dtype, device), plan
 
 
 def _backend(x: Tensor) -> str:
@@ -297,18 +321,16 @@ def try_step(layer, input: Any, hx: Any) -> tuple[Tensor, Any] | None:
     """The layer's output for ``input`` if this fast path applies, else None (see module doc)."""
     if BACKEND == "off" or not isinstance(input, Tensor) or input.dim() not in (2, 3):
         return None
+    kind, names = _static(layer)
+    if kind is None:
+        return None
     batched = input.dim() == 3
     T = input.shape[1] if batched and layer.batch_first else input.shape[0]
-    if T != 1 or input.shape[-1] != layer.input_size or layer.bidirectional or layer.residual:
+    if T != 1 or input.shape[-1] != layer.input_size:
         return None
     if layer.training and layer.dropout > 0 and layer.num_layers > 1:
         return None
-    kind = _kind(layer)
-    if kind is None:
-        return None
-    params = list(layer.parameters())
-    if any(p.dtype != input.dtype or p.device != input.device for p in params):
-        return None
+    params = [getattr(layer, name) for name in names]
     hx_parts = () if hx is None else (hx if isinstance(hx, tuple) else (hx,))
     if torch.is_grad_enabled() and (
         input.requires_grad
@@ -329,29 +351,35 @@ def try_step(layer, input: Any, hx: Any) -> tuple[Tensor, Any] | None:
     ):
         return None  # the usual path reports the mistake
     ops = OPS[_backend(input)]
+    planned = _plan(layer, kind, ops, params)
+    if planned is None or planned[0] != (input.dtype, input.device):
+        return None  # the usual path raises torch's error for mixed dtypes or devices
     with torch.no_grad():
-        return _run(layer, kind, ops, x, hx_parts, batched)
+        return _run(layer, kind, ops, planned[1], x, hx_parts, batched)
 
 
-def _run(layer, kind: str, ops, x: Tensor, hx_parts, batched: bool):
+def _run(layer, kind: str, ops, plan: list[dict], x: Tensor, hx_parts, batched: bool):
     L, H = layer.num_layers, layer.hidden_size
     B = x.shape[0]
+    n_states = len(layer.state_sizes)
+    # states in: (L, B, H) each, read per layer as (H, B) views; states out: written per layer
+    # into fresh (L, B, H) tensors (never the caller's), returned as they are
     if hx_parts:
-        states = [t.reshape(L, B, H) for t in hx_parts]
+        states = [ops.array(t.reshape(L, B, H)) for t in hx_parts]
     else:
-        states = [x.new_zeros(L, B, H) for _ in layer.state_sizes]
+        states = [ops.array(x.new_zeros(L, B, H))] * n_states
+    finals = [x.new_empty(L, B, H) for _ in range(n_states)]
+    outs = [ops.array(t) for t in finals]
     step = STEPS[kind]
     inp = ops.array(x).T  # (I, B)
-    finals = []
-    for l, p in enumerate(_plan(layer, kind, ops)):
-        state = tuple(ops.array(s[l]).T for s in states)  # each (H, B)
-        new = step(ops, p, inp, state)
-        finals.append(new)
+    for l, p in enumerate(plan):
+        new = step(ops, p, inp, tuple(s[l].T for s in states))
+        for out, value in zip(outs, new, strict=True):
+            out[l] = value.T
         inp = new[0]
-    out = ops.tensor(inp.T)  # (B, H)
-    hn = tuple(ops.tensor(ops.stack([f[k].T for f in finals])) for k in range(len(finals[0])))
+    y = finals[0][L - 1].clone()  # (B, H): the top layer's new h, not a view of h_n
     if batched:
-        out = out.unsqueeze(1) if layer.batch_first else out.unsqueeze(0)
-    else:  # unbatched input (1, I): output (1, H), states (L, H)
-        hn = tuple(t.squeeze(1) for t in hn)
-    return out, (hn if len(hn) > 1 else hn[0])
+        y = y.unsqueeze(1) if layer.batch_first else y.unsqueeze(0)
+    if not batched:  # unbatched input (1, I): output (1, H), states (L, H)
+        finals = [t.squeeze(1) for t in finals]
+    return y, (tuple(finals) if n_states > 1 else finals[0])

@@ -115,11 +115,11 @@ class RecurrentLayer(nn.Module):
 
         Returns (output, h_n), or (output, (h_n, c_n)) for the LSTM, with torch's shapes.
         """
-        self._sync()
         if lengths is None:
             stepped = try_step(self, input, hx)  # one step without autograd: the sampler's call
             if stepped is not None:
                 return stepped
+        self._sync()
         packed = isinstance(input, PackedSequence)
         if packed:
             if lengths is not None:
