@@ -16,6 +16,11 @@ from rnnkit.errors import UserError
 # name -> (module under rnnkit.lab, one-line summary)
 EXPERIMENTS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "cells against sequence length T on adding/copy: table and plot"),
+    "gradflow": ("gradflow", "||dL/dh_t|| against t per cell, at initialisation and trained"),
+    "explode": ("explode", "Elman RNN, recurrent weights > 1: no clipping, by norm, by value"),
+    "logistic": ("logistic", "f(x) = 3.5x(1-x): iterates, |d f^n/dx| against n, Lyapunov"),
+    "activations": ("activations", "hidden units of a trained char LM over a text, as heat maps"),
+    "teacher-forcing": ("teacher", "teacher forcing vs free running vs scheduled sampling"),
 }
 
 

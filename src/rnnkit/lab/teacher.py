@@ -290,6 +290,9 @@ def main(argv: list[str]) -> int:
     except UserError as e:
         raise UserError(f"option --schedule/--k: {e}") from None
     out = out_dir(args.out)
+    # Matrices of a few dozen units: threads cost more than they save, and on a shared machine
+    # they spin-wait for each other (the tests do the same in conftest.py).
+    torch.set_num_threads(1)
     result = run(cfg, out, quiet=args.quiet)
     print(f"Jordan RNN (H = {cfg.hidden_size}) generating {cfg.T - 1} points of a rotation; "
           f"test MSE (predicting the origin: {result['zero_prediction_mse']:.4f}):")  # fmt: skip
