@@ -5,10 +5,10 @@ peak: build the model (vocab 65 → embedding H → L recurrent layers of width 
 config A of ``rnnkit bench speed``) and random token ids (T, B), warm up with one shorter
 training step (2k + 20 steps, k = checkpoint_steps, so every code path has run), then time one
 training step over the whole sequence (forward, cross-entropy, backward; no optimiser step,
-whose state does not grow with T). Memory is the
-process's peak resident set during that step minus its resident set just before it
-(``getrusage`` ru_maxrss against /proc/self/statm), i.e. what the step added: activations saved
-for backward, gradients, workspace. ``per token·layer`` divides it by T·B·L.
+whose state does not grow with T). Memory is the process's peak resident set during that step
+(VmHWM, reset just before it) minus its resident set just before it (/proc/self/statm), i.e.
+what the step added: activations saved for backward, gradients, workspace. ``per token·layer``
+divides it by T·B·L.
 
 Rows: torch.nn.LSTM and torch.nn.GRU; rnnkit's twins on their default path (the plain float32
 LSTM runs torch's fused op), the LSTM on the hand-derived kernel, a peephole LSTM, and each with
@@ -57,8 +57,25 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _reset_peak() -> None:
+    """Reset this process's peak resident set (VmHWM) where the kernel allows it (Linux >= 4.0);
+    otherwise the peak so far stays, which the short warm-up keeps small."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    """VmHWM, the peak resident set of this process's own address space. Not getrusage's
+    ru_maxrss: after fork + exec it starts at the parent's resident set (Linux keeps the larger
+    of the two), which would hide a child smaller than its parent."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def measure_row(row: str, T: int, B: int, H: int, L: int, k: int, threads: int) -> dict:
@@ -90,6 +107,7 @@ def measure_row(row: str, T: int, B: int, H: int, L: int, k: int, threads: int) 
     train_step(min(T, 2 * k + 20))  # warm-up: every code path (incl. two chunks) runs once
     for m in (rnn, embed, head):
         m.zero_grad(set_to_none=False)  # gradients allocated before, as in training
+    _reset_peak()
     before = _rss_bytes()
     start = time.perf_counter()
     train_step(T)
