@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -62,9 +63,11 @@ def plot_curves_at(records: list[dict], T: int, path: Path) -> Path:
     for r in records:
         if r["T"] == T:
             val = [x for x in read_log(Path(r["run"]) / "log.jsonl") if x.get("split") == "val"]
-            series[f"{r['cell']} ({r['seconds'] / 60:.0f} min)"] = (
-                [x["step"] for x in val], [x["mse"] for x in val],
-            )  # fmt: skip
+            label = f"{r['cell']} ({r['seconds'] / 60:.0f} min)"
+            kept = [x for x in val if math.isfinite(x["mse"]) and x["mse"] < 10]
+            if len(kept) < len(val):  # a divergence would squash every other curve
+                label += f", diverged after step {kept[-1]['step'] if kept else 0}"
+            series[label] = ([x["step"] for x in kept], [x["mse"] for x in kept])
     return plot_curves(
         series, path, xlabel="step", ylabel="validation MSE", logy=True,
         title=f"adding, T = {T}: validation MSE during training", hlines={"baseline": 1 / 6},
