@@ -40,6 +40,22 @@ def test_a_tiny_grid_writes_records_table_and_plot(tmp_path, capsys):
     assert main(argv) == 2
 
 
+def test_jobs_run_in_worker_processes_with_the_serial_results(tmp_path):
+    """--jobs 2 trains the same runs as one after another (each run is seeded and
+    deterministic), in grid order in results.json."""
+    common = ["lab", "compare", "adding", "--preset", "tiny", "--cells", "elman,gru", "--T", "4",
+              "--seeds", "2", "--steps", "3", "--quiet", "--train.eval_every", "3",
+              "--model.hidden_size", "4", "--train.threads", "1"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "serial")]) == 0
+    assert main([*common, "--jobs", "2", "--out", str(tmp_path / "parallel")]) == 0
+    serial, parallel = (json.loads((tmp_path / d / "results.json").read_text())
+                        for d in ("serial", "parallel"))  # fmt: skip
+    key = [(r["cell"], r["T"], r["seed"]) for r in parallel]
+    assert key == [("elman", 4, 0), ("elman", 4, 1), ("gru", 4, 0), ("gru", 4, 1)]
+    assert [r["final"] for r in parallel] == [r["final"] for r in serial]
+    assert (tmp_path / "parallel" / "compare.png").exists()
+
+
 def test_table_mean_and_std_over_seeds(tmp_path):
     records = [
         {"task": "copy", "cell": c, "T": T, "seed": s, "metric": "ce", "final": v,
@@ -68,6 +84,7 @@ def test_table_mean_and_std_over_seeds(tmp_path):
         (["adding", "--seeds", "0"], "--seeds: expected an integer >= 1"),
         (["adding", "--minutes", "-1"], "--minutes: expected a number > 0"),
         (["adding", "--steps", "0"], "--steps: expected an integer >= 1"),
+        (["adding", "--jobs", "0"], "--jobs: expected an integer >= 1"),
         (["adding", "--preset", "huge"], "unknown preset 'huge'"),
         (["adding", "--model.hidden_size", "0"], "model.hidden_size"),
         (["adding", "--bogus"], "unrecognized arguments"),

@@ -1,11 +1,12 @@
 """``rnnkit lab compare``: cells against sequence length on a long-range task.
 
     rnnkit lab compare adding --cells elman,irnn,lstm,gru,mingru --T 50,100,200 --seeds 3
-        [--minutes M] [--steps S] [--preset P] [--out DIR] [--section.key VALUE ...]
+        [--minutes M] [--steps S] [--jobs N] [--preset P] [--out DIR] [--section.key VALUE ...]
 
-Trains one run per (cell, T, seed) in this process, one after another, with the task's preset
-(``rnnkit train TASK``'s trainer, budgets, evaluation and checkpoints; each run in
-DIR/runs/CELL-T<T>-seed<S>/), and writes:
+Trains one run per (cell, T, seed) with the task's preset (``rnnkit train TASK``'s trainer,
+budgets, evaluation and checkpoints; each run in DIR/runs/CELL-T<T>-seed<S>/): one after another
+in this process, or ``--jobs N`` at a time in worker processes (each with one torch thread unless
+``--train.threads`` says otherwise, so N jobs share N cores rather than fight over them). Writes:
 
 - DIR/results.json: one record per run: the final and best validation metric, the baseline,
   steps, seconds (rewritten after every run, so a long comparison shows its progress);
@@ -51,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, help="runs per (cell, T), seeds 0..N-1")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per run")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (at most)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, one process each")
     p.add_argument("--preset", default=None, help="the task's preset (default: its default)")
     p.add_argument("--out", default=None, help="output directory (default: runs/compare-TASK)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -94,6 +96,8 @@ def plan(argv: list[str]):
         raise UserError(f"option --seeds: expected an integer >= 1, got {args.seeds}")
     if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
         raise UserError(f"option --minutes: expected a number > 0, got {args.minutes}")
+    if args.jobs < 1:
+        raise UserError(f"option --jobs: expected an integer >= 1, got {args.jobs}")
     if args.steps is not None and args.steps < 1:
         raise UserError(f"option --steps: expected an integer >= 1, got {args.steps}")
     preset = args.preset or spec.default_preset
@@ -105,8 +109,10 @@ def plan(argv: list[str]):
         budget.append(("train.max_minutes", args.minutes))
     if args.steps is not None:
         budget.append(("train.max_steps", args.steps))
-    if args.quiet:
+    if args.quiet or args.jobs > 1:  # N bars at once would garble each other
         budget.append(("train.progress", False))
+    if args.jobs > 1:  # one thread per job (an explicit --train.threads, below, still wins)
+        budget.append(("train.threads", 1))
     base = resolve_config(spec.presets[preset](), None, [*budget, *overrides])
     for cell in cells:  # every run's options checked now, not an hour in
         for T in Ts:
@@ -140,11 +146,13 @@ def best_metric(run_dir: Path, metric: str, lower_is_better: bool) -> float:
     return min(values) if lower_is_better else max(values)
 
 
-def train_one(spec, cfg, run_dir: Path, cell: str, T: int, seed: int) -> dict:
-    """Train one run in-process with the task's trainer; its record for results.json."""
+def train_one(task_name: str, cfg, run_dir: Path, cell: str, T: int, seed: int) -> dict:
+    """Train one run with the task's trainer (in this process or a worker); its record."""
     from rnnkit.config import config_to_dict, save_config
+    from rnnkit.tasks import get_task
     from rnnkit.train.trainer import Trainer, run_dir_ready
 
+    spec = get_task(task_name)
     run_dir_ready(run_dir, resume=False)
     save_config(cfg, run_dir / "config.json", argv=None)
     task = spec.build(cfg, None)
@@ -178,20 +186,53 @@ def main(argv: list[str]) -> int:
         if run_dir.exists() and any(run_dir.iterdir()):
             raise UserError(f"{run_dir} exists and is not empty: choose another --out")
     records: list[dict] = []
-    bar = tqdm(runs, unit="run", desc=f"compare {spec.name}", disable=args.quiet)
-    for cell, T, seed in bar:
-        bar.set_postfix(cell=cell, T=T, seed=seed)
-        cfg = run_config(base, cell, T, seed)
-        record = train_one(spec, cfg, out / "runs" / f"{cell}-T{T}-seed{seed}", cell, T, seed)
+    bar = tqdm(total=len(runs), unit="run", desc=f"compare {spec.name}", disable=args.quiet)
+
+    def done(record: dict) -> None:  # results.json after every run: a long grid shows progress
         records.append(record)
+        records.sort(key=lambda r: runs.index((r["cell"], r["T"], r["seed"])))  # the grid order
         text = json.dumps(records, indent=1) + "\n"
-        atomic_write(out / RESULTS_JSON, lambda tmp, text=text: tmp.write_text(text))
+        atomic_write(out / RESULTS_JSON, lambda tmp: tmp.write_text(text))
+        bar.set_postfix(cell=record["cell"], T=record["T"], seed=record["seed"])
+        bar.update()
+
+    jobs = [
+        (spec.name, run_config(base, cell, T, seed), out / "runs" / f"{cell}-T{T}-seed{seed}",
+         cell, T, seed)
+        for cell, T, seed in runs
+    ]  # fmt: skip
+    if args.jobs == 1:
+        for job in jobs:
+            done(train_one(*job))
+    else:
+        run_parallel(jobs, args.jobs, done)
     bar.close()
     write_table(records, out / RESULTS_MD)
     plot_compare(records, out / PLOT)
     print(table_markdown(records))
     print(f"\nwrote {out / RESULTS_JSON}, {out / RESULTS_MD}, {out / PLOT}")
     return 0
+
+
+def run_parallel(jobs: list[tuple], n: int, done) -> None:
+    """``train_one(*job)`` for every job, ``n`` at a time in spawned processes (fresh
+    interpreters: no forked torch thread pools); ``done(record)`` as each finishes. A failed
+    run stops the comparison with its error once the runs already going have finished."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(n, len(jobs)), mp_context=context) as pool:
+        pending = {pool.submit(train_one, *job) for job in jobs}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                error = future.exception()
+                if error is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise error
+                done(future.result())
 
 
 # ---- the table and the plot (from records alone, so benchmarks can merge several runs) -----
