@@ -139,6 +139,17 @@ def test_irnn_starts_from_the_identity():
     assert not rnn.bias_hh_l0.any() and not rnn.bias_ih_l0.any()
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_chrono_option_initialises_the_gates(cell):
+    """--model.chrono_t_max T: keep-gate biases log(u), u ~ U[1, T-1] (rnnkit.layers.init)."""
+    H = 16
+    _, _, task = make("adding", **{"model.cell": cell, "model.hidden_size": H,
+                                    "model.chrono_t_max": 20.0})  # fmt: skip
+    keep = task.model.rnn.bias_ih_l0[H : 2 * H].detach()
+    assert keep.min() >= 0 and keep.max() <= math.log(19) + 1e-6
+    assert not task.model.rnn.bias_hh_l0[H : 2 * H].any()
+
+
 def test_peephole_is_an_lstm_with_peepholes():
     _, _, task = make("adding", **{"model.cell": "peephole"})
     assert any("weight_c" in name for name, _ in task.model.named_parameters())
@@ -149,6 +160,10 @@ def test_peephole_is_an_lstm_with_peepholes():
     [
         ({"model.cell": "lstm", "model.nonlinearity": "relu"}, "model.nonlinearity"),
         ({"model.cell": "gru", "model.forget_bias": 1.0}, "model.forget_bias"),
+        ({"model.cell": "elman", "model.chrono_t_max": 50.0}, "applies to the gated cells"),
+        ({"model.chrono_t_max": 1.0}, "model.chrono_t_max' must be >= 2"),
+        ({"model.chrono_t_max": 50.0, "model.forget_bias": 1.0}, "give one"),
+        ({"model.chrono_t_max": 50.0, "model.bias": False}, "needs model.bias true"),
         ({"data.T": 1}, "data.T"),
         ({"data.batch_size": 0}, "data.batch_size"),
     ],

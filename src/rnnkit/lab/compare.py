@@ -128,6 +128,8 @@ def run_config(base, cell: str, T: int, seed: int):
         overrides["model.nonlinearity"] = "tanh"
     if cell not in ("lstm", "peephole"):
         overrides["model.forget_bias"] = None
+    if cell not in ("lstm", "peephole", "gru", "mingru"):
+        overrides["model.chrono_t_max"] = None
     return apply_overrides(base, overrides)
 
 

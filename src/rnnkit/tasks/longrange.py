@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from rnnkit.config import option
 from rnnkit.data import synthetic
 from rnnkit.errors import UserError
+from rnnkit.layers.init import chrono_init_
 from rnnkit.layers.torch_compat import BY_NAME
 from rnnkit.tasks import TaskSpec
 from rnnkit.train.trainer import TrainConfig, check_range, check_train_config
@@ -52,6 +53,10 @@ class SeqModelConfig:
     )
     bias: bool = option(True, "biases in the recurrent layer and the readout")
     forget_bias: float | None = option(None, "lstm, peephole: initial forget-gate bias")
+    chrono_t_max: float | None = option(
+        None, "lstm, peephole, gru, mingru: chrono initialisation of the gate biases for "
+        "dependencies of up to this many steps (Tallec & Ollivier 2018), e.g. data.T",
+    )  # fmt: skip
     embedding_size: int = option(16, "token inputs (copy): the embedding width")
 
 
@@ -138,7 +143,15 @@ def batch_seed(seed: int, epoch: int, position: int) -> int:
 
 
 def make_layer(cfg: SeqModelConfig, input_size: int) -> nn.Module:
-    """The recurrent layer named by ``cfg.cell`` (an rnnkit torch-compatible layer)."""
+    """The recurrent layer named by ``cfg.cell`` (an rnnkit torch-compatible layer), chrono-
+    initialised if ``cfg.chrono_t_max`` is set."""
+    layer = _make_layer(cfg, input_size)
+    if cfg.chrono_t_max is not None:
+        chrono_init_(layer, cfg.chrono_t_max)
+    return layer
+
+
+def _make_layer(cfg: SeqModelConfig, input_size: int) -> nn.Module:
     I, H, L = input_size, cfg.hidden_size, cfg.num_layers
     if cfg.cell in ("elman", "jordan"):
         return BY_NAME[cfg.cell](I, H, L, nonlinearity=cfg.nonlinearity, bias=cfg.bias)
@@ -403,6 +416,19 @@ def check_model_config(cfg: SeqModelConfig) -> None:
         raise UserError(
             f"option 'model.forget_bias' applies to model.cell lstm or peephole, not {cfg.cell!r}"
         )
+    if cfg.chrono_t_max is not None:
+        if cfg.cell not in ("lstm", "peephole", "gru", "mingru"):
+            raise UserError(
+                f"option 'model.chrono_t_max' applies to the gated cells (lstm, peephole, gru, "
+                f"mingru), not {cfg.cell!r}"
+            )
+        if not (math.isfinite(cfg.chrono_t_max) and cfg.chrono_t_max >= 2):
+            raise UserError(f"option 'model.chrono_t_max' must be >= 2, got {cfg.chrono_t_max}")
+        if cfg.forget_bias is not None:
+            raise UserError("options 'model.chrono_t_max' and 'model.forget_bias' both set the "
+                            "forget-gate bias: give one")  # fmt: skip
+        if not cfg.bias:
+            raise UserError("option 'model.chrono_t_max' sets gate biases: needs model.bias true")
 
 
 def checker(name: str) -> Callable[[LongRangeConfig], None]:
