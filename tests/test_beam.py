@@ -76,6 +76,28 @@ def test_width_one_is_greedy():
     assert [h[0][0] for h in beams] == greedy
 
 
+@pytest.mark.parametrize("attention", ["bahdanau", "luong-general", "none"])
+def test_reorder_state_keeps_the_memory_and_finds_the_same_hypotheses(attention):
+    """Seq2Seq.reorder_state moves only what differs between beams; the memory, keys and mask
+    stay the very same tensors, and beam search returns what select_rows gives."""
+    torch.manual_seed(3)
+    cfg = Seq2SeqConfig(embedding_size=8, hidden_size=16, attention=attention, context="both")
+    m = Seq2Seq(9, 9, cfg).eval()
+    b = make_batch([[4, 5, 6], [7, 8], [4, 4, 4, 4, 5], [6]], [[]] * 4, range(4))
+    state = m.encode(b.src, b.src_lengths)
+    index = torch.tensor([1, 1, 0, 3])
+    moved = m.reorder_state(state, index)
+    for name in ("memory", "keys", "mask", "fixed"):
+        assert getattr(moved, name) is getattr(state, name)
+    torch.testing.assert_close(moved.layers, select_rows(state.layers, index))
+    options = {"bos_id": BOS, "eos_id": EOS, "max_len": 10, "beam_width": 3, "n_best": 3}
+    plain = beam_search(m.step, state, 4, **options)
+    fast = beam_search(m.step, state, 4, **options, reorder=m.reorder_state)
+    assert [[ids for ids, _ in h] for h in fast] == [[ids for ids, _ in h] for h in plain]
+    for h, g in zip(fast, plain, strict=True):
+        assert [sc for _, sc in h] == pytest.approx([sc for _, sc in g], abs=1e-9)
+
+
 def test_n_best_sorted_distinct_and_scored():
     torch.manual_seed(2)
     m, state = seq2seq_and_state()

@@ -451,6 +451,7 @@ def beam_search(
     n_best: int = 1,
     alpha: float = 0.0,
     device: torch.device | str | None = None,
+    reorder: Callable[[Any, Tensor], Any] | None = None,
 ) -> list[list[tuple[list[int], float]]]:
     """Beam search for B sequences at once: the ``beam_width`` best prefixes are kept per
     sequence at every step; a prefix ending in <eos> is finished and ranked by
@@ -472,6 +473,10 @@ def beam_search(
         n_best: hypotheses returned per sequence (≤ K), best first.
         alpha: the length-penalty exponent α (0: none; ~0.6-1: favour longer outputs).
         device: where the token ids live.
+        reorder: ``reorder(state, index)`` -> the state's rows ``index`` after each step
+            (default ``select_rows``). Row b·K + k is only ever replaced by a row of the same
+            sequence b, so parts that are the same for all K beams of a sequence (an encoder's
+            memory) may be returned as they are: ``Seq2Seq.reorder_state`` does that.
 
     Returns:
         For each of the B sequences, ``n_best`` pairs (token ids without <bos>/<eos>, score),
@@ -518,7 +523,7 @@ def beam_search(
             if all(complete) or last:
                 break
             index = torch.tensor(rows, dtype=torch.long, device=device)
-            state = select_rows(state, index)
+            state = (reorder or select_rows)(state, index)
             y = torch.tensor(tokens, dtype=torch.long, device=device)
             prefixes = torch.cat([prefixes.view(B * K, -1)[index], y.unsqueeze(1)], dim=1)
             prefixes = prefixes.view(B, K, -1)

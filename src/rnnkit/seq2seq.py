@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from rnnkit.attention import make_attention
 from rnnkit.cells import ElmanCell, GRUCell, LSTMCell, MinimalGRUCell
 from rnnkit.config import option
+from rnnkit.decoding import select_rows
 from rnnkit.errors import UserError
 from rnnkit.layers.torch_compat import BY_NAME
 
@@ -274,6 +275,16 @@ class Seq2Seq(nn.Module):
         """The decoding interface of ``rnnkit.decoding``: ids (B,) -> logits (B, V), state."""
         logits, state, _ = self.decoder.step(y_prev, state)
         return logits, state
+
+    @staticmethod
+    def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:
+        """Beam search's reorder (``rnnkit.decoding.beam_search``): the rows ``index`` of the
+        parts that differ between beams (the cells' states, the fed-back h̃); the memory, its
+        keys, the mask and the fixed context are the same for every beam of a source and are
+        kept as they are, not copied at every step."""
+        return state._replace(
+            layers=select_rows(state.layers, index), feed=select_rows(state.feed, index)
+        )
 
     def forward(
         self,

@@ -329,6 +329,7 @@ def predict(
                 hyps = beam_search(
                     model.step, state, len(index), bos_id=BOS, eos_id=EOS, max_len=limit,
                     beam_width=beam, n_best=n_best, alpha=alpha, device=device,
+                    reorder=model.reorder_state,
                 )  # fmt: skip
                 outs = [[(vocab.target.decode(ids), score) for ids, score in h] for h in hyps]
             else:
