@@ -16,6 +16,7 @@ from rnnkit.layers import (
     Recurrent,
     Stacked,
 )
+from rnnkit.layers.init import chrono_init_
 from rnnkit.train.bptt import detach_state, truncated_bptt
 
 __version__ = "0.1.0"
@@ -40,4 +41,5 @@ __all__ = [
     "truncated_bptt",
     "gradient_norms",
     "jacobian_product",
+    "chrono_init_",
 ]
