@@ -65,6 +65,51 @@ def test_step_loop_equals_teacher_forced_forward():
         torch.testing.assert_close(step_logits, logits[t])
 
 
+PARALLEL = [
+    ("none", "init", True), ("none", "input", True), ("none", "both", True),
+    ("luong-dot", "init", False), ("luong-general", "both", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("attention,context,feeding", PARALLEL)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_whole_sequence_decoder_equals_the_step_loop(attention, context, feeding, cell):
+    """Without Bahdanau attention or input feeding, the teacher-forced forward runs the decoder
+    as a whole sequence (Decoder.sequence): the same logits, weights and gradients as stepping."""
+    torch.manual_seed(0)
+    m = model(attention=attention, context=context, cell=cell, input_feeding=feeding,
+              decoder_layers=2).double()  # fmt: skip
+    assert m.decoder.parallel
+    b = batch()
+    logits, alpha = m(b.src, b.src_lengths, b.tgt_in)
+    loss = sequence_loss(logits, b.tgt_out)[0]
+    grads = torch.autograd.grad(loss, list(m.parameters()), allow_unused=True)
+    state = m.encode(b.src, b.src_lengths)
+    steps, weights = [], []
+    for y in b.tgt_in.unbind(0):
+        step_logits, state, a = m.decoder.step(y, state)
+        steps.append(step_logits)
+        weights.append(a)
+    torch.testing.assert_close(torch.stack(steps), logits)
+    if alpha is not None:
+        torch.testing.assert_close(torch.stack(weights), alpha)
+    loss_steps = sequence_loss(torch.stack(steps), b.tgt_out)[0]
+    step_grads = torch.autograd.grad(loss_steps, list(m.parameters()), allow_unused=True)
+    for (name, _), g, h in zip(m.named_parameters(), grads, step_grads, strict=True):
+        if g is None or h is None:
+            assert g is None and h is None, name
+        else:
+            torch.testing.assert_close(g, h, msg=name)
+
+
+def test_input_feeding_off_drops_the_fed_back_input():
+    fed, unfed = model(attention="luong-general"), model(attention="luong-general",
+                                                         input_feeding=False)  # fmt: skip
+    assert not fed.decoder.parallel and unfed.decoder.parallel
+    E, H = 8, 8
+    assert fed.decoder.cells[0].input_size == E + H and unfed.decoder.cells[0].input_size == E
+
+
 def test_scheduled_sampling_feeds_own_predictions():
     m = model(attention="bahdanau")
     b = batch()
@@ -107,13 +152,17 @@ def test_config_errors_are_one_line():
         check_seq2seq_config(Seq2SeqConfig(attention="luong-dot", encoder_size=5))
     with pytest.raises(UserError, match="blind"):
         check_seq2seq_config(Seq2SeqConfig(attention="none", context="none"))
+    with pytest.raises(UserError, match="input_feeding' false applies to luong"):
+        check_seq2seq_config(Seq2SeqConfig(attention="bahdanau", input_feeding=False))
 
 
-@pytest.mark.parametrize("attention", ["bahdanau", "luong-general"])
-def test_learns_to_reverse(attention):
+@pytest.mark.parametrize("attention,feeding", [("bahdanau", True), ("luong-general", True),
+                                               ("luong-general", False)])  # fmt: skip
+def test_learns_to_reverse(attention, feeding):
     """Reversing 4-token sequences: the loss falls a lot in 120 steps."""
     torch.manual_seed(0)
-    m = model(attention=attention, hidden_size=32, embedding_size=16).train()
+    m = model(attention=attention, hidden_size=32, embedding_size=16, input_feeding=feeding)
+    m.train()
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     losses = []
     for _ in range(120):

@@ -101,11 +101,18 @@ class MultiplicativeAttention(nn.Module):
     def forward(
         self, query: Tensor, memory: Tensor, mask: Tensor | None, keys: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
+        c, alpha = self.attend_all(query.unsqueeze(1), memory, mask, keys)
+        return c.squeeze(1), alpha.squeeze(1)
+
+    def attend_all(
+        self, queries: Tensor, memory: Tensor, mask: Tensor | None, keys: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Many queries (B, T, Q) at once (a decoder's every step): contexts (B, T, M), weights
+        (B, T, S); row t is ``forward(queries[:, t], ...)``."""
         keys = self.keys(memory) if keys is None else keys  # (B, S, Q)
-        e = torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)  # (B, S)
-        alpha = masked_softmax(e, mask)
-        c = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, M)
-        return c, alpha
+        e = torch.bmm(queries, keys.transpose(1, 2))  # (B, T, S)
+        alpha = masked_softmax(e, None if mask is None else mask.unsqueeze(1))
+        return torch.bmm(alpha, memory), alpha  # (B, T, M), (B, T, S)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}"

@@ -17,11 +17,16 @@ With attention (``rnnkit.attention``) the context changes at every step:
 
 - ``bahdanau``: c_t = attend(s_{t-1}, m); s_t = cell([E y_{t-1}; c_t], s_{t-1})
 - ``luong-dot`` / ``luong-general``: s_t = cell([E y_{t-1}; h̃_{t-1}], s_{t-1}) (input feeding);
-  c_t = attend(s_t, m)
+  c_t = attend(s_t, m); with ``input_feeding`` off, s_t = cell(E y_{t-1}, s_{t-1})
 
 and in every case the output is h̃_t = tanh(W_c [s_t; c_t]) (c_t: the step's context, if any),
 p(y_t | y_<t, x) = softmax(W_o h̃_t). The decoder steps one token at a time with the cells'
-``forward(x, state)``: the only loop over time outside ``Recurrent`` (DESIGN.md).
+``forward(x, state)``: the only loop over time outside ``Recurrent`` (DESIGN.md). Where no
+step's input depends on an earlier step's output (no attention, or Luong attention without
+input feeding) a teacher-forced decoder runs as a whole sequence instead
+(``Decoder.sequence``): each layer one call of ``Recurrent`` (the hand-derived kernel), then
+attention for all steps in two batched matrix products; the same function, several times
+faster to train.
 
 Training: teacher forcing (the true y_{t-1} is fed), or scheduled sampling (Bengio, Vinyals,
 Jaitly & Shazeer, "Scheduled sampling for sequence prediction with recurrent neural networks",
@@ -68,6 +73,10 @@ class Seq2SeqConfig:
         "init", "the encoder summary as initial decoder state, as input every step, or both"
     )
     attention_size: int = option(0, "A, Bahdanau's scoring width (0: H)")
+    input_feeding: bool = option(
+        True, "luong attention: feed h̃_{t-1} into the next step (Luong et al. 2015); false: "
+        "teacher-forced training runs the decoder as a whole sequence, several times faster",
+    )  # fmt: skip
     dropout: float = option(0.0, "dropout on embeddings, between layers and before the output")
 
 
@@ -85,6 +94,11 @@ def check_seq2seq_config(cfg: Seq2SeqConfig) -> None:
         raise UserError(
             "option 'model.context' none with model.attention none leaves the decoder blind to "
             "the source: choose init, input or both"
+        )
+    if not cfg.input_feeding and not cfg.attention.startswith("luong"):
+        raise UserError(
+            f"option 'model.input_feeding' false applies to luong attention, not "
+            f"model.attention {cfg.attention}"
         )
     D = 2 if cfg.bidirectional else 1
     if cfg.encoder_size == 0 and cfg.hidden_size % D:
@@ -165,6 +179,7 @@ class Decoder(nn.Module):
         context: str = "init",
         attention_size: int = 0,
         dropout: float = 0.0,
+        input_feeding: bool = True,
     ) -> None:
         super().__init__()
         if attention not in ATTENTIONS:
@@ -173,13 +188,15 @@ class Decoder(nn.Module):
             raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
         H = hidden_size
         self.kind, self.context, self.hidden_size = attention, context, H
+        self.input_feeding = input_feeding and attention.startswith("luong")
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
         if attention == "none":
             uses_fixed = context in ("input", "both")
             extra, step_context = (memory_size, memory_size) if uses_fixed else (0, 0)
             self.attention = None
         else:
-            extra = memory_size if attention == "bahdanau" else H  # c_t, or h̃_{t-1} fed back
+            # c_t (Bahdanau), h̃_{t-1} fed back (Luong with input feeding), or nothing
+            extra = memory_size if attention == "bahdanau" else H if self.input_feeding else 0
             step_context = memory_size
             self.attention = make_attention(attention, H, memory_size, attention_size)
         self.cells = nn.ModuleList(
@@ -210,7 +227,7 @@ class Decoder(nn.Module):
             memory_b = memory.transpose(0, 1)  # (B, S, M)
             keys = self.attention.keys(memory_b)
             mask = torch.arange(S, device=memory.device) < lengths.to(memory.device)[:, None]
-            if self.kind != "bahdanau":
+            if self.input_feeding:
                 feed = summary.new_zeros(B, self.hidden_size)
         elif self.context in ("input", "both"):
             fixed = summary
@@ -224,7 +241,7 @@ class Decoder(nn.Module):
             top = layers[-1]
             c, alpha = self.attention(top[0] if isinstance(top, tuple) else top, memory, mask, keys)
             x = torch.cat([x, c], dim=-1)
-        elif self.attention is not None:
+        elif feed is not None:
             x = torch.cat([x, feed], dim=-1)
         elif fixed is not None:
             c = fixed
@@ -241,6 +258,36 @@ class Decoder(nn.Module):
         logits = self.head(self.drop(h_tilde))  # (B, V)
         feed = h_tilde if feed is not None else None
         return logits, DecoderState(tuple(new_layers), feed, memory, keys, mask, fixed), alpha
+
+    @property
+    def parallel(self) -> bool:
+        """Whether teacher-forced steps can run as one sequence: no step's input depends on an
+        earlier step's output (no Bahdanau attention, no input feeding)."""
+        return self.kind != "bahdanau" and not self.input_feeding
+
+    def sequence(self, y_in: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
+        """All steps of a teacher-forced decoder at once (``parallel`` decoders only): the
+        inputs y_in (T, B) -> logits (T, B, V), attention weights (T, B, S) or None. The same
+        function as T calls of ``step``; each layer runs through ``Recurrent`` (its kernel)."""
+        from rnnkit.layers import Recurrent
+
+        if not self.parallel:
+            raise ValueError("Decoder.sequence needs no Bahdanau attention and no input feeding")
+        layers, _, memory, keys, mask, fixed = state
+        x = self.drop(self.embedding(y_in))  # (T, B, E)
+        c = alpha = None
+        if fixed is not None:  # the fixed context: an input and an output term at every step
+            c = fixed.expand(x.shape[0], *fixed.shape)  # (T, B, M)
+            x = torch.cat([x, c], dim=-1)
+        for l, cell in enumerate(self.cells):
+            ys, _ = Recurrent(cell)(x, layers[l])
+            x = self.drop(ys) if l < len(self.cells) - 1 else ys
+        h = x  # (T, B, H)
+        if self.attention is not None:
+            c, alpha = self.attention.attend_all(h.transpose(0, 1), memory, mask, keys)
+            c, alpha = c.transpose(0, 1), alpha.transpose(0, 1)  # (T, B, M), (T, B, S)
+        h_tilde = torch.tanh(self.combine(h if c is None else torch.cat([h, c], dim=-1)))
+        return self.head(self.drop(h_tilde)), alpha
 
 
 class Seq2Seq(nn.Module):
@@ -264,7 +311,7 @@ class Seq2Seq(nn.Module):
         self.decoder = Decoder(
             target_vocab_size, cfg.embedding_size, cfg.hidden_size, self.encoder.output_size,
             cfg.decoder_layers, cfg.cell, cfg.attention, cfg.context, cfg.attention_size,
-            cfg.dropout,
+            cfg.dropout, cfg.input_feeding,
         )  # fmt: skip
 
     def encode(self, src: Tensor, lengths: Tensor) -> DecoderState:
@@ -295,6 +342,8 @@ class Seq2Seq(nn.Module):
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         state = self.encode(src, src_lengths)
+        if teacher_forcing >= 1.0 and self.decoder.parallel:
+            return self.decoder.sequence(tgt_in, state)
         all_logits, all_alpha = [], []
         gold = tgt_in.unbind(0)
         y = gold[0]
