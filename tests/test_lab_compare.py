@@ -69,6 +69,9 @@ def test_table_mean_and_std_over_seeds(tmp_path):
     assert f"| 10 | {0.3:.4g} ± {std:.2g} (2) | 0.5 | 0.6931 |" in text
     assert "| 20 | diverged (1 of 1) | 0.6 | 0.5199 |" in text
     assert "| 40 | – | 0.7 | 0.3466 |" in text  # a missing (cell, T) shows as a dash
+    some = [dict(records[0], seed=s, final=v) for s, v in enumerate([0.1, math.nan, 0.3])]
+    text = table_markdown(some)  # a run that diverged is counted apart, not averaged as NaN
+    assert f"| 10 | 0.2 ± {statistics.stdev([0.1, 0.3]):.2g} (2), 1 of 3 diverged |" in text
     assert plot_compare(records, tmp_path / "c.png").stat().st_size > 1000
 
 

@@ -247,8 +247,14 @@ def _group(records: list[dict]) -> tuple[list[str], list[int], dict[tuple[str, i
     return cells, Ts, values
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+def _mean_std(xs: list[float]) -> tuple[float, float, int]:
+    """Mean and standard deviation of the finite values, and how many were not finite (runs
+    whose loss diverged to NaN or inf); NaN, NaN if none is finite."""
+    finite = [x for x in xs if math.isfinite(x)]
+    lost = len(xs) - len(finite)
+    if not finite:
+        return math.nan, math.nan, lost
+    return statistics.fmean(finite), (statistics.stdev(finite) if len(finite) > 1 else 0.0), lost
 
 
 def table_markdown(records: list[dict]) -> str:
@@ -259,7 +265,8 @@ def table_markdown(records: list[dict]) -> str:
     metric, task = records[0]["metric"], records[0]["task"]
     baselines = {r["T"]: r["baseline"] for r in records}
     lines = [
-        f"{task}: final validation {metric}, mean ± std over seeds (n runs)",
+        f"{task}: final validation {metric}, mean ± std over seeds (n runs; diverged runs "
+        f"are counted apart)",
         "",
         "| T | " + " | ".join(cells) + " | baseline |",
         "|---:|" + "---:|" * (len(cells) + 1),
@@ -271,11 +278,13 @@ def table_markdown(records: list[dict]) -> str:
             if not xs:
                 row.append("–")
                 continue
-            mean, std = _mean_std(xs)
-            if not math.isfinite(mean):  # NaN: some run's loss diverged
-                row.append(f"diverged ({sum(not math.isfinite(x) for x in xs)} of {len(xs)})")
+            mean, std, lost = _mean_std(xs)
+            if lost == len(xs):  # every run's loss diverged
+                row.append(f"diverged ({lost} of {len(xs)})")
                 continue
-            row.append(f"{mean:.4g} ± {std:.2g} ({len(xs)})" if len(xs) > 1 else f"{mean:.4g}")
+            n = len(xs) - lost
+            cell_text = f"{mean:.4g} ± {std:.2g} ({n})" if n > 1 else f"{mean:.4g}"
+            row.append(cell_text + (f", {lost} of {len(xs)} diverged" if lost else ""))
         lines.append(f"| {T} | " + " | ".join(row) + f" | {baselines[T]:.4g} |")
     return "\n".join(lines) + "\n"
 
@@ -298,8 +307,10 @@ def plot_compare(records: list[dict], path: Path) -> Path:
     fig, (ax,) = _figure((7, 4.5))
     for cell in cells:
         pts = [(T, *_mean_std(values[(cell, T)])) for T in Ts if (cell, T) in values]
-        lost = [p[0] for p in pts if not math.isfinite(p[1])]
-        label = f"{cell} (diverged at T = {', '.join(map(str, lost))})" if lost else cell
+        lost = [f"{p[0]}" + (f" ({p[3]} of {len(values[(cell, p[0])])})"
+                             if len(values[(cell, p[0])]) > 1 else "")
+                for p in pts if p[3]]  # fmt: skip
+        label = f"{cell} (diverged at T = {', '.join(lost)})" if lost else cell
         pts = [p for p in pts if math.isfinite(p[1])]
         ax.errorbar(
             [p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
