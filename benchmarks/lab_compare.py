@@ -45,22 +45,35 @@ EXTENDED: tuple[int, ...] = ()  # stages tabled apart (none at present)
 SUFFIX: dict[int, str] = {}  # how the table names a stage's variant
 
 
+def first_step_below(run: Path, threshold: float = 0.01) -> int | None:
+    """The first validation step whose MSE is below ``threshold`` (None: never)."""
+    from rnnkit.plots import read_log
+
+    for x in read_log(Path(run) / "log.jsonl"):
+        if x.get("split") == "val" and math.isfinite(x["mse"]) and x["mse"] < threshold:
+            return x["step"]
+    return None
+
+
 def budget_table(records: list[dict]) -> str:
-    """Per (cell, T): each seed's final MSE, how many solved it (< 0.01), steps and budget."""
+    """Per (cell, T): each seed's final MSE, how many solved it (< 0.01) and at which step,
+    steps reached and the budget."""
     groups: dict[tuple[str, int], list[dict]] = {}
     for r in sorted(records, key=lambda r: (r["T"], r["cell"], r["seed"])):
         groups.setdefault((r["cell"], r["T"]), []).append(r)
     lines = [
-        "| cell | T | final MSE, seeds 0, 1, 2, … | MSE < 0.01 | steps (mean) | minutes (budget) |",
-        "|---|---:|---|---:|---:|---:|",
+        "| cell | T | final MSE, seeds 0, 1, 2 | MSE < 0.01 | at step | steps (mean) | minutes |",
+        "|---|---:|---|---:|---|---:|---:|",
     ]  # noqa: E501
     for (cell, T), rs in groups.items():
         finals = ", ".join(f"{r['final']:.3g}" for r in rs)
         solved = sum(r["final"] < 0.01 for r in rs)  # NaN (diverged) is not solved
+        at = [first_step_below(r["run"]) for r in rs]
+        at_text = ", ".join("–" if a is None else f"{a:,}" for a in at)
         steps = sum(r["steps"] for r in rs) / len(rs)
         minutes = max(r["seconds"] for r in rs) / 60
         lines.append(
-            f"| {cell} | {T} | {finals} | {solved} of {len(rs)} | {steps:,.0f} | "
+            f"| {cell} | {T} | {finals} | {solved} of {len(rs)} | {at_text} | {steps:,.0f} | "
             f"{minutes:.1f} ({rs[0]['max_minutes']:g}) |"
         )
     return "\n".join(lines) + "\n"
