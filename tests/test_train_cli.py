@@ -96,8 +96,9 @@ def test_word_model_trains_and_scores(corpus, tmp_path, capsys):
     assert "bits/token" in out and "1 word(s) scored as <unk>: zyzzyva" in out
 
 
+RESUME_STEPS = 400  # long enough that the signal lands mid-run on a fast, quiet machine
 RESUME_RUN = [
-    "train", "charlm", "--preset", "tiny", *QUIET, "--train.max_steps", "150",
+    "train", "charlm", "--preset", "tiny", *QUIET, "--train.max_steps", str(RESUME_STEPS),
     "--train.checkpoint_every", "10", "--train.eval_every", "50", "--model.dropout", "0.2",
 ]  # fmt: skip
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -128,7 +129,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(sig, uninterrupt
     deadline = time.time() + 120
     while time.time() < deadline and not (killed / "last.safetensors").exists():
         time.sleep(0.02)
-    time.sleep(0.3)
+    time.sleep(0.05)  # past the first checkpoint, not on it
     proc.send_signal(sig)
     _, err = proc.communicate()
     if sig == signal.SIGKILL:
@@ -136,7 +137,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(sig, uninterrupt
     else:  # Ctrl-C: stop at a step boundary, save, say how to continue
         assert proc.returncode == 130 and "--resume" in err, err
     stopped_at = json.loads(safe_open(killed / "last.safetensors", "pt").metadata()["meta"])
-    assert 0 < stopped_at["trainer"]["step"] < 150, "the signal should land mid-run"
+    assert 0 < stopped_at["trainer"]["step"] < RESUME_STEPS, "the signal should land mid-run"
     resume = [sys.executable, "-m", "rnnkit", "train", "charlm", *QUIET, "--out", str(killed)]
     subprocess.run([*resume, "--resume"], check=True, env=ENV, capture_output=True)
     a, b = weights(uninterrupted / "last.safetensors"), weights(killed / "last.safetensors")
