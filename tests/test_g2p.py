@@ -72,3 +72,20 @@ def test_train_lowers_the_loss_then_eval(tmp_path, capsys):
     assert "per" in json.loads((run / "eval_test.json").read_text())
     assert main(["predict", str(run), "abet"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("abet\t")
+
+
+def test_label_smoothing_applies_to_training_only(tmp_path):
+    """With model.label_smoothing the training loss is the smoothed one (larger for a
+    confident model), and the validation loss (the model in eval mode) stays the plain one."""
+    cfg = g2p.tiny()
+    cfg.data.path = str(write_dict(tmp_path / "d.dict"))
+    cfg.model.dropout = 0.0
+    task = g2p.SPEC.build(cfg)
+    task.start_epoch(0)
+    batch = task.train_batch(0)
+    model = task.model
+    plain = task.loss(model.eval(), batch)[0]
+    cfg.model.label_smoothing = 0.3
+    assert task.loss(model.eval(), batch)[0] == plain
+    smoothed = task.loss(model.train(), batch)[0]
+    assert smoothed != plain

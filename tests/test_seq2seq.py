@@ -147,7 +147,23 @@ def test_masked_loss_ignores_padding():
     torch.testing.assert_close(sequence_loss(noisy, b.tgt_out)[0], total)
 
 
+def test_label_smoothing_is_the_mixed_target_cross_entropy():
+    """ε = 0.2: per real token, (1 - ε)·(-log p_y) + ε·mean_v(-log p_v); padding still masked;
+    ε = 0 is the plain loss."""
+    b = batch()
+    T, B = b.tgt_out.shape
+    logits = torch.randn(T, B, V_TGT, dtype=torch.float64)
+    logp = torch.log_softmax(logits, -1)
+    real = b.tgt_out != PAD
+    nll = -logp.gather(-1, b.tgt_out[..., None]).squeeze(-1)
+    expected = ((0.8 * nll + 0.2 * -logp.mean(-1)) * real).sum()
+    torch.testing.assert_close(sequence_loss(logits, b.tgt_out, 0.2)[0], expected)
+    torch.testing.assert_close(sequence_loss(logits, b.tgt_out, 0.0)[0], (nll * real).sum())
+
+
 def test_config_errors_are_one_line():
+    with pytest.raises(UserError, match="label_smoothing' must be in"):
+        check_seq2seq_config(Seq2SeqConfig(label_smoothing=1.0))
     with pytest.raises(UserError, match="luong-dot"):
         check_seq2seq_config(Seq2SeqConfig(attention="luong-dot", encoder_size=5))
     with pytest.raises(UserError, match="blind"):

@@ -78,6 +78,10 @@ class Seq2SeqConfig:
         "teacher-forced training runs the decoder as a whole sequence (faster)",
     )  # fmt: skip
     dropout: float = option(0.0, "dropout on embeddings, between layers and before the output")
+    label_smoothing: float = option(
+        0.0, "training loss: the share ε of each target's probability spread evenly over the "
+        "vocabulary (Szegedy et al. 2016); the validation loss is the plain cross-entropy",
+    )  # fmt: skip
 
 
 def check_seq2seq_config(cfg: Seq2SeqConfig) -> None:
@@ -90,6 +94,10 @@ def check_seq2seq_config(cfg: Seq2SeqConfig) -> None:
             raise UserError(f"option 'model.{name}' must be >= 0, got {getattr(cfg, name)}")
     if not 0 <= cfg.dropout < 1:
         raise UserError(f"option 'model.dropout' must be in [0, 1), got {cfg.dropout}")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise UserError(
+            f"option 'model.label_smoothing' must be in [0, 1), got {cfg.label_smoothing}"
+        )
     if cfg.attention == "none" and cfg.context == "none":
         raise UserError(
             "option 'model.context' none with model.attention none leaves the decoder blind to "
@@ -363,16 +371,21 @@ class Seq2Seq(nn.Module):
         return logits, alpha
 
 
-def sequence_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, int]:
+def sequence_loss(
+    logits: Tensor, targets: Tensor, label_smoothing: float = 0.0
+) -> tuple[Tensor, int]:
     """Summed cross-entropy over real target tokens (padding, id 0, is masked) and their count.
 
     Args:
         logits: (T, B, V).
         targets: (T, B) token ids, PAD where there is no token.
+        label_smoothing: ε: the target distribution is (1 - ε) on the target plus ε / V on
+            every token (padding's column included; torch's convention).
     """
     loss = F.cross_entropy(
-        logits.flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum"
-    )
+        logits.flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum",
+        label_smoothing=label_smoothing,
+    )  # fmt: skip
     return loss, int((targets != PAD).sum())
 
 

@@ -233,7 +233,8 @@ class Seq2SeqTask:
         eps = teacher_forcing_prob(self.step, s.schedule, k=s.k, steps=s.steps, eps_min=s.eps_min)
         generator = torch.Generator().manual_seed(self.cfg.train.seed * 7919 + self.step)
         logits, _ = model(b.src, b.src_lengths, b.tgt_in, eps, generator)
-        total, n = sequence_loss(logits, b.tgt_out)
+        smoothing = self.cfg.model.label_smoothing if model.training else 0.0
+        total, n = sequence_loss(logits, b.tgt_out, smoothing)
         return total / max(n, 1), n
 
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
