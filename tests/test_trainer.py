@@ -76,6 +76,32 @@ def test_early_stopping_when_validation_stops_improving(tmp_path):
     assert result["stopped_early"] and result["step"] == 40
 
 
+class ScoredSumTask(SumTask):
+    """The same task with a score that gets worse as the loss falls, chosen to pick the best
+    checkpoint: the kept checkpoint follows the score, not the loss."""
+
+    selection = ("score", "max")
+
+    def metrics(self, sums):
+        loss = sums["sse"] / sums["n"]
+        return {"loss": loss, "score": loss}  # higher is better: the worst-loss evaluation
+
+
+def test_best_checkpoint_follows_the_tasks_selection_metric(tmp_path):
+    from rnnkit.train.checkpoint import load_checkpoint
+
+    cfg = TrainConfig(progress=False, eval_every=10, checkpoint_every=10, log_every=5,
+                      max_steps=60, lr=1e-2, warmup_steps=0)  # fmt: skip
+    result = Trainer(ScoredSumTask(), cfg, tmp_path, {"task": "sum"}).fit()
+    val = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    val = [r for r in val if r["split"] == "val"]
+    top = max(val, key=lambda r: r["score"])
+    assert top["step"] < val[-1]["step"] and top["loss"] > val[-1]["loss"]
+    assert result["best_metric"] == "score" and result["best"] == top["score"]
+    kept = load_checkpoint(tmp_path / "best.safetensors").meta["trainer"]
+    assert kept["step"] == top["step"] and kept["best_metric"] == "score"
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_other_optimisers_and_clipping_by_value(tmp_path, optimizer):
     trainer, result = fit(tmp_path, max_steps=30, optimizer=optimizer, clip_value=0.01, lr=1e-2)

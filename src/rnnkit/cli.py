@@ -182,7 +182,7 @@ def cmd_train(argv: list[str]) -> int:
         bits = result.get("bpc", result.get("bits", math.nan))
         print(
             f"done: step {result['step']}, validation loss {result['loss']:.4f} nats "
-            f"({bits:.3f} {unit}, perplexity {result['ppl']:.2f}), best {result['best_loss']:.4f}, "
+            f"({bits:.3f} {unit}, perplexity {result['ppl']:.2f}), best {result['best']:.4f}, "
             f"{result['seconds'] / 60:.1f} min; checkpoints in {run_dir}"
         )
         if not args.dry_run:

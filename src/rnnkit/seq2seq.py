@@ -242,9 +242,16 @@ class Decoder(nn.Module):
         return DecoderState(tuple(layers), feed, memory_b, keys, mask, fixed)
 
     def step(self, y_prev: Tensor, state: DecoderState):
+        h_tilde, h, c, alpha, state = self.hidden_step(y_prev, state)
+        return self.output(h_tilde, h, c), state, alpha
+
+    def hidden_step(self, y_prev: Tensor, state: DecoderState):
+        """A step up to the top layer's output: (h̃ | None, h, c | None, α | None, state).
+        h̃ is computed here only when it is fed back (Luong input feeding); ``output`` makes
+        the logits from these, for one step or, stacked, for many at once."""
         layers, feed, memory, keys, mask, fixed = state
         x = self.drop(self.embedding(y_prev))  # (B, E)
-        c = alpha = None
+        c = alpha = h_tilde = None
         if self.kind == "bahdanau":
             top = layers[-1]
             c, alpha = self.attention(top[0] if isinstance(top, tuple) else top, memory, mask, keys)
@@ -262,10 +269,19 @@ class Decoder(nn.Module):
         h = x  # (B, H)
         if self.attention is not None and self.kind != "bahdanau":
             c, alpha = self.attention(h, memory, mask, keys)
-        h_tilde = torch.tanh(self.combine(h if c is None else torch.cat([h, c], dim=-1)))
-        logits = self.head(self.drop(h_tilde))  # (B, V)
-        feed = h_tilde if feed is not None else None
-        return logits, DecoderState(tuple(new_layers), feed, memory, keys, mask, fixed), alpha
+        if feed is not None:
+            h_tilde = feed = self.attentional(h, c)
+        return h_tilde, h, c, alpha, DecoderState(tuple(new_layers), feed, memory, keys, mask, fixed)
+
+    def attentional(self, h: Tensor, c: Tensor | None) -> Tensor:
+        """h̃ = tanh(W_c [h; c]) (or of h alone without a context), any leading shape."""
+        return torch.tanh(self.combine(h if c is None else torch.cat([h, c], dim=-1)))
+
+    def output(self, h_tilde: Tensor | None, h: Tensor, c: Tensor | None) -> Tensor:
+        """Logits from ``hidden_step``'s parts, (..., V); h̃ is made here when not given."""
+        if h_tilde is None:
+            h_tilde = self.attentional(h, c)
+        return self.head(self.drop(h_tilde))
 
     @property
     def parallel(self) -> bool:
@@ -294,8 +310,7 @@ class Decoder(nn.Module):
         if self.attention is not None:
             c, alpha = self.attention.attend_all(h.transpose(0, 1), memory, mask, keys)
             c, alpha = c.transpose(0, 1), alpha.transpose(0, 1)  # (T, B, M), (T, B, S)
-        h_tilde = torch.tanh(self.combine(h if c is None else torch.cat([h, c], dim=-1)))
-        return self.head(self.drop(h_tilde)), alpha
+        return self.output(None, h, c), alpha
 
 
 class Seq2Seq(nn.Module):
@@ -352,8 +367,19 @@ class Seq2Seq(nn.Module):
         state = self.encode(src, src_lengths)
         if teacher_forcing >= 1.0 and self.decoder.parallel:
             return self.decoder.sequence(tgt_in, state)
-        all_logits, all_alpha = [], []
         gold = tgt_in.unbind(0)
+        if teacher_forcing >= 1.0:
+            # the steps need only the recurrent part; the output layer (the largest product
+            # with a big vocabulary) runs once over all steps
+            parts = []
+            for y in gold:
+                *part, state = self.decoder.hidden_step(y, state)
+                parts.append(part)
+            h_tilde, h, c, alpha = (
+                None if p[0] is None else torch.stack(p) for p in map(list, zip(*parts))
+            )
+            return self.decoder.output(h_tilde, h, c), alpha
+        all_logits, all_alpha = [], []
         y = gold[0]
         for t in range(len(gold)):
             logits, state, alpha = self.decoder.step(y, state)

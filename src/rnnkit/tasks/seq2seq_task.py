@@ -94,6 +94,7 @@ class ExactMatch:
     """The share of outputs equal to a reference, character for character."""
 
     names = ("exact_match",)
+    selection = ("exact_match", "max")  # the best checkpoint's metric
 
     def sums(self, hyps: list[str], examples: list[Example]) -> dict[str, float]:
         right = sum(h in ex.references() for h, ex in zip(hyps, examples, strict=True))
@@ -108,6 +109,7 @@ class ErrorRates:
     over the corpus; word error rate: the share of outputs equal to no reference."""
 
     names = ("per", "wer")
+    selection = ("wer", "min")
 
     def sums(self, hyps: list[str], examples: list[Example]) -> dict[str, float]:
         edits = ref_tokens = wrong = 0
@@ -130,6 +132,7 @@ class Bleu:
     matches and totals, lengths) so that sums over batches and processes give corpus BLEU."""
 
     names = ("bleu",)
+    selection = ("bleu", "max")
 
     def sums(self, hyps: list[str], examples: list[Example]) -> dict[str, float]:
         from sacrebleu.metrics import BLEU
@@ -194,6 +197,7 @@ class Seq2SeqTask:
             )
         self.vocab = vocab
         self.scorer = recipe.scorer()
+        self.selection = self.scorer.selection
         self.train_ids = encode_examples(vocab, train)
         self.val = self.splits["val"]
         if cfg.decode.eval_examples:
@@ -269,7 +273,7 @@ class Seq2SeqTask:
         scores = ", ".join(f"{k} {result[k]:.4f}" for k in self.scorer.names if k in result)
         return (
             f"done: step {result['step']}, validation loss {result['loss']:.4f} nats/token, "
-            f"{scores} (greedy), best loss {result['best_loss']:.4f}, "
+            f"{scores} (greedy), best {result['best_metric']} {result['best']:.4f}, "
             f"{result['seconds'] / 60:.1f} min"
         )
 

@@ -15,6 +15,8 @@ class Task(Protocol):
     that checkpoints hold it."""
 
     model: nn.Module
+    # optional: ``selection = (metric, "min" | "max")``, the validation metric that picks the
+    # best checkpoint (default: ("loss", "min"))
 
     def to(self, device: torch.device) -> None:
         """Move whatever the task holds besides the model (carried state, buffers)."""

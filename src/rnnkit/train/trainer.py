@@ -222,7 +222,10 @@ class Trainer:
         self.optimizer = make_optimizer(cfg, self.model)
         self.step = 0
         self.epoch, self.position = 0, 0
-        self.best = math.inf
+        # the checkpoint kept as best: by the task's choice of validation metric (seq2seq tasks:
+        # their score, e.g. WER; a label-smoothed model's loss need not follow it), else loss
+        self.selection, self.selection_mode = getattr(task, "selection", ("loss", "min"))
+        self.best = math.inf if self.selection_mode == "min" else -math.inf
         self.bad_evals = 0
         self.last_metrics: dict = {}
         self.logger = Logger(self.run_dir, enabled=self.dist.is_main)
@@ -233,7 +236,7 @@ class Trainer:
     def _trainer_state(self) -> dict:
         return {
             "step": self.step, "epoch": self.epoch, "position": self.position,
-            "best": self.best, "bad_evals": self.bad_evals,
+            "best": self.best, "best_metric": self.selection, "bad_evals": self.bad_evals,
         }  # fmt: skip
 
     def save(self, name: str, with_optimizer: bool = True) -> None:
@@ -259,7 +262,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         state = ckpt.meta["trainer"]
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
-        self.best, self.bad_evals = state["best"], state["bad_evals"]
+        if state.get("best_metric", "loss") == self.selection:  # else: kept by another metric
+            self.best, self.bad_evals = state["best"], state["bad_evals"]
         self.task.load_carried_state({k: v.to(self.device) for k, v in ckpt.extra_tensors.items()})
         restore_rng(ckpt.rng)
 
@@ -277,8 +281,9 @@ class Trainer:
         metrics = self.evaluate()
         self.logger.write({"step": self.step, "split": "val", **metrics})
         self.last_metrics = metrics
-        if metrics["loss"] < self.best:
-            self.best, self.bad_evals = metrics["loss"], 0
+        value = metrics[self.selection]
+        if value < self.best if self.selection_mode == "min" else value > self.best:
+            self.best, self.bad_evals = value, 0
             self.save(BEST, with_optimizer=False)
         else:
             self.bad_evals += 1
@@ -311,7 +316,8 @@ class Trainer:
         self.logger.close()
         self.dist.barrier()
         return {
-            **self.last_metrics, "best_loss": self.best, "step": self.step,
+            **self.last_metrics, "best": self.best, "best_metric": self.selection,
+            "step": self.step,
             "seconds": time.perf_counter() - start, "stopped_early": stopped_early,
         }  # fmt: skip
 
