@@ -89,3 +89,26 @@ def test_label_smoothing_applies_to_training_only(tmp_path):
     assert task.loss(model.eval(), batch)[0] == plain
     smoothed = task.loss(model.train(), batch)[0]
     assert smoothed != plain
+
+
+def test_eval_and_predict_with_an_ensemble(tmp_path, capsys):
+    """`--ensemble RUN ...` decodes with several runs at once; a run over another vocabulary
+    and an attention map of an ensemble are one-line errors."""
+    data = write_dict(tmp_path / "d.dict")
+    runs = []
+    for seed, path in [(1, data), (2, data), (3, write_dict(tmp_path / "small.dict", 30))]:
+        runs.append(tmp_path / f"run{seed}")
+        assert main(["train", "g2p", "--preset", "tiny", "--data", str(path), "--out",
+                     str(runs[-1]), "--train.progress", "false", "--train.max_steps", "10",
+                     "--train.seed", str(seed)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["eval", str(runs[0]), "--limit", "16", "--ensemble", str(runs[1])]) == 0
+    result = json.loads((runs[0] / "eval_test_ensemble2.json").read_text())
+    assert result["ensemble"][1] == str(runs[1]) and result["examples"] == 16
+    assert main(["predict", str(runs[0]), "abet", "--beam", "3", "--ensemble", str(runs[1])]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("abet\t")
+    assert main(["eval", str(runs[0]), "--ensemble", str(runs[2])]) == 2
+    assert "its vocabulary differs" in capsys.readouterr().err
+    argv = ["predict", str(runs[0]), "abet", "--attention", "a.png", "--ensemble", str(runs[1])]
+    assert main(argv) == 2
+    assert "--attention draws one model's weights" in capsys.readouterr().err

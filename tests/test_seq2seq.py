@@ -192,3 +192,37 @@ def test_learns_to_reverse(attention, feeding):
         losses.append(total.item() / n)
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
     assert b.tgt_in[0, 0] == BOS and (b.tgt_out == EOS).sum() == 16
+
+
+def test_ensemble_averages_the_members_probabilities():
+    """Ensemble.step = log of the mean of the members' softmaxes; a one-member ensemble
+    decodes as its model; greedy, and beam search (which reorders every member's state)
+    of width 1, agree for two members."""
+    from rnnkit.decoding import beam_search, decode_batch
+    from rnnkit.seq2seq import Ensemble
+
+    torch.manual_seed(0)
+    m1, m2 = model(attention="bahdanau"), model(attention="luong-general", cell="lstm")
+    b = batch()
+    both = Ensemble([m1, m2]).eval()
+    y = torch.full((3,), BOS)
+    with torch.no_grad():
+        mixed, _ = both.step(y, both.encode(b.src, b.src_lengths))
+        p1 = torch.softmax(m1.step(y, m1.encode(b.src, b.src_lengths))[0], -1)
+        p2 = torch.softmax(m2.step(y, m2.encode(b.src, b.src_lengths))[0], -1)
+    torch.testing.assert_close(mixed.exp(), (p1 + p2) / 2)
+
+    def greedy(m):
+        with torch.no_grad():
+            state = m.encode(b.src, b.src_lengths)
+            return decode_batch(m.step, state, 3, bos_id=BOS, eos_id=EOS, max_len=7)
+
+    assert greedy(Ensemble([m1])) == greedy(m1)
+    with torch.no_grad():
+        beams = beam_search(both.step, both.encode(b.src, b.src_lengths), 3, bos_id=BOS,
+                            eos_id=EOS, max_len=7, beam_width=1, reorder=both.reorder_state)
+        wide = beam_search(both.step, both.encode(b.src, b.src_lengths), 3, bos_id=BOS,
+                           eos_id=EOS, max_len=7, beam_width=4, n_best=2,
+                           reorder=both.reorder_state)  # fmt: skip
+    assert [h[0][0] for h in beams] == greedy(both)
+    assert all(len(h) == 2 for h in wide)

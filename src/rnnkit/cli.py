@@ -5,7 +5,7 @@
     rnnkit sample RUN [--prime TEXT] [--temperature T] [--top-k K] [--top-p P] [--greedy] ...
     rnnkit score RUN TEXT [TEXT ...]
     rnnkit predict RUN TEXT [TEXT ...] [--beam K] [--n-best N] [--sample] [--attention PNG] ...
-    rnnkit eval RUN [--split test] [--beam K] [--limit N] [--out FILE.json]
+    rnnkit eval RUN [--split test] [--beam K] [--limit N] [--out FILE.json] [--ensemble RUN ...]
     rnnkit plot RUN
     rnnkit demo
     rnnkit lab NAME [options]
@@ -293,7 +293,19 @@ def decode_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     p.add_argument("--max-len", type=int, default=0, help="longest output (0: the run's)")
     p.add_argument("--batch-size", type=int, default=64, help="inputs decoded at once")
+    p.add_argument("--ensemble", nargs="+", default=None, metavar="RUN",
+                   help="more runs of the same task and vocabulary: decode with all of them, "
+                   "averaging their next-token probabilities")  # fmt: skip
     return p
+
+
+def load_decoder(a):
+    """The run (or, with --ensemble, the runs) that ``predict`` and ``eval`` decode with."""
+    from rnnkit.tasks.seq2seq_task import load_seq2seq_ensemble, load_seq2seq_run
+
+    if a.ensemble:
+        return load_seq2seq_ensemble([Path(a.run), *map(Path, a.ensemble)])
+    return load_seq2seq_run(Path(a.run))
 
 
 def decode_options(a, loaded, n_best: int = 1) -> dict:
@@ -317,14 +329,16 @@ def decode_options(a, loaded, n_best: int = 1) -> dict:
 
 def cmd_predict(argv: list[str]) -> int:
     from rnnkit.plots import plot_attention
-    from rnnkit.tasks.seq2seq_task import attention_map, load_seq2seq_run, predict
+    from rnnkit.tasks.seq2seq_task import attention_map, predict
 
     p = decode_parser("rnnkit predict", "Outputs of a sequence-to-sequence run for inputs.")
     p.add_argument("inputs", nargs="+", help="the input texts")
     p.add_argument("--n-best", type=int, default=1, help="beam search: show the N best")
     p.add_argument("--attention", default=None, help="write the attention map(s) to this PNG")
     a = p.parse_args(argv)
-    loaded = load_seq2seq_run(Path(a.run))
+    if a.attention and a.ensemble:
+        raise UserError("--attention draws one model's weights: leave out --ensemble")
+    loaded = load_decoder(a)
     if a.n_best > 1 and not a.beam:
         raise UserError("--n-best needs --beam K with K >= N")
     options = decode_options(a, loaded, a.n_best)
@@ -354,7 +368,7 @@ def cmd_eval(argv: list[str]) -> int:
     import json
 
     from rnnkit.plots import plot_by_length
-    from rnnkit.tasks.seq2seq_task import evaluate_examples, load_seq2seq_run
+    from rnnkit.tasks.seq2seq_task import evaluate_examples
 
     p = decode_parser("rnnkit eval", "Scores of a sequence-to-sequence run on a held-out split.")
     p.add_argument("--split", default="test", choices=("test", "val"), help="(default: test)")
@@ -362,7 +376,7 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--out", default=None, help="results JSON (default: RUN/eval_SPLIT.json)")
     p.add_argument("--show", type=int, default=5, help="print this many wrong outputs")
     a = p.parse_args(argv)
-    loaded = load_seq2seq_run(Path(a.run))
+    loaded = load_decoder(a)
     options = decode_options(a, loaded)
     examples = loaded.recipe.examples(loaded.cfg)[a.split]
     if a.limit < 0:
@@ -376,6 +390,8 @@ def cmd_eval(argv: list[str]) -> int:
     decoding = {k: v for k, v in options.items() if k != "batch_size"}
     result = {"task": loaded.name, "checkpoint": str(loaded.path), "split": a.split,
               "decoding": decoding, **result}  # fmt: skip
+    if a.ensemble:
+        result["ensemble"] = [str(loaded.path), *a.ensemble]
     names = scorer.names
     print(f"{loaded.name} {a.split}: {len(examples)} examples, {options['method']} decoding")
     print("  " + ", ".join(f"{n} {result[n]:.4f}" for n in names))
@@ -387,7 +403,8 @@ def cmd_eval(argv: list[str]) -> int:
         print(f"  wrong: {ex.source!r} -> {h!r} (expected {ex.target!r})")
     run = Path(a.run)
     base = run if run.is_dir() else run.parent
-    out = Path(a.out) if a.out else base / f"eval_{a.split}.json"
+    suffix = f"_ensemble{len(a.ensemble) + 1}" if a.ensemble else ""
+    out = Path(a.out) if a.out else base / f"eval_{a.split}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     png = plot_by_length(

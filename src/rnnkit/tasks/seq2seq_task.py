@@ -28,7 +28,7 @@ from rnnkit.data.pairs import (
 )
 from rnnkit.decoding import beam_search, decode_batch
 from rnnkit.errors import UserError
-from rnnkit.seq2seq import Seq2Seq, check_seq2seq_config, sequence_loss
+from rnnkit.seq2seq import Ensemble, Seq2Seq, check_seq2seq_config, sequence_loss
 from rnnkit.train.checkpoint import load_checkpoint, load_model_state
 from rnnkit.train.schedules import check_schedule, teacher_forcing_prob
 from rnnkit.train.trainer import check_range, check_train_config
@@ -429,3 +429,23 @@ def load_seq2seq_run(run: Path) -> LoadedSeq2Seq:
     load_model_state(model, ckpt.model_state, path)
     model.eval()
     return LoadedSeq2Seq(name, cfg, vocab, model, ckpt.meta, path, recipe)
+
+
+def load_seq2seq_ensemble(runs: list[Path]) -> LoadedSeq2Seq:
+    """Several runs of one task and one vocabulary as an ``Ensemble``: the first run's options
+    (data, splits, decoding limits) apply; a run of another task or vocabulary is an error."""
+    loaded = [load_seq2seq_run(Path(r)) for r in runs]
+    first = loaded[0]
+    for other in loaded[1:]:
+        if other.name != first.name:
+            raise UserError(
+                f"{other.path}: a {other.name!r} run cannot join an ensemble of {first.name!r}"
+            )
+        if other.meta["vocab"] != first.meta["vocab"]:
+            raise UserError(
+                f"{other.path}: its vocabulary differs from {first.path}'s: the models of an "
+                "ensemble must share one (train them on the same data)"
+            )
+    model = Ensemble([x.model for x in loaded]).eval()
+    return LoadedSeq2Seq(first.name, first.cfg, first.vocab, model, first.meta, first.path,
+                         first.recipe)  # fmt: skip
