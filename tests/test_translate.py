@@ -89,3 +89,15 @@ def test_word_outputs_are_detokenized():
     vocab = TokenVocab.from_texts([text], "word")
     assert vocab.encode(text)[:3] == [vocab.stoi["Y"], vocab.stoi["dijo"], vocab.stoi["Dios"]]
     assert vocab.decode(vocab.encode(text)) == text
+
+
+@pytest.mark.parametrize("split", ["word", "char", "space"])
+def test_decoded_unknowns_encode_back_to_unk(split):
+    """A decoded output with <unk> in it (what `predict` prints and the attention map
+    re-reads) encodes back to the same ids: one <unk> id, not "<", "unk", ">"."""
+    from rnnkit.data.pairs import UNK, TokenVocab
+
+    vocab = TokenVocab.from_texts(["la luz de Dios ."], split)
+    ids = vocab.encode("la luz") + [UNK] + vocab.encode("de") + [UNK, UNK] + vocab.encode(".")
+    assert vocab.encode(vocab.decode(ids)) == ids
+    assert vocab.encode("xyz luz")[0] == UNK

@@ -229,6 +229,10 @@ def plot_heatmap(
             rotation = 90 if axis == "x" and max(map(len, shown), default=0) > 2 else 0
             set_ticks(ticks)
             set_labels(shown, rotation=rotation, fontsize=8)
+    # a long title (a whole input sentence) wraps to the figure's width instead of running off
+    import textwrap
+
+    title = textwrap.fill(title, width=int(figsize[0] * 10)) if title else title
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     return _save(fig, path)
 

@@ -75,8 +75,14 @@ class TokenVocab:
         return len(self.tokens)
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of a text, unknown tokens as <unk>, without <bos>/<eos>."""
-        return [self.stoi.get(t, UNK) for t in tokenize(text, self.split)]
+        """Token ids of a text, unknown tokens as <unk>, without <bos>/<eos>. The literal
+        "<unk>" (as ``decode`` writes it) is the <unk> id, so that encode(decode(ids)) == ids."""
+        ids: list[int] = []
+        for i, part in enumerate(text.split(SPECIALS[UNK])):
+            if i:
+                ids.append(UNK)
+            ids += [self.stoi.get(t, UNK) for t in tokenize(part, self.split)]
+        return ids
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of token ids; <pad>, <bos> and <eos> are left out. Words are joined by
