@@ -8,7 +8,7 @@ initial state and as input at every step (``model.context both``, Cho et al. 201
 then scores both on the fixed test split with sacreBLEU, overall and per source-length bucket,
 and draws them side by side.
 
-    python benchmarks/seq2seq_attention_by_length.py [--steps 9000] [--minutes 90]
+    python benchmarks/seq2seq_attention_by_length.py [--steps N] [--minutes M]
         [--out runs/attn-exp]
         [--png docs/translate_bleu_by_length.png] [--json docs/translate_bleu_by_length.json]
         [--preset bible] [--data FILE.tsv] [--limit 0] [--reuse] [-- extra training options]
@@ -35,7 +35,9 @@ SYSTEMS = {
 def train_and_eval(run: Path, args, options: list[str]) -> dict:
     start = time.perf_counter()
     train = ["train", "translate", "--preset", args.preset, "--out", str(run),
-             "--train.max_minutes", str(args.minutes), "--train.progress", "false"]  # fmt: skip
+             "--train.progress", "false"]  # fmt: skip
+    if args.minutes:
+        train += ["--train.max_minutes", str(args.minutes)]
     if args.steps:
         train += ["--train.max_steps", str(args.steps)]
     if args.data:
@@ -62,8 +64,10 @@ def train_and_eval(run: Path, args, options: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=0,
-                   help="optimiser steps per system, the same for both (0: the preset's)")
-    p.add_argument("--minutes", type=float, default=20.0, help="time limit per system")
+                   help="optimiser steps per system, the same for both (0: the preset's; "
+                   "bible: 9,000)")
+    p.add_argument("--minutes", type=float, default=0.0,
+                   help="time limit per system (0: the preset's; bible: 90)")
     p.add_argument("--out", default=f"runs/attn-exp-{time.strftime('%Y%m%d-%H%M%S')}")
     p.add_argument("--preset", default="bible", help="the translate preset")
     p.add_argument("--data", default=None, help="another tab-separated file of pairs")
@@ -84,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         {label: {b: r["bleu"] for b, r in res["by_source_length"].items()}
          for label, res in results.items()},
         args.png, metric="BLEU (sacreBLEU, test split)", counts=counts,
-        title=f"translate ({args.preset}): BLEU by source length, "
-        + (f"{first['steps']:,} steps each" if args.steps else f"{args.minutes:g} min each"),
+        title=f"translate ({args.preset}): BLEU by source length, {first['steps']:,} steps each",
     )  # fmt: skip
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

@@ -107,9 +107,11 @@ def default() -> TranslateConfig:
 
 
 def bible() -> TranslateConfig:
-    """English -> Spanish on the Bible verse pairs."""
+    """English -> Spanish on the Bible verse pairs: 9,000 steps (22 epochs), ~70 minutes on
+    one core with attention (0.45 s a step), ~50 without."""
     cfg = default()
     cfg.data.path, cfg.data.header = str(BIBLE), True
+    cfg.train.max_steps, cfg.train.max_minutes = 9000, 90.0
     return cfg
 
 
