@@ -63,11 +63,18 @@ def train_and_eval(run: Path, args, options: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=0,
-                   help="optimiser steps per system, the same for both (0: the preset's; "
-                   "bible: 9,000)")
-    p.add_argument("--minutes", type=float, default=0.0,
-                   help="time limit per system (0: the preset's; bible: 90)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="optimiser steps per system, the same for both (0: the preset's; bible: 9,000)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=0.0,
+        help="time limit per system (0: the preset's; bible: 90)",
+    )
     p.add_argument("--out", default=f"runs/attn-exp-{time.strftime('%Y%m%d-%H%M%S')}")
     p.add_argument("--preset", default="bible", help="the translate preset")
     p.add_argument("--data", default=None, help="another tab-separated file of pairs")

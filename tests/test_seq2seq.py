@@ -219,8 +219,16 @@ def test_ensemble_averages_the_members_probabilities():
 
     assert greedy(Ensemble([m1])) == greedy(m1)
     with torch.no_grad():
-        beams = beam_search(both.step, both.encode(b.src, b.src_lengths), 3, bos_id=BOS,
-                            eos_id=EOS, max_len=7, beam_width=1, reorder=both.reorder_state)
+        beams = beam_search(
+            both.step,
+            both.encode(b.src, b.src_lengths),
+            3,
+            bos_id=BOS,
+            eos_id=EOS,
+            max_len=7,
+            beam_width=1,
+            reorder=both.reorder_state,
+        )
         wide = beam_search(both.step, both.encode(b.src, b.src_lengths), 3, bos_id=BOS,
                            eos_id=EOS, max_len=7, beam_width=4, n_best=2,
                            reorder=both.reorder_state)  # fmt: skip

@@ -271,7 +271,8 @@ class Decoder(nn.Module):
             c, alpha = self.attention(h, memory, mask, keys)
         if feed is not None:
             h_tilde = feed = self.attentional(h, c)
-        return h_tilde, h, c, alpha, DecoderState(tuple(new_layers), feed, memory, keys, mask, fixed)
+        state = DecoderState(tuple(new_layers), feed, memory, keys, mask, fixed)
+        return h_tilde, h, c, alpha, state
 
     def attentional(self, h: Tensor, c: Tensor | None) -> Tensor:
         """h̃ = tanh(W_c [h; c]) (or of h alone without a context), any leading shape."""
@@ -376,7 +377,8 @@ class Seq2Seq(nn.Module):
                 *part, state = self.decoder.hidden_step(y, state)
                 parts.append(part)
             h_tilde, h, c, alpha = (
-                None if p[0] is None else torch.stack(p) for p in map(list, zip(*parts))
+                None if p[0] is None else torch.stack(p)
+                for p in map(list, zip(*parts, strict=True))
             )
             return self.decoder.output(h_tilde, h, c), alpha
         all_logits, all_alpha = [], []
