@@ -26,7 +26,7 @@ step's input depends on an earlier step's output (no attention, or Luong attenti
 input feeding) a teacher-forced decoder runs as a whole sequence instead
 (``Decoder.sequence``): each layer one call of ``Recurrent`` (the hand-derived kernel), then
 attention for all steps in two batched matrix products; the same function, faster to train
-(1.4x a step on the g2p preset, one thread: benchmarks/step_costs.py).
+(1.35x a step on the g2p preset, one thread: benchmarks/step_costs.py).
 
 Training: teacher forcing (the true y_{t-1} is fed), or scheduled sampling (Bengio, Vinyals,
 Jaitly & Shazeer, "Scheduled sampling for sequence prediction with recurrent neural networks",
