@@ -99,14 +99,17 @@ def plot_curves_at(records: list[dict], T: int, path: Path) -> Path:
     )  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench-compare", help="output directory")
     p.add_argument("--stages", default="1,2,3,4", help="which stages to run (others are merged)")
     p.add_argument("--docs", action="store_true", help="copy the figure and JSON to docs/")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     out = Path(a.out)
-    for stage in (int(s) for s in a.stages.split(",") if s):
+    stages = [s.strip() for s in a.stages.split(",") if s.strip()]
+    if any(s not in {str(k) for k in STAGES} for s in stages):
+        p.error(f"--stages: expected numbers among {', '.join(map(str, STAGES))}, got {a.stages!r}")
+    for stage in map(int, stages):
         for i, (cells, Ts, minutes, *extra) in enumerate(STAGES[stage]):
             compare([
                 "adding", "--cells", cells, "--T", Ts, "--seeds", str(SEEDS),

@@ -7,7 +7,7 @@
 3. beam search (width 5, B 64) on a Bahdanau decoder with ``select_rows`` against
    ``Seq2Seq.reorder_state``.
 
-    python benchmarks/step_costs.py [--json OUT.json] [--repeats N]
+    python benchmarks/step_costs.py [--json OUT.json] [--repeats N] [--g2p-data FILE.dict]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def layers(repeats: int) -> dict[str, float]:
     return out
 
 
-def g2p_steps(repeats: int) -> dict[str, float]:
+def g2p_steps(repeats: int, data: str | None = None) -> dict[str, float]:
     spec = get_task("g2p")
     variants = {
         "bahdanau": {},
@@ -68,7 +68,9 @@ def g2p_steps(repeats: int) -> dict[str, float]:
     out = {}
     for name, overrides in variants.items():
         torch.manual_seed(0)
-        task = spec.build(apply_overrides(spec.presets["default"](), overrides), None)
+        cfg = apply_overrides(spec.presets["default"](), overrides)
+        cfg.data.path = data or cfg.data.path
+        task = spec.build(cfg, None)
         model = task.model.train()
         opt = torch.optim.AdamW(model.parameters(), 1e-3)
         task.start_epoch(0)
@@ -102,15 +104,18 @@ def beams(repeats: int) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--repeats", type=int, default=12, help="timed repeats per row")
-    a = p.parse_args()
+    p.add_argument("--g2p-data", default=None, help="a CMUdict-format file (default: the preset's)")
+    a = p.parse_args(argv)
+    if a.repeats < 1:
+        p.error(f"--repeats: expected an integer >= 1, got {a.repeats}")
     torch.set_num_threads(1)
     results = {
         "layers_train_step_s": layers(a.repeats),
-        "g2p_train_step_s": g2p_steps(a.repeats),
+        "g2p_train_step_s": g2p_steps(a.repeats, a.g2p_data),
         "beam_search_s": beams(a.repeats),
     }
     for section, rows in results.items():
@@ -121,6 +126,7 @@ def main() -> None:
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
+    return results
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from rnnkit.plots import (
     plot_heatmap,
     plot_run,
     read_log,
+    wrap_title,
 )
 
 # No display is needed: plots.py draws on an Agg canvas, outside pyplot; this covers anything
@@ -198,3 +199,10 @@ def test_plots_and_decoding_import_without_matplotlib(monkeypatch, tmp_path):
     assert len(probes["plots"].read_log(run / "log.jsonl")) == 13
     with pytest.raises(ImportError):  # matplotlib is wanted when drawing, and only then
         probes["plots"].plot_run(run)
+
+
+def test_long_titles_wrap_to_the_figure_width():
+    sentence = "Then Hezekiah the king arose early, gathered the princes of the city, and went up"
+    lines = wrap_title(sentence, 5.0).splitlines()
+    assert len(lines) == 2 and all(len(line) <= 50 for line in lines)
+    assert " ".join(lines) == sentence and wrap_title("short", 5.0) == "short"

@@ -55,8 +55,15 @@ def test_shapes_weights_and_padding(attention, context, cell):
         torch.testing.assert_close(alone[:, 0], logits[:t, i], atol=1e-5, rtol=1e-5)
 
 
-def test_step_loop_equals_teacher_forced_forward():
-    m = model(attention="luong-general", context="both")
+STEPPED = [("luong-general", "both", "gru", 1), ("bahdanau", "init", "lstm", 1),
+           ("bahdanau", "none", "gru", 2), ("luong-dot", "init", "lstm", 2)]  # fmt: skip
+
+
+@pytest.mark.parametrize("attention,context,cell,layers", STEPPED)
+def test_step_loop_equals_teacher_forced_forward(attention, context, cell, layers):
+    """The teacher-forced forward (recurrent steps, then the output layer once over all of
+    them) gives the logits of the step-by-step decoder."""
+    m = model(attention=attention, context=context, cell=cell, decoder_layers=layers)
     b = batch()
     logits, _ = m(b.src, b.src_lengths, b.tgt_in)
     state = m.encode(b.src, b.src_lengths)

@@ -102,6 +102,22 @@ def test_best_checkpoint_follows_the_tasks_selection_metric(tmp_path):
     assert kept["step"] == top["step"] and kept["best_metric"] == "score"
 
 
+def test_resume_under_another_selection_metric_starts_the_best_over(tmp_path):
+    """A run kept best-by-loss, resumed by a task that selects by score: the stored loss is
+    not compared with scores; the first evaluation after the resume becomes the best."""
+    from rnnkit.train.checkpoint import load_checkpoint
+
+    options = dict(progress=False, eval_every=10, checkpoint_every=10, log_every=5, lr=1e-2,
+                   warmup_steps=0)  # fmt: skip
+    Trainer(SumTask(), TrainConfig(max_steps=20, **options), tmp_path, {"task": "sum"}).fit()
+    assert load_checkpoint(tmp_path / "best.safetensors").meta["trainer"]["best_metric"] == "loss"
+    cfg = TrainConfig(max_steps=30, **options)
+    result = Trainer(ScoredSumTask(), cfg, tmp_path, {"task": "sum"}, resume=True).fit()
+    kept = load_checkpoint(tmp_path / "best.safetensors").meta["trainer"]
+    assert kept["best_metric"] == "score" and kept["step"] == 30
+    assert result["best_metric"] == "score" and result["best"] == result["score"]
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_other_optimisers_and_clipping_by_value(tmp_path, optimizer):
     trainer, result = fit(tmp_path, max_steps=30, optimizer=optimizer, clip_value=0.01, lr=1e-2)

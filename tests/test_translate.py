@@ -101,23 +101,3 @@ def test_decoded_unknowns_encode_back_to_unk(split):
     ids = vocab.encode("la luz") + [UNK] + vocab.encode("de") + [UNK, UNK] + vocab.encode(".")
     assert vocab.encode(vocab.decode(ids)) == ids
     assert vocab.encode("xyz luz")[0] == UNK
-
-
-def test_attention_experiment_script_end_to_end(tmp_path):
-    """benchmarks/seq2seq_attention_by_length.py on the tiny preset: both systems trained the
-    same number of steps, scored by length, drawn and written as JSON."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks/seq2seq_attention_by_length.py"
-    spec = importlib.util.spec_from_file_location("attention_by_length", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    data = write_pairs(tmp_path / "pairs.tsv")
-    png, out = tmp_path / "bleu.png", tmp_path / "bleu.json"
-    argv = ["--preset", "tiny", "--data", str(data), "--steps", "12", "--limit", "20",
-            "--out", str(tmp_path / "exp"), "--png", str(png), "--json", str(out)]  # fmt: skip
-    assert script.main(argv) == 0
-    results = json.loads(out.read_text())
-    assert len(results) == 2 and png.stat().st_size > 0
-    assert all(r["steps"] == 12 and r["examples"] == 20 for r in results.values())
-    assert all(r["by_source_length"] for r in results.values())

@@ -175,6 +175,14 @@ def plot_curves(
     return _save(fig, path)
 
 
+def wrap_title(title: str, width_inches: float) -> str:
+    """A long title (a whole input sentence) broken into lines that fit the figure's width
+    (about 10 characters an inch at the title's size) instead of running off its edges."""
+    import textwrap
+
+    return textwrap.fill(title, width=int(width_inches * 10)) if title else title
+
+
 def plot_heatmap(
     matrix,
     path: PathLike,
@@ -229,11 +237,7 @@ def plot_heatmap(
             rotation = 90 if axis == "x" and max(map(len, shown), default=0) > 2 else 0
             set_ticks(ticks)
             set_labels(shown, rotation=rotation, fontsize=8)
-    # a long title (a whole input sentence) wraps to the figure's width instead of running off
-    import textwrap
-
-    title = textwrap.fill(title, width=int(figsize[0] * 10)) if title else title
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.set(title=wrap_title(title, figsize[0]), xlabel=xlabel, ylabel=ylabel)
     return _save(fig, path)
 
 

@@ -1,0 +1,90 @@
+"""The benchmark scripts behind README figures, on tiny inputs: they run end to end, write what
+they say, and refuse bad options in one line. (Their timings are not checked: timings are
+benchmarks, not tests.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from rnnkit.cli import main as rnnkit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_step_costs_rows_and_json(tmp_path):
+    from test_g2p import write_dict
+
+    script = load("step_costs")
+    out = tmp_path / "costs.json"
+    data = write_dict(tmp_path / "d.dict")
+    results = script.main(["--repeats", "1", "--json", str(out), "--g2p-data", str(data)])
+    assert json.loads(out.read_text()) == results
+    assert set(results["layers_train_step_s"]) == {
+        "torch.nn.LSTM", "rnnkit.LSTM", "torch.nn.GRU", "rnnkit.GRU", "rnnkit.MinimalGRU"
+    }  # fmt: skip
+    assert len(results["g2p_train_step_s"]) == 2 and len(results["beam_search_s"]) == 2
+    assert all(v > 0 for rows in results.values() for v in rows.values())
+
+
+def test_step_costs_rejects_zero_repeats(capsys):
+    with pytest.raises(SystemExit):
+        load("step_costs").main(["--repeats", "0"])
+    assert "--repeats: expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_lab_compare_merges_stages_into_the_budget_table(tmp_path, capsys):
+    """The merge step (``--stages ""``) over a tiny compare run in a stage directory: the
+    records, the table with each seed's MSE and the first step below 0.01, the figures."""
+    script = load("lab_compare")
+    out = tmp_path / "bench"
+    argv = ["lab", "compare", "adding", "--preset", "tiny", "--cells", "gru", "--T", "200",
+            "--seeds", "2", "--steps", "4", "--out", str(out / "stage1-0"), "--quiet",
+            "--train.eval_every", "2", "--model.hidden_size", "4"]  # fmt: skip
+    assert rnnkit(argv) == 0
+    script.main(["--out", str(out), "--stages", ""])
+    merged = json.loads((out / "results.json").read_text())
+    assert len(merged["records"]) == 2 and merged["extended"] == []
+    table = (out / "results.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| gru | 200 |"))
+    finals = ", ".join(f"{r['final']:.3g}" for r in merged["records"])
+    assert finals in row and "of 2" in row
+    assert (out / "compare.png").exists() and (out / "curves_T200.png").exists()
+    log = out / "stage1-0" / "runs" / "gru-T200-seed0"
+    (log / "log.jsonl").write_text(
+        '{"split": "val", "step": 2, "mse": 0.5}\n{"split": "val", "step": 4, "mse": 0.005}\n'
+    )
+    assert script.first_step_below(log) == 4 and script.first_step_below(log, 0.001) is None
+
+
+def test_lab_compare_rejects_unknown_stages(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        load("lab_compare").main(["--out", str(tmp_path), "--stages", "1,9"])
+    assert "--stages: expected numbers among 1, 2, 3, 4" in capsys.readouterr().err
+
+
+def test_attention_experiment_script_end_to_end(tmp_path):
+    """benchmarks/seq2seq_attention_by_length.py on the tiny preset: both systems trained the
+    same number of steps, scored by length, drawn and written as JSON."""
+    from test_translate import write_pairs
+
+    script = load("seq2seq_attention_by_length")
+    data = write_pairs(tmp_path / "pairs.tsv")
+    png, out = tmp_path / "bleu.png", tmp_path / "bleu.json"
+    argv = ["--preset", "tiny", "--data", str(data), "--steps", "12", "--limit", "20",
+            "--out", str(tmp_path / "exp"), "--png", str(png), "--json", str(out)]  # fmt: skip
+    assert script.main(argv) == 0
+    results = json.loads(out.read_text())
+    assert len(results) == 2 and png.stat().st_size > 0
+    assert all(r["steps"] == 12 and r["examples"] == 20 for r in results.values())
+    assert all(r["by_source_length"] for r in results.values())
