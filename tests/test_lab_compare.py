@@ -98,3 +98,13 @@ def test_bad_options_are_one_line_errors(args, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_a_file_in_the_way_of_the_runs_is_one_line(tmp_path, capsys):
+    (tmp_path / "runs").write_text("not a directory")
+    argv = ["lab", "compare", "adding", "--preset", "tiny", "--cells", "elman", "--T", "4",
+            "--steps", "2", "--quiet", "--jobs", "2", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("choose another --out") and "Traceback" not in err
+    assert len(err.splitlines()) == 1

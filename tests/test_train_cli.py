@@ -178,6 +178,8 @@ def test_two_processes_match_one_at_the_same_global_batch(corpus, tmp_path):
         (None, ["--model.cell", "transformer"], "model.cell"),
         (None, ["--preset", "huge"], "unknown preset 'huge'"),
         (None, ["--resume", "--out", "{tmp}/nothing"], "no checkpoint"),
+        ("empty", ["--out", "{tmp}/bad.txt"], "is a file: choose another --out"),
+        ("empty", ["--out", "{tmp}/bad.txt/run"], "cannot create the run directory"),
         (None, ["--model.hidden_size", "0"], "'model.hidden_size' must be >= 1, got 0"),
         (None, ["--model.dropout", "1.5"], "'model.dropout' must be in [0, 0.99]"),
         (None, ["--train.lr", "-1"], "'train.lr' must be >= 0"),

@@ -183,10 +183,16 @@ def main(argv: list[str]) -> int:
     args, spec, base, cells, Ts = plan(argv)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{spec.name}"
     runs = [(cell, T, seed) for T in Ts for cell in cells for seed in range(args.seeds)]
+    try:  # before any training: a file in the way is the user's to move, not a crash later
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(
+            f"cannot create {out / 'runs'}: {e.strerror}: choose another --out"
+        ) from None
     for cell, T, seed in runs:
         run_dir = out / "runs" / f"{cell}-T{T}-seed{seed}"
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise UserError(f"{run_dir} exists and is not empty: choose another --out")
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise UserError(f"{run_dir} exists and is not an empty directory: choose another --out")
     records: list[dict] = []
     bar = tqdm(total=len(runs), unit="run", desc=f"compare {spec.name}", disable=args.quiet)
 

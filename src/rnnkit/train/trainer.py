@@ -378,9 +378,14 @@ def run_dir_ready(run_dir: Path, resume: bool) -> None:
     if resume:
         if not last.exists():
             raise UserError(f"--resume: no checkpoint at {last} to resume from")
+    elif run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} is a file: choose another --out")
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(
             f"run directory {run_dir} exists and is not empty: pass --resume to continue it, "
             "or choose another --out"
         )
-    os.makedirs(run_dir, exist_ok=True)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as e:  # a file where a parent directory should be, no permission, ...
+        raise UserError(f"cannot create the run directory {run_dir}: {e.strerror}") from None
