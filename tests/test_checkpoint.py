@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -317,3 +317,104 @@ def test_meta_must_be_json(tmp_path):
     with pytest.raises(TypeError, match="meta must hold only JSON values"):
         save_checkpoint(tmp_path / "m.safetensors", model_state={}, meta={"x": object()})
     assert files(tmp_path) == []
+
+
+# --- corrupted and incomplete files (issue 12) -------------------------------------------------
+
+
+def rewrite(path, *, tensors=None, header=None) -> None:
+    """Write ``path`` again with some tensors or header entries replaced (None: delete), keeping
+    the checksum valid if the file has one: a well-formed file with bad content."""
+    with safe_open(str(path), framework="pt") as f:
+        old_header = dict(f.metadata())
+        old_tensors = {k: f.get_tensor(k) for k in f.keys()}
+    for k, v in (tensors or {}).items():
+        if v is None:
+            old_tensors.pop(k)
+        else:
+            old_tensors[k] = v
+    for k, v in (header or {}).items():
+        if v is None:
+            old_header.pop(k)
+        else:
+            old_header[k] = v
+    if "sha256" in old_header:
+        old_header["sha256"] = ckpt_module._checksum(old_tensors)
+    save_file(old_tensors, path, metadata=old_header)
+
+
+def one_line(excinfo, path) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+@pytest.mark.parametrize("meta", ["[1, 2]", '"text"', "3"])
+def test_metadata_that_is_not_an_object_is_refused(tmp_path, meta):
+    path = tmp_path / "last.safetensors"
+    save_checkpoint(path, model_state={"w": torch.ones(2)}, meta={"task": "charlm"})
+    rewrite(path, header={"meta": meta})
+    with pytest.raises(UserError) as excinfo:
+        load_checkpoint(path)
+    assert "not an object" in one_line(excinfo, path)
+
+
+def test_missing_or_mistyped_metadata_keys_are_named(tmp_path):
+    path = tmp_path / "last.safetensors"
+    meta = {"task": "charlm", "config": {}, "trainer": {"step": 3, "epoch": 0, "position": 3}}
+    save_checkpoint(path, model_state={"w": torch.ones(2)}, meta=meta)
+    assert load_checkpoint(path, require=("task", "config")).meta == meta
+    with pytest.raises(UserError) as excinfo:
+        load_checkpoint(path, require=("task", "config", "vocab"))
+    assert one_line(excinfo, path) == (
+        f"checkpoint {path} is incomplete: its metadata lacks 'vocab'"
+    )
+    with pytest.raises(UserError) as excinfo:
+        load_checkpoint(path, require=("trainer",))
+    assert "'trainer.best' is missing" in one_line(excinfo, path)
+    rewrite(path, header={"meta": '{"task": "charlm", "config": [1]}'})
+    with pytest.raises(UserError) as excinfo:
+        load_checkpoint(path, require=("task", "config"))
+    assert "metadata 'config' is a JSON array, expected an object" in one_line(excinfo, path)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [torch.zeros(5056, dtype=torch.float32), torch.zeros(17, dtype=torch.uint8)],
+    ids=["dtype", "size"],
+)
+def test_an_invalid_rng_state_is_refused_at_load(tmp_path, bad):
+    path = tmp_path / "last.safetensors"
+    save_checkpoint(path, model_state={"w": torch.ones(2)}, meta={})
+    rewrite(path, tensors={"rng.torch": bad})
+    with pytest.raises(UserError) as excinfo:
+        load_checkpoint(path)
+    assert "invalid RNG state" in one_line(excinfo, path)
+    rewrite(
+        path,
+        tensors={"rng.torch": torch.get_rng_state()},
+        header={"rng.python": "[3, [1, 2], null]"},
+    )
+    with pytest.raises(UserError) as excinfo:
+        load_checkpoint(path)
+    assert "invalid RNG state" in one_line(excinfo, path)
+
+
+def test_a_flipped_byte_in_the_tensor_data_is_refused(tmp_path):
+    path = tmp_path / "last.safetensors"
+    save_checkpoint(path, model_state=TinyLM().state_dict(), meta={"step": 1})
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")  # the tensor data follows the JSON header
+    data[(start + len(data)) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError) as excinfo:
+        load_checkpoint(path)
+    assert "does not match the checksum" in one_line(excinfo, path)
+
+
+def test_a_checkpoint_without_a_checksum_still_loads(tmp_path):
+    path = tmp_path / "old.safetensors"
+    save_checkpoint(path, model_state={"w": torch.arange(3.0)}, meta={"step": 2})
+    rewrite(path, header={"sha256": None})  # as written before the checksum was added
+    ckpt = load_checkpoint(path)
+    assert ckpt.meta == {"step": 2} and torch.equal(ckpt.model_state["w"], torch.arange(3.0))

@@ -11,7 +11,7 @@ from rnnkit.config import config_from_dict
 from rnnkit.data.text import Vocab
 from rnnkit.errors import UserError
 from rnnkit.tasks.lm import LanguageModel, LMConfig
-from rnnkit.train.checkpoint import load_checkpoint, load_model_state
+from rnnkit.train.checkpoint import check_meta, load_checkpoint, load_model_state
 from rnnkit.train.trainer import BEST, LAST
 
 LM_TASKS = ("charlm", "wordlm")
@@ -47,12 +47,16 @@ def checkpoint_path(run: Path) -> Path:
 
 def load_run(run: Path) -> LoadedRun:
     path = checkpoint_path(Path(run))
-    ckpt = load_checkpoint(path)
-    task = ckpt.meta.get("task")
+    ckpt = load_checkpoint(path, require=("task",))
+    task = ckpt.meta["task"]
     if task not in LM_TASKS:
         raise UserError(f"{path} is a {task!r} checkpoint, not a language model ({LM_TASKS})")
-    cfg = config_from_dict(LMConfig, ckpt.meta["config"])
-    vocab = Vocab.from_dict(ckpt.meta["vocab"])
+    check_meta(ckpt.meta, ("level", "config", "vocab"), path)
+    try:
+        cfg = config_from_dict(LMConfig, ckpt.meta["config"])
+        vocab = Vocab.from_dict(ckpt.meta["vocab"])
+    except UserError as e:
+        raise UserError(f"checkpoint {path}: {e}") from None
     model = LanguageModel(len(vocab), cfg.model)
     load_model_state(model, ckpt.model_state, path)
     model.eval()

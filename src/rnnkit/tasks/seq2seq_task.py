@@ -29,7 +29,7 @@ from rnnkit.data.pairs import (
 from rnnkit.decoding import beam_search, decode_batch
 from rnnkit.errors import UserError
 from rnnkit.seq2seq import Ensemble, Seq2Seq, check_seq2seq_config, sequence_loss
-from rnnkit.train.checkpoint import load_checkpoint, load_model_state
+from rnnkit.train.checkpoint import check_meta, load_checkpoint, load_model_state
 from rnnkit.train.schedules import check_schedule, teacher_forcing_prob
 from rnnkit.train.trainer import check_range, check_train_config
 
@@ -417,14 +417,18 @@ def load_seq2seq_run(run: Path) -> LoadedSeq2Seq:
     from rnnkit.tasks.runs import checkpoint_path
 
     path = checkpoint_path(Path(run))
-    ckpt = load_checkpoint(path)
-    name = ckpt.meta.get("task")
+    ckpt = load_checkpoint(path, require=("task",))
+    name = ckpt.meta["task"]
     spec = registry().get(name)
     recipe = getattr(spec.build, "__self__", None) if spec else None
     if not isinstance(recipe, Recipe):
         raise UserError(f"{path} is a {name!r} checkpoint, not a sequence-to-sequence task")
-    cfg = config_from_dict(type(spec.presets[spec.default_preset]()), ckpt.meta["config"])
-    vocab = PairVocab.from_dict(ckpt.meta["vocab"])
+    check_meta(ckpt.meta, ("config", "vocab"), path)
+    try:
+        cfg = config_from_dict(type(spec.presets[spec.default_preset]()), ckpt.meta["config"])
+        vocab = PairVocab.from_dict(ckpt.meta["vocab"])
+    except UserError as e:
+        raise UserError(f"checkpoint {path}: {e}") from None
     model = Seq2Seq(len(vocab.source), len(vocab.target), cfg.model)
     load_model_state(model, ckpt.model_state, path)
     model.eval()

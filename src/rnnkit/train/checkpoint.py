@@ -18,6 +18,9 @@ and its header metadata (str -> str) holds JSON strings:
     optim                the optimizer state_dict with each tensor replaced by {"__tensor__": key}
     rng.python           random.getstate()
     rng.numpy            numpy.random.get_state()
+    sha256               a checksum of every tensor's name, dtype, shape and bytes (``_checksum``):
+                         a file whose tensor data changed is refused; files written before it
+                         was added have none and load unchecked
 
 Loading uses ``safetensors.safe_open`` only, never ``torch.load``: a checkpoint from an untrusted
 source cannot run code.
@@ -25,6 +28,7 @@ source cannot run code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -49,6 +53,7 @@ __all__ = [
     "load_checkpoint",
     "restore_rng",
     "check_compatible",
+    "check_meta",
     "load_model_state",
 ]
 
@@ -139,10 +144,12 @@ def save_checkpoint(
         header["rng.python"] = json.dumps(state.python)
         name, keys, *rest = state.numpy
         header["rng.numpy"] = json.dumps([name, keys.tolist(), *rest])
+    tensors = _unshared(tensors)
+    header["sha256"] = _checksum(tensors)
 
     def write(tmp: Path) -> None:
         try:
-            save_file(_unshared(tensors), tmp, metadata=header)
+            save_file(tensors, tmp, metadata=header)
         except SafetensorError as e:  # e.g. "I/O error: No space left on device"
             raise OSError(" ".join(str(e).split())) from e
 
@@ -150,7 +157,10 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    *,
+    require: tuple[str, ...] = (),
 ) -> Checkpoint:
     """Read a checkpoint written by ``save_checkpoint``, without pickle.
 
@@ -158,13 +168,17 @@ def load_checkpoint(
         path: the file.
         map_location: the device for the model, optimizer and extra tensors (RNG states stay on
             the CPU, where torch needs them).
+        require: keys the caller reads from ``meta`` (e.g. ``("task", "config", "vocab")``):
+            each must be present and of its kind (see ``check_meta``).
 
     Returns:
         A ``Checkpoint``; tensors keep their saved dtypes (e.g. Adam's float32 ``step``).
 
     Raises:
-        UserError: the file is missing, not a safetensors file, truncated or corrupt, or of
-            another format version; the message names the file.
+        UserError: the file is missing, not a safetensors file, truncated or corrupt (its tensors
+            do not match the saved checksum, its metadata is not a JSON object or lacks a
+            required key, its RNG states cannot be restored), or of another format version; the
+            message names the file.
     """
     path = Path(path)
     if not path.exists():
@@ -189,6 +203,11 @@ def load_checkpoint(
         raise UserError(
             f"checkpoint {path} has format version {version}; "
             f"this rnnkit reads version {FORMAT_VERSION}"
+        )
+    if "sha256" in header and _checksum(tensors) != header["sha256"]:
+        raise UserError(
+            f"checkpoint {path} is corrupt: its tensor data does not match the checksum saved "
+            "with it (the file was changed or damaged after it was written)"
         )
     device = torch.device(map_location)
     groups: dict[str, dict[str, Tensor]] = {"model": {}, "optim": {}, "extra": {}, "rng": {}}
@@ -216,6 +235,11 @@ def load_checkpoint(
             )
     except (KeyError, ValueError, TypeError, IndexError) as e:
         raise _corrupt(path, f"bad header: {type(e).__name__} {e}") from None
+    if not isinstance(meta, dict):
+        raise _corrupt(path, f"its metadata is a JSON {_json_kind(meta)}, not an object")
+    check_meta(meta, require, path)
+    if rng is not None:
+        _check_rng(rng, path)
     return Checkpoint(
         path=path,
         meta=meta,
@@ -239,6 +263,55 @@ def restore_rng(rng: RngState) -> None:
             torch.cuda.set_rng_state(s, i)
     random.setstate(rng.python)
     np.random.set_state(rng.numpy)
+
+
+_META_KINDS: dict[str, tuple[type, str]] = {
+    "task": (str, "a string"),
+    "level": (str, "a string"),
+    "config": (dict, "an object"),
+    "vocab": (dict, "an object"),
+    "trainer": (dict, "an object"),
+}
+_TRAINER_KINDS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "step": (int, "an int"),
+    "epoch": (int, "an int"),
+    "position": (int, "an int"),
+    "best": ((int, float), "a number"),
+    "bad_evals": (int, "an int"),
+}
+
+
+def check_meta(meta: dict[str, Any], keys: tuple[str, ...], path: str | os.PathLike) -> None:
+    """Refuse a checkpoint whose metadata lacks a key the caller reads, or holds the wrong kind.
+
+    Args:
+        meta: ``Checkpoint.meta``.
+        keys: the keys read, e.g. ``("task", "config", "vocab")``; ``"trainer"`` also checks
+            the trainer's counters (step, epoch, position, best, bad_evals).
+        path: the checkpoint, for the message.
+
+    Raises:
+        UserError: e.g. ``checkpoint c.safetensors is incomplete: its metadata lacks 'vocab'``.
+    """
+    for key in keys:
+        if key not in meta:
+            raise UserError(f"checkpoint {path} is incomplete: its metadata lacks {key!r}")
+        kind, name = _META_KINDS.get(key, (object, "any value"))
+        if not isinstance(meta[key], kind):
+            raise UserError(
+                f"checkpoint {path} is corrupt: metadata {key!r} is a JSON "
+                f"{_json_kind(meta[key])}, expected {name}"
+            )
+    if "trainer" in keys:
+        state = meta["trainer"]
+        for key, (kind, name) in _TRAINER_KINDS.items():
+            value = state.get(key)
+            if key not in state or isinstance(value, bool) or not isinstance(value, kind):
+                got = f"a JSON {_json_kind(value)}" if key in state else "missing"
+                raise UserError(
+                    f"checkpoint {path} is corrupt: metadata 'trainer.{key}' is {got}, "
+                    f"expected {name}"
+                )
 
 
 def check_compatible(
@@ -273,7 +346,8 @@ def load_model_state(model: nn.Module, state: dict[str, Tensor], path: str | os.
         path: the checkpoint, for the message.
 
     Raises:
-        UserError: naming the file and the first missing key, unexpected key or wrong shape.
+        UserError: naming the file and the first missing key, unexpected key or wrong shape, or
+            a tensor holding NaN or inf.
     """
     want = model.state_dict()
     problem = f"checkpoint {path} does not fit the model:"
@@ -290,6 +364,9 @@ def load_model_state(model: nn.Module, state: dict[str, Tensor], path: str | os.
                 f"{problem} {k!r} has shape {tuple(state[k].shape)} in the checkpoint, "
                 f"{tuple(t.shape)} in the model"
             )
+    for k, t in state.items():  # a diverged run's weights would decode NaN
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(f"checkpoint {path} holds NaN or inf weights ({k!r}): it is unusable")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:  # a module's own _load_from_state_dict may still object
@@ -302,6 +379,33 @@ def load_model_state(model: nn.Module, state: dict[str, Tensor], path: str | os.
 def _corrupt(path: Path, e: object) -> UserError:
     reason = " ".join(str(e).split())  # one line
     return UserError(f"checkpoint {path} is not a safetensors file or is corrupt ({reason})")
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
+def _checksum(tensors: dict[str, Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key]
+        digest.update(json.dumps([key, str(t.dtype), list(t.shape)]).encode())
+        if t.numel():
+            digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _check_rng(rng: RngState, path: Path) -> None:
+    """Try the saved states on fresh generators, so that a bad one is refused here, naming the
+    file, rather than failing inside ``restore_rng`` with the global state half restored."""
+    try:
+        torch.Generator().set_state(rng.torch)
+        random.Random().setstate(rng.python)
+        np.random.RandomState().set_state(rng.numpy)
+    except (RuntimeError, ValueError, TypeError, IndexError, OverflowError) as e:
+        raise _corrupt(path, f"invalid RNG state: {e}") from None
 
 
 def _dumps(obj: object, what: str) -> str:
