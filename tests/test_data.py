@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections import Counter
 
@@ -398,3 +399,24 @@ def test_stream_batcher_errors():
         StreamBatcher(np.arange(100), batch_size=4, bptt_len=0)
     with pytest.raises(UserError):
         StreamBatcher(np.arange(100), batch_size=4, bptt_len=5, rank=2, world_size=2)
+
+
+def test_a_nul_byte_anywhere_marks_a_binary_file(tmp_path):
+    path = tmp_path / "late.txt"
+    offset = 3 * 8192 + 5
+    path.write_bytes(b"a" * offset + b"\x00b\n")
+    for chunk_size in (4096, 1 << 20):
+        with pytest.raises(UserError) as err:
+            read_text(path) if chunk_size > 4096 else "".join(iter_text(path, chunk_size))
+        assert f"NUL byte at offset {offset}" in one_line_naming(err, path)
+    with pytest.raises(UserError, match="binary"):
+        encode_corpus(path, "char", cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_not_a_regular_file(tmp_path):
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+    with pytest.raises(UserError) as err:  # refused before it is opened: no blocking read
+        read_text(path)
+    assert "is not a regular file" in one_line_naming(err, path)

@@ -33,7 +33,7 @@ def test_read_cmudict_variants_comments_stress(tmp_path):
     (tmp_path / "bad.dict").write_text("word\n")
     with pytest.raises(UserError, match="bad.dict:1"):
         g2p.read_cmudict(tmp_path / "bad.dict")
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="missing.dict: no such file"):
         g2p.read_cmudict(tmp_path / "missing.dict")
 
 

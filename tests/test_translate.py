@@ -4,6 +4,7 @@ fixed split, sacreBLEU as summable statistics, training (the loss goes down), ev
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -101,3 +102,56 @@ def test_decoded_unknowns_encode_back_to_unk(split):
     ids = vocab.encode("la luz") + [UNK] + vocab.encode("de") + [UNK, UNK] + vocab.encode(".")
     assert vocab.encode(vocab.decode(ids)) == ids
     assert vocab.encode("xyz luz")[0] == UNK
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "binary", "unreadable", "empty"])
+def test_read_tsv_refuses_what_is_not_a_text_file_in_one_line(tmp_path, monkeypatch, kind):
+    path = tmp_path / "pairs.tsv"
+    expected = {
+        "directory": "is a directory",
+        "fifo": "is not a regular file",
+        "binary": "binary file (NUL byte at offset 9000)",
+        "unreadable": "cannot read: Permission denied",
+        "empty": "is empty",
+    }[kind]
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        os.mkfifo(path)
+    elif kind == "binary":
+        path.write_bytes(b"a\tb\n" * 2250 + b"\x00\x01\x02")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    else:
+        path.write_text("a\tb\n")
+
+        def denied(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr("builtins.open", denied)
+    with pytest.raises(UserError) as excinfo:
+        read_tsv(path)
+    message = str(excinfo.value)
+    assert "\n" not in message and str(path) in message and expected in message
+
+
+def test_read_tsv_refuses_mixed_column_counts_and_counts_empty_pairs(tmp_path, capsys):
+    mixed = tmp_path / "mixed.tsv"
+    mixed.write_text("1\tone\tuno\n2\ttwo\tdos\n3\tthree\n4\tfour\tcuatro\n")
+    with pytest.raises(UserError) as excinfo:  # -2, -1 would pair "3" with "three"
+        read_tsv(mixed, -2, -1)
+    assert str(excinfo.value) == (
+        f"{mixed}:3: 2 tab-separated column(s), but the first line has 3: every line needs "
+        "the same columns"
+    )
+    holes = tmp_path / "holes.tsv"
+    holes.write_text("one\tuno\n\n two \t\nthree\tthree\n\tcuatro\n")
+    assert read_tsv(holes) == [("one", "uno"), ("three", "three")]
+    err = capsys.readouterr().err
+    assert err == (
+        f"{holes}: left out 2 pair(s) with an empty source or target (the first on line 3)\n"
+    )
+    read_tsv(holes)
+    assert capsys.readouterr().err == ""  # once

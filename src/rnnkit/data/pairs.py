@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from rnnkit.data.text import tokenize_words
+from rnnkit.data.text import read_text, tokenize_words
 from rnnkit.errors import UserError
 
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
@@ -224,21 +225,35 @@ def read_tsv(
     """Pairs from a tab-separated UTF-8 file: one pair a line, columns counted from 0 (negative:
     from the end); ``header`` skips the first line; blank lines are skipped.
 
+    Every line must have as many columns as the first: a line with a tab more or less would
+    otherwise pair the wrong columns silently (with negative columns) or not at all. A pair
+    whose source or target is empty is left out, and how many were is printed once (stderr).
+
     Raises:
-        UserError: a missing or undecodable file, or a line without the columns (file:line).
+        UserError: a file that is missing, not a regular file, empty, binary or not UTF-8
+            (``read_text``), a line without the columns or with another number of columns
+            than the first (file:line), or no pairs at all.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"pairs file not found: {path} (expected a tab-separated file)")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        text = read_text(path)
+    except UserError as e:
+        raise UserError(f"pairs file (tab-separated): {e}") from None
     pairs = []
-    for n, line in enumerate(lines, 1):
-        if (header and n == 1) or not line.strip():
+    width, empty, first_empty = 0, 0, 0
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
             continue
         cols = line.split("\t")
+        if not width:
+            width = len(cols)
+        elif len(cols) != width:
+            raise UserError(
+                f"{path}:{n}: {len(cols)} tab-separated column(s), but the first line has "
+                f"{width}: every line needs the same columns"
+            )
+        if header and n == 1:
+            continue
         try:
             src, tgt = cols[source_column].strip(), cols[target_column].strip()
         except IndexError:
@@ -248,6 +263,18 @@ def read_tsv(
             ) from None
         if src and tgt:
             pairs.append((src, tgt))
+        else:
+            empty, first_empty = empty + 1, first_empty or n
     if not pairs:
         raise UserError(f"{path}: no source/target pairs found")
+    if empty and str(path.resolve()) not in _REPORTED_EMPTY:
+        _REPORTED_EMPTY.add(str(path.resolve()))
+        print(
+            f"{path}: left out {empty} pair(s) with an empty source or target "
+            f"(the first on line {first_empty})",
+            file=sys.stderr,
+        )
     return pairs
+
+
+_REPORTED_EMPTY: set[str] = set()  # files whose empty pairs were reported: once a process

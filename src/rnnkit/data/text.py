@@ -44,7 +44,8 @@ WORD_CHUNK_SIZE = 1 << 22
 """Word level: at most this many bytes at a time (4 MiB), for each token becomes a Python str."""
 
 BINARY_SNIFF = 8192
-"""A NUL byte in the first this many bytes marks a file as binary."""
+"""A NUL byte in the first this many bytes gets the UTF-16 hint; one anywhere marks a file as
+binary (every chunk is searched: ``bytes.find`` costs little beside decoding)."""
 
 UNK = "<unk>"
 EOS = "<eos>"
@@ -68,6 +69,10 @@ def _check_file(path: Path) -> None:
         raise UserError(f"{path}: no such file")
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected a UTF-8 text file")
+    if not path.is_file():  # a FIFO would block the reader, then be empty for the second pass
+        raise UserError(
+            f"{path}: is not a regular file (a pipe, socket or device), expected a UTF-8 text file"
+        )
     try:
         size = path.stat().st_size
     except OSError as e:
@@ -92,19 +97,17 @@ def _iter_decoded(path: Path, chunk_size: int) -> Iterator[str]:
             except OSError as e:
                 raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
             final = not chunk
-            if consumed < BINARY_SNIFF and chunk:
-                nul = chunk.find(b"\0", 0, BINARY_SNIFF - consumed)
-                if nul >= 0:
-                    head = chunk[:2] if consumed == 0 else b""
-                    hint = (
-                        "; it looks like UTF-16 text, save it as UTF-8"
-                        if head in (b"\xff\xfe", b"\xfe\xff")
-                        else ", expected UTF-8 text"
-                    )
-                    raise UserError(
-                        f"{path}: looks like a binary file (NUL byte at offset {consumed + nul})"
-                        + hint
-                    )
+            nul = chunk.find(b"\0")
+            if nul >= 0:  # anywhere in the file: a NUL is no character of a text
+                head = chunk[:2] if consumed == 0 else b""
+                hint = (
+                    "; it looks like UTF-16 text, save it as UTF-8"
+                    if head in (b"\xff\xfe", b"\xfe\xff") and nul < BINARY_SNIFF
+                    else ", expected UTF-8 text"
+                )
+                raise UserError(
+                    f"{path}: looks like a binary file (NUL byte at offset {consumed + nul})" + hint
+                )
             pending = len(decoder.getstate()[0])
             try:
                 text = decoder.decode(chunk, final=final)
@@ -173,9 +176,9 @@ def read_text(path: PathLike) -> str:
         Its text (BOM dropped, ``\\r\\n`` -> ``\\n``).
 
     Raises:
-        UserError: one line naming the file, if it is missing, a directory, empty, binary (a NUL
-            byte in the first 8 KiB) or not UTF-8 (with the offset and line of the first bad
-            byte).
+        UserError: one line naming the file, if it is missing, a directory or another kind of
+            non-regular file (a FIFO), empty, binary (a NUL byte anywhere, with its offset) or
+            not UTF-8 (with the offset and line of the first bad byte).
     """
     return "".join(iter_text(path))
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from rnnkit.config import option
 from rnnkit.data.pairs import held_out_bucket
+from rnnkit.data.text import read_text
 from rnnkit.errors import UserError
 from rnnkit.seq2seq import Seq2SeqConfig
 from rnnkit.tasks import TaskSpec
@@ -54,22 +55,23 @@ def read_cmudict(path: str | Path) -> dict[str, list[str]]:
         UserError: a missing file, or a line with a word but no phonemes (file:line).
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"CMUdict file not found: {path} (option 'data.path')")
+    try:
+        text = read_text(path)  # missing, a directory, a FIFO, binary, not UTF-8: one line
+    except UserError as e:
+        raise UserError(f"CMUdict file (option 'data.path'): {e}") from None
     prons: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8", errors="strict") as f:
-        for n, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line or line.startswith(";;;"):  # older releases' comment lines
-                continue
-            word, *phones = line.split()
-            if not phones:
-                raise UserError(f"{path}:{n}: expected 'word PH ON EMES', got {line!r}")
-            word = _VARIANT.sub("", word).lower()
-            pron = " ".join(p.rstrip("012") for p in phones)
-            variants = prons.setdefault(word, [])
-            if pron not in variants:
-                variants.append(pron)
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith(";;;"):  # older releases' comment lines
+            continue
+        word, *phones = line.split()
+        if not phones:
+            raise UserError(f"{path}:{n}: expected 'word PH ON EMES', got {line!r}")
+        word = _VARIANT.sub("", word).lower()
+        pron = " ".join(p.rstrip("012") for p in phones)
+        variants = prons.setdefault(word, [])
+        if pron not in variants:
+            variants.append(pron)
     if not prons:
         raise UserError(f"{path}: no pronunciations found")
     return prons
