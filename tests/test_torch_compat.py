@@ -264,3 +264,18 @@ def test_residual_connections():
 def test_bad_input_gives_one_line_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("kind", list(PAIRS))
+@pytest.mark.parametrize("T", [5, 1])  # T = 1 without autograd is the one-step path
+def test_dtype_mismatch_is_one_line_error(kind, T):
+    ours, _ = make_pair(kind, torch.float64, True)
+    x32 = torch.randn(T, 2, 3)
+    message = "input dtype torch.float32 does not match the parameters' dtype torch.float64"
+    with torch.no_grad(), pytest.raises(ValueError, match=message) as error:
+        ours(x32)
+    assert isinstance(error.value, RuntimeError)  # torch.nn raises either, depending on the case
+    x = x32.double()
+    hx = random_hx(kind, 1, 2, torch.float32)
+    with torch.no_grad(), pytest.raises(RuntimeError, match="hx is torch.float32 on cpu but"):
+        ours(x, hx)

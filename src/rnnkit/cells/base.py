@@ -33,7 +33,10 @@ def check_choice(name: str, value: str, options) -> str:
 
 
 def check_size(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """Return ``value`` if it is a positive int; else TypeError (not an int) or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__} {value!r}")
+    if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
 

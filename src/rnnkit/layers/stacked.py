@@ -19,7 +19,7 @@ class Stacked(nn.Module):
     Args:
         layers: ``Recurrent`` or ``Bidirectional`` modules, bottom first.
         dropout: dropout on the outputs of every layer but the last, in training (torch.nn.LSTM's
-            semantics).
+            semantics), a number in [0, 1] (1 zeroes them); may be changed after construction.
         residual: add each layer's input to its output where the widths agree (every layer
             above the first in a uniform stack; the first too if input and output widths agree),
             as in Wu et al. 2016 (GNMT); the sum is what dropout and the next layer see.
@@ -46,8 +46,6 @@ class Stacked(nn.Module):
         super().__init__()
         if not layers:
             raise ValueError("Stacked needs at least one layer")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         if isinstance(checkpoint_steps, bool) or not isinstance(checkpoint_steps, int):
             raise ValueError(f"checkpoint_steps must be an integer, got {checkpoint_steps!r}")
         if checkpoint_steps < 0:
@@ -55,8 +53,19 @@ class Stacked(nn.Module):
         if checkpoint_steps and any(hasattr(layer, "backward_layer") for layer in layers):
             raise ValueError("checkpoint_steps needs unidirectional layers (no Bidirectional)")
         self.layers = nn.ModuleList(layers)
-        self.dropout, self.residual = dropout, residual
+        self.dropout, self.residual = dropout, residual  # dropout: checked by its setter
         self.checkpoint_steps = checkpoint_steps
+
+    @property
+    def dropout(self) -> float:
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, p: float) -> None:
+        # checked here, on every assignment, so a value set after construction is checked too
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"dropout must be a number in [0, 1], got {p!r}")
+        self._dropout = float(p)
 
     def forward(
         self,

@@ -7,6 +7,11 @@ residual connections, checkpointing through time (``checkpoint_steps``), a ``len
 for padded batches, and the minimal GRU and Jordan RNN with the same interface. Not supported:
 LSTM ``proj_size`` (an error says so).
 
+Arguments are checked as torch.nn checks them (TypeError for a wrong type, ValueError for a
+bad value), and so are the inputs of ``forward``: a mistake there (wrong shape, dtype or device,
+an empty sequence) raises ``InputError``, which is both a ValueError (rnnkit's convention) and a
+RuntimeError (what torch.nn raises for most of them), so code written for either catches it.
+
 The parameters live on the layer itself under torch's names (``weight_ih_l0``,
 ``bias_hh_l1_reverse``, ...). The cells that compute with them are hidden from the module tree
 and re-pointed at those parameters on every call, so ``.to()``, ``load_state_dict(assign=True)``
@@ -20,16 +25,33 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.cells import ElmanCell, GRUCell, JordanCell, LSTMCell, MinimalGRUCell
+from rnnkit.cells.base import check_size
 from rnnkit.layers.bidirectional import Bidirectional
 from rnnkit.layers.recurrent import Recurrent
 from rnnkit.layers.stacked import Stacked
 from rnnkit.layers.stepper import try_step
 
 
+class InputError(ValueError, RuntimeError):
+    """A bad input or state given to a layer's ``forward``: a ValueError, as rnnkit's errors are,
+    and a RuntimeError, as torch.nn's errors for the same mistakes are."""
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+    return value
+
+
 class RecurrentLayer(nn.Module):
-    """The common body of the torch-compatible layers; subclasses choose the cell."""
+    """The common body of the torch-compatible layers; subclasses choose the cell.
+
+    ``dropout`` may be changed after construction (torch.nn's layers allow it too); the new value
+    is checked and used from the next call on.
+    """
 
     cell_class: type[nn.Module]
+    mode_name: str  # torch.nn's ``mode``: "LSTM", "GRU", ...
 
     def __init__(
         self,
@@ -49,16 +71,17 @@ class RecurrentLayer(nn.Module):
         **cell_options,
     ) -> None:
         super().__init__()
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
-        if (
-            not isinstance(dropout, (int, float))
-            or not 0 <= dropout <= 1
-            or isinstance(dropout, bool)
+        if "proj_size" in cell_options:  # torch's message
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        check_size("num_layers", num_layers)  # input_size and hidden_size: the cells check them
+        for name, value in (
+            ("bias", bias),
+            ("batch_first", batch_first),
+            ("bidirectional", bidirectional),
         ):
-            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+            check_bool(name, value)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bias, self.batch_first = bias, batch_first
         self.bidirectional, self.residual = bidirectional, residual
         self.cell_options = cell_options
         D = 2 if bidirectional else 1
@@ -82,10 +105,24 @@ class RecurrentLayer(nn.Module):
         # Hidden from the module tree so the state_dict holds torch's names only.
         self.checkpoint_steps = checkpoint_steps
         stack = Stacked(
-            layers, dropout=self.dropout, residual=residual, checkpoint_steps=checkpoint_steps
+            layers, dropout=dropout, residual=residual, checkpoint_steps=checkpoint_steps
         )
         object.__setattr__(self, "_stack", stack)
         object.__setattr__(self, "_cells", cells)
+
+    @property
+    def dropout(self) -> float:
+        """Dropout between layers; the stack holds it (and checks it on assignment)."""
+        return self._stack.dropout
+
+    @dropout.setter
+    def dropout(self, p: float) -> None:
+        self._stack.dropout = p
+
+    @property
+    def mode(self) -> str:
+        """torch.nn's name of the recurrence: "LSTM", "GRU", "RNN_TANH", "RNN_RELU", ..."""
+        return self.mode_name
 
     def flatten_parameters(self) -> None:
         """No-op, for code written for cuDNN's torch.nn layers."""
@@ -123,7 +160,7 @@ class RecurrentLayer(nn.Module):
         packed = isinstance(input, PackedSequence)
         if packed:
             if lengths is not None:
-                raise ValueError("pass lengths or a PackedSequence, not both")
+                raise InputError("pass lengths or a PackedSequence, not both")
             original = input
             xs, lengths = pad_packed_sequence(input)  # original batch order, (T, B, I)
             lengths = lengths.to(xs.device)
@@ -131,15 +168,12 @@ class RecurrentLayer(nn.Module):
         else:
             if not isinstance(input, Tensor) or input.dim() not in (2, 3):
                 shape = tuple(input.shape) if isinstance(input, Tensor) else type(input).__name__
-                raise ValueError(f"input must be a 3-D (or unbatched 2-D) tensor, got {shape}")
+                raise InputError(f"input must be a 3-D (or unbatched 2-D) tensor, got {shape}")
             batched = input.dim() == 3
             xs = input if batched else input.unsqueeze(1)
             if batched and self.batch_first:
                 xs = xs.transpose(0, 1)
-        if xs.shape[-1] != self.input_size:
-            raise ValueError(
-                f"input has {xs.shape[-1]} features, expected input_size={self.input_size}"
-            )
+        self._check_input(xs)
         states = self._unpack_hx(hx, xs.shape[1], batched, xs)
         ys, finals = self._stack(xs, states, lengths=lengths)
         hn = self._pack_hx(finals, batched)
@@ -159,21 +193,47 @@ class RecurrentLayer(nn.Module):
             ys = ys.transpose(0, 1)
         return ys, hn
 
+    def _check_input(self, xs: Tensor) -> None:
+        """xs (T, B, I) against the layer: features, length, dtype and device (torch's checks)."""
+        if xs.shape[-1] != self.input_size:
+            raise InputError(
+                f"input has {xs.shape[-1]} features, expected input_size={self.input_size}"
+            )
+        if xs.shape[0] == 0:  # torch's message, word for word
+            raise InputError("Expected sequence length to be larger than 0 in RNN")
+        weight = getattr(self, self._links[0][2])
+        if xs.dtype != weight.dtype:
+            raise InputError(
+                f"input dtype {xs.dtype} does not match the parameters' dtype {weight.dtype}: "
+                f"convert the input (input.to({weight.dtype})) or the layer (.to({xs.dtype}))"
+            )
+        if xs.device != weight.device:
+            raise InputError(
+                f"input is on {xs.device} but the parameters are on {weight.device}: "
+                "move one to the other's device"
+            )
+
     # torch layout of states: (L*D, B, H) per state tensor, layer-major, forward before reverse
     def _unpack_hx(self, hx, B: int, batched: bool, xs: Tensor):
         if hx is None:
             return None
         parts = hx if isinstance(hx, tuple) else (hx,)
         if len(parts) != len(self.state_sizes):
-            raise ValueError(f"hx must hold {len(self.state_sizes)} tensor(s), got {len(parts)}")
+            raise InputError(f"hx must hold {len(self.state_sizes)} tensor(s), got {len(parts)}")
         D = 2 if self.bidirectional else 1
         per_tensor = []
         for part, size in zip(parts, self.state_sizes, strict=True):
             want = (self.num_layers * D, B, size) if batched else (self.num_layers * D, size)
-            if tuple(part.shape) != want:
-                raise ValueError(f"hx must have shape {want}, got {tuple(part.shape)}")
+            if not isinstance(part, Tensor) or tuple(part.shape) != want:
+                got = tuple(part.shape) if isinstance(part, Tensor) else type(part).__name__
+                raise InputError(f"hx must have shape {want}, got {got}")
+            if part.dtype != xs.dtype or part.device != xs.device:
+                raise InputError(
+                    f"hx is {part.dtype} on {part.device} but the input is {xs.dtype} on "
+                    f"{xs.device}: they must agree"
+                )
             part = part if batched else part.unsqueeze(1)
-            per_tensor.append(part.to(xs.dtype).unbind(0))
+            per_tensor.append(part.unbind(0))
         states = []
         for l in range(self.num_layers):
             dirs = [tuple(t[l * D + d] for t in per_tensor) for d in range(D)]
@@ -246,6 +306,16 @@ class RNN(RecurrentLayer):
             **options,
         )
 
+    @property
+    def nonlinearity(self) -> str:
+        """The cell's nonlinearity, fixed at construction (read-only)."""
+        return self._cells[0].nonlinearity
+
+    @property
+    def mode(self) -> str:
+        """torch.nn's name: "RNN_TANH" or "RNN_RELU" (rnnkit's "RNN_SIGMOID", "RNN_IDENTITY")."""
+        return f"RNN_{self.nonlinearity.upper()}"
+
 
 class LSTM(RecurrentLayer):
     """LSTM layer, a drop-in twin of ``torch.nn.LSTM``. Extra keyword options: ``peephole``,
@@ -254,6 +324,7 @@ class LSTM(RecurrentLayer):
     ``proj_size`` other than 0 is not supported."""
 
     cell_class = LSTMCell
+    mode_name = "LSTM"
 
     def __init__(
         self,
@@ -290,12 +361,14 @@ class GRU(RecurrentLayer):
     (True: torch's convention; False: Cho et al. 2014's), see ``rnnkit.cells.GRUCell``."""
 
     cell_class = GRUCell
+    mode_name = "GRU"
 
 
 class MinimalGRU(RecurrentLayer):
     """Minimal GRU layer (update gate only, ``rnnkit.cells.MinimalGRUCell``), torch's interface."""
 
     cell_class = MinimalGRUCell
+    mode_name = "MINIMAL_GRU"
 
 
 class JordanRNN(RecurrentLayer):
@@ -304,6 +377,7 @@ class JordanRNN(RecurrentLayer):
     options ``output_size``, ``nonlinearity``, ``output_nonlinearity``."""
 
     cell_class = JordanCell
+    mode_name = "JORDAN"
 
 
 BY_NAME = {"lstm": LSTM, "gru": GRU, "mingru": MinimalGRU, "elman": RNN, "jordan": JordanRNN}
