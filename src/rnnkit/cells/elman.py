@@ -52,7 +52,7 @@ class ElmanCell(Cell):
         from rnnkit.kernels.elman import elman_sequence
 
         xg = F.linear(xs, self.weight_ih, self.bias_ih)  # (T, B, H): all steps in one product
-        return elman_sequence(self, xg, state, mask)
+        return elman_sequence(self, xg, state, mask, xs)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

@@ -73,7 +73,7 @@ class GRUCell(Cell):
         """The whole sequence through the hand-derived kernel (``rnnkit.kernels.gru``)."""
         from rnnkit.kernels.gru import gru_sequence
 
-        return gru_sequence(self, F.linear(xs, self.weight_ih, self.bias_ih), state, mask)
+        return gru_sequence(self, F.linear(xs, self.weight_ih, self.bias_ih), state, mask, xs)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, reset_after={self.reset_after}"

@@ -69,7 +69,7 @@ class JordanCell(Cell):
         """The whole sequence through the hand-derived kernel (``rnnkit.kernels.jordan``)."""
         from rnnkit.kernels.jordan import jordan_sequence
 
-        return jordan_sequence(self, F.linear(xs, self.weight_ih, self.bias_ih), state, mask)
+        return jordan_sequence(self, F.linear(xs, self.weight_ih, self.bias_ih), state, mask, xs)
 
     def extra_repr(self) -> str:
         return (

@@ -130,7 +130,7 @@ class LSTMCell(Cell):
 
         if kernels.use_fused(self, xs, mask):  # before the input projection: it does its own
             return kernels.lstm_sequence_fused(self, xs, state)
-        return kernels.lstm_sequence(self, self.input_gates(xs), state, mask)
+        return kernels.lstm_sequence(self, self.input_gates(xs), state, mask, xs)
 
     def extra_repr(self) -> str:
         opts = [f"{self.input_size}, {self.hidden_size}"]

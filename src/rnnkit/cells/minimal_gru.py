@@ -50,4 +50,5 @@ class MinimalGRUCell(Cell):
         """The whole sequence through the hand-derived kernel (``rnnkit.kernels.minimal_gru``)."""
         from rnnkit.kernels.minimal_gru import minimal_gru_sequence
 
-        return minimal_gru_sequence(self, F.linear(xs, self.weight_ih, self.bias_ih), state, mask)
+        xg = F.linear(xs, self.weight_ih, self.bias_ih)
+        return minimal_gru_sequence(self, xg, state, mask, xs)

@@ -48,7 +48,9 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
+
+from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
 
 if TYPE_CHECKING:
     from rnnkit.cells.elman import ElmanCell
@@ -87,6 +89,7 @@ class ElmanBPTT(torch.autograd.Function):
         bias_hh: Tensor | None,  # (H,)
         mask: Tensor | None,  # (T, B, 1) bool
         nonlinearity: str,
+        *origin_args,  # for second derivatives: see rnnkit.kernels.dispatch
     ) -> tuple[Tensor, Tensor]:
         T = xg.shape[0]
         f_ = INPLACE_ACTIVATIONS[nonlinearity]
@@ -105,13 +108,14 @@ class ElmanBPTT(torch.autograd.Function):
         ys = hs if mask is None else torch.where(mask, hs, 0.0)  # (T, B, H)
         ctx.nonlinearity = nonlinearity
         # Backward needs h_t (for f'(a_t), and as h_{t-1} of step t+1), h_0 and W_hh.
-        ctx.save_for_backward(h0, weight_hh, hs, mask)
+        save_with_origin(ctx, origin_args, h0, weight_hh, hs, mask)
         return ys, hs[-1].clone()  # final state h_T (B, H), its own tensor
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: FunctionCtx, grad_ys: Tensor, grad_hT: Tensor) -> tuple[Tensor | None, ...]:
-        h0, weight_hh, hs, mask = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a differentiable backward
+            return second_order(ctx, 6, ctx.saved_tensors[4:], (grad_ys, grad_hT))
+        h0, weight_hh, hs, mask = ctx.saved_tensors[:4]
         need_xg, need_h0, need_w, need_b = ctx.needs_input_grad[:4]
         T = hs.shape[0]
 
@@ -144,15 +148,17 @@ class ElmanBPTT(torch.autograd.Function):
             grad_w = delta_a.reshape(-1, H).t() @ h_prev.reshape(-1, H)  # (H, H)
         if need_b:
             grad_b = delta_a.sum(dim=(0, 1))  # ∂L/∂b_hh = Σ_t δa_t   (H,)
-        return grad_xg, grad_h0, grad_w, grad_b, None, None
+        return grad_xg, grad_h0, grad_w, grad_b, None, None, *ctx.no_origin_grads
 
 
 def elman_sequence(
-    cell: ElmanCell, xg: Tensor, state: Tensor, mask: Tensor | None
+    cell: ElmanCell, xg: Tensor, state: Tensor, mask: Tensor | None, xs: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Run ``cell`` over a whole sequence: returns ys (T, B, H) and the final state (B, H).
 
     ``xg`` (T, B, H) is W_ih x + b_ih for every step; ``state`` (B, H) is h_0; ``mask``
-    (T, B, 1) bool or None. Same results as ``Recurrent(cell, use_kernel=False)``.
+    (T, B, 1) bool or None. Same results as ``Recurrent(cell, use_kernel=False)``. ``xs``, the
+    sequence xg was projected from, makes second derivatives available (``kernels.dispatch``).
     """
-    return ElmanBPTT.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, cell.nonlinearity)
+    tail = () if xs is None else origin(cell, xs, state, mask)
+    return ElmanBPTT.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, cell.nonlinearity, *tail)

@@ -60,6 +60,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
+
 if TYPE_CHECKING:
     from rnnkit.cells.gru import GRUCell
 
@@ -76,6 +78,7 @@ class GRUSequence(torch.autograd.Function):
         bias_hh: Tensor | None,  # (3H,)
         mask: Tensor | None,  # (T, B, 1) bool
         reset_after: bool,
+        *origin_args,  # for second derivatives: see rnnkit.kernels.dispatch
     ) -> tuple[Tensor, Tensor]:
         T, B, H3 = xg.shape
         H = H3 // 3
@@ -115,13 +118,14 @@ class GRUSequence(torch.autograd.Function):
         ys = hs if mask is None else hs.masked_fill(~mask, 0.0)  # (T, B, H)
         ctx.reset_after = reset_after
         ctx.has_bias = bias_hh is not None
-        ctx.save_for_backward(h0, weight_hh, gates, ns, hs, mask)
+        save_with_origin(ctx, origin_args, h0, weight_hh, gates, ns, hs, mask)
         return ys, hs[-1].clone()
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, gys: Tensor, ghT: Tensor) -> tuple[Tensor | None, ...]:
-        h0, W, gates, n, hs, mask = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a differentiable backward
+            return second_order(ctx, 6, ctx.saved_tensors[6:], (gys, ghT))
+        h0, W, gates, n, hs, mask = ctx.saved_tensors[:6]
         T, B, H = hs.shape
         need_xg, need_h0, need_W, need_b = ctx.needs_input_grad[:4]
         h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, B, H) h_{t-1} of every step
@@ -184,15 +188,17 @@ class GRUSequence(torch.autograd.Function):
                 torch.mm(dA[..., 2 * H :].reshape(TB, H).t(), s, out=dW[2 * H :])
             dB = dA
         db = dB.sum(dim=(0, 1)) if ctx.has_bias and need_b else None  # ∂b_hh = Σ_t dP_t
-        return dxg, dh if need_h0 else None, dW, db, None, None
+        return dxg, dh if need_h0 else None, dW, db, None, None, *ctx.no_origin_grads
 
 
 def gru_sequence(
-    cell: GRUCell, xg: Tensor, state: Tensor, mask: Tensor | None
+    cell: GRUCell, xg: Tensor, state: Tensor, mask: Tensor | None, xs: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Run ``cell`` over xg = W_ih x + b_ih (T, B, 3H) from h0 = ``state`` (B, H).
 
     ``mask`` (T, B, 1) bool or None. Returns ys (T, B, H), zero at masked steps, and h_T (B, H),
     each sequence's state after its own last valid step; backward is the hand-derived BPTT.
+    ``xs``, the sequence xg was projected from, makes second derivatives available.
     """
-    return GRUSequence.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, cell.reset_after)
+    tail = () if xs is None else origin(cell, xs, state, mask)
+    return GRUSequence.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, cell.reset_after, *tail)

@@ -57,8 +57,9 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 
+from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
 from rnnkit.kernels.elman import INPLACE_ACTIVATIONS, derivative_from_output
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class JordanBPTT(torch.autograd.Function):
         mask: Tensor | None,  # (T, B, 1) bool
         nonlinearity: str,
         output_nonlinearity: str,
+        *origin_args,  # for second derivatives: see rnnkit.kernels.dispatch
     ) -> tuple[Tensor, Tensor]:
         T, B, _ = xg.shape
         O = weight_hy.shape[0]
@@ -116,13 +118,14 @@ class JordanBPTT(torch.autograd.Function):
         ctx.nonlinearity, ctx.output_nonlinearity = nonlinearity, output_nonlinearity
         # Backward needs h_t (for f'(a_t) and ∂W_hy), y_t (for g'(z_t), and as y_{t-1} of step
         # t+1 for ∂W_yh), y_0 and the two weights that the recursion runs through.
-        ctx.save_for_backward(y0, weight_yh, weight_hy, hs, ys, mask)
+        save_with_origin(ctx, origin_args, y0, weight_yh, weight_hy, hs, ys, mask)
         return out, ys[-1].clone()  # final state y_T (B, O), its own tensor
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: FunctionCtx, grad_ys: Tensor, grad_yT: Tensor) -> tuple[Tensor | None, ...]:
-        y0, weight_yh, weight_hy, hs, ys, mask = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a differentiable backward
+            return second_order(ctx, 9, ctx.saved_tensors[6:], (grad_ys, grad_yT))
+        y0, weight_yh, weight_hy, hs, ys, mask = ctx.saved_tensors[:6]
         need_xg, need_y0, need_w_yh, need_b_yh, need_w_hy, need_b_hy = ctx.needs_input_grad[:6]
         T = hs.shape[0]
         softmax = ctx.output_nonlinearity == "softmax"
@@ -174,17 +177,22 @@ class JordanBPTT(torch.autograd.Function):
             grad_w_hy = delta_z.reshape(-1, O).t() @ hs.reshape(-1, H)  # (O, H)
         if need_b_hy:
             grad_b_hy = delta_z.sum(dim=(0, 1))  # ∂L/∂b_hy = Σ_t δz_t   (O,)
-        return grad_xg, grad_y0, grad_w_yh, grad_b_yh, grad_w_hy, grad_b_hy, None, None, None
+        return (
+            grad_xg, grad_y0, grad_w_yh, grad_b_yh, grad_w_hy, grad_b_hy, None, None, None,
+            *ctx.no_origin_grads,
+        )  # fmt: skip
 
 
 def jordan_sequence(
-    cell: JordanCell, xg: Tensor, state: Tensor, mask: Tensor | None
+    cell: JordanCell, xg: Tensor, state: Tensor, mask: Tensor | None, xs: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Run ``cell`` over a whole sequence: returns ys (T, B, O) and the final state (B, O).
 
     ``xg`` (T, B, H) is W_ih x + b_ih for every step; ``state`` (B, O) is y_0; ``mask``
-    (T, B, 1) bool or None. Same results as ``Recurrent(cell, use_kernel=False)``.
+    (T, B, 1) bool or None. Same results as ``Recurrent(cell, use_kernel=False)``. ``xs``, the
+    sequence xg was projected from, makes second derivatives available (``kernels.dispatch``).
     """
+    tail = () if xs is None else origin(cell, xs, state, mask)
     return JordanBPTT.apply(
         xg,
         state,
@@ -195,4 +203,5 @@ def jordan_sequence(
         mask,
         cell.nonlinearity,
         cell.output_nonlinearity,
+        *tail,
     )

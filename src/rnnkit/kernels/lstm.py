@@ -64,9 +64,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from rnnkit.cells.lstm import LN_EPS
+from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
 
 BACKENDS = ("auto", "torch", "rnnkit")
 BACKEND = "auto"
@@ -172,6 +172,7 @@ class LSTMFunction(torch.autograd.Function):
         weight_ln_hh: Tensor | None,
         weight_ln_c: Tensor | None,
         bias_ln_c: Tensor | None,
+        *origin_args,  # for second derivatives: see rnnkit.kernels.dispatch
     ) -> tuple[Tensor, Tensor, Tensor]:
         T, B, G = xg.shape
         H = G // 4
@@ -240,19 +241,20 @@ class LSTMFunction(torch.autograd.Function):
             ys = hs[1:].clone()  # (T, B, H)
         else:
             ys = hs[1:].masked_fill(~mask, 0)  # (T, B, H), zero past each sequence's end
-        ctx.save_for_backward(
-            gates, hs, cs, tanh_cs, mask, weight_hh, weight_ci, weight_cf, weight_co,
-            weight_ln_hh, weight_ln_c, bias_ln_c, a_norm, rstd_hh, c_norm, rstd_c,
+        save_with_origin(
+            ctx, origin_args, gates, hs, cs, tanh_cs, mask, weight_hh, weight_ci, weight_cf,
+            weight_co, weight_ln_hh, weight_ln_c, bias_ln_c, a_norm, rstd_hh, c_norm, rstd_c,
         )  # fmt: skip
         return ys, hs[T].clone(), cs[T].clone()
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_ys: Tensor, d_hT: Tensor, d_cT: Tensor):
+        if torch.is_grad_enabled():  # create_graph: a differentiable backward
+            return second_order(ctx, 12, ctx.saved_tensors[16:], (d_ys, d_hT, d_cT))
         (
             gates, hs, cs, tanh_c, mask, weight_hh, weight_ci, weight_cf, weight_co,
             weight_ln_hh, weight_ln_c, bias_ln_c, a_norm, rstd_hh, c_norm, rstd_c,
-        ) = ctx.saved_tensors  # fmt: skip
+        ) = ctx.saved_tensors[:16]  # fmt: skip
         needs = ctx.needs_input_grad
         T, B, G = gates.shape
         H = G // 4
@@ -355,11 +357,15 @@ class LSTMFunction(torch.autograd.Function):
                 grads[10] = rows(d_chat_all * c_norm).sum(0)
             if needs[11]:  # ∂L/∂β_c = Σ ∂L/∂ĉ_t
                 grads[11] = rows(d_chat_all).sum(0)
-        return tuple(grads)
+        return (*grads, *ctx.no_origin_grads)
 
 
 def lstm_sequence(
-    cell, xg: Tensor, state: tuple[Tensor, Tensor], mask: Tensor | None
+    cell,
+    xg: Tensor,
+    state: tuple[Tensor, Tensor],
+    mask: Tensor | None,
+    xs: Tensor | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """Run ``cell`` (an ``LSTMCell``) over a sequence through the hand-derived kernel.
 
@@ -368,6 +374,8 @@ def lstm_sequence(
         xg: (T, B, 4H) the input gates ``cell.input_gates(xs)``.
         state: (h0, c0), each (B, H).
         mask: (T, B, 1) bool, True where step t lies within sequence b, or None.
+        xs: (T, B, I) the sequence xg was projected from; with it, second derivatives are
+            available (``rnnkit.kernels.dispatch``).
 
     Returns ys (T, B, H), zero at masked steps, and the final (h_T, c_T), each sequence's state
     after its own last valid step; the same as ``Recurrent(cell, use_kernel=False)``.
@@ -380,5 +388,8 @@ def lstm_sequence(
         mask = mask.bool()
     peephole = (cell.weight_ci, cell.weight_cf, cell.weight_co) if cell.peephole else (None,) * 3
     ln = (cell.weight_ln_hh, cell.weight_ln_c, cell.bias_ln_c) if cell.layer_norm else (None,) * 3
-    ys, h, c = LSTMFunction.apply(xg, h0, c0, mask, cell.weight_hh, cell.bias_hh, *peephole, *ln)
+    tail = () if xs is None else origin(cell, xs, state, mask)
+    ys, h, c = LSTMFunction.apply(
+        xg, h0, c0, mask, cell.weight_hh, cell.bias_hh, *peephole, *ln, *tail
+    )
     return ys, (h, c)

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
+
 if TYPE_CHECKING:
     from rnnkit.cells.minimal_gru import MinimalGRUCell
 
@@ -50,6 +52,7 @@ class MinimalGRUSequence(torch.autograd.Function):
         weight_hh: Tensor,  # (2H, H)
         bias_hh: Tensor | None,  # (2H,)
         mask: Tensor | None,  # (T, B, 1) bool
+        *origin_args,  # for second derivatives: see rnnkit.kernels.dispatch
     ) -> tuple[Tensor, Tensor]:
         T, B, H2 = xg.shape
         H = H2 // 2
@@ -69,13 +72,14 @@ class MinimalGRUSequence(torch.autograd.Function):
             c = cs[t]
         ys = cs if mask is None else cs.masked_fill(~mask, 0.0)  # (T, B, H)
         ctx.has_bias = bias_hh is not None
-        ctx.save_for_backward(c0, weight_hh, gates, cs, mask)
+        save_with_origin(ctx, origin_args, c0, weight_hh, gates, cs, mask)
         return ys, cs[-1].clone()
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, gys: Tensor, gcT: Tensor) -> tuple[Tensor | None, ...]:
-        c0, W, gates, cs, mask = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: a differentiable backward
+            return second_order(ctx, 5, ctx.saved_tensors[5:], (gys, gcT))
+        c0, W, gates, cs, mask = ctx.saved_tensors[:5]
         T, B, H = cs.shape
         need_xg, need_c0, need_W, need_b = ctx.needs_input_grad[:4]
         c_prev = torch.cat([c0.unsqueeze(0), cs[:-1]])  # (T, B, H) c_{t-1} of every step
@@ -100,15 +104,20 @@ class MinimalGRUSequence(torch.autograd.Function):
         if need_W:  # ∂W_hh = Σ_t dA_tᵀ c_{t-1}
             dW = torch.mm(dA.reshape(T * B, 2 * H).t(), c_prev.reshape(T * B, H))
         db = dA.sum(dim=(0, 1)) if ctx.has_bias and need_b else None  # ∂b_hh = Σ_t dA_t
-        return dA if need_xg else None, dc if need_c0 else None, dW, db, None
+        return dA if need_xg else None, dc if need_c0 else None, dW, db, None, *ctx.no_origin_grads
 
 
 def minimal_gru_sequence(
-    cell: MinimalGRUCell, xg: Tensor, state: Tensor, mask: Tensor | None
+    cell: MinimalGRUCell,
+    xg: Tensor,
+    state: Tensor,
+    mask: Tensor | None,
+    xs: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Run ``cell`` over xg = W_ih x + b_ih (T, B, 2H) from c0 = ``state`` (B, H).
 
     ``mask`` (T, B, 1) bool or None. Returns ys (T, B, H), zero at masked steps, and c_T (B, H),
     each sequence's state after its own last valid step; backward is the hand-derived BPTT.
     """
-    return MinimalGRUSequence.apply(xg, state, cell.weight_hh, cell.bias_hh, mask)
+    tail = () if xs is None else origin(cell, xs, state, mask)
+    return MinimalGRUSequence.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, *tail)

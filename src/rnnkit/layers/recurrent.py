@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.cells.base import State
+from rnnkit.kernels.dispatch import kernel_for
 
 
 def map_state(fn, *states):
@@ -65,14 +66,33 @@ def flip_sequences(xs: Tensor, lengths: Tensor | None) -> Tensor:
     return xs.gather(0, idx.view(T, B, *([1] * (xs.dim() - 2))).expand_as(xs))
 
 
+def generic(cell: nn.Module, xs: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
+    """The generic path: ``cell`` stepped T times under autograd; mask (T, B, 1) or None."""
+    ys = []
+    # Iterate over views from unbind, never xs[t]: under autograd, indexing makes backward
+    # O(T^2) (each step's backward zero-fills a whole-sequence gradient).
+    masks = [None] * len(xs) if mask is None else mask.unbind(0)
+    for x, m in zip(xs.unbind(0), masks, strict=True):
+        y, new = cell(x, state)
+        if m is not None:  # past a sequence's end: keep its state, output zero
+            new = map_state(lambda n, o, m=m: torch.where(m, n, o), new, state)
+            y = torch.where(m, y, torch.zeros_like(y))
+        ys.append(y)
+        state = new
+    if not ys:
+        return xs.new_zeros(0, xs.shape[1], cell.output_size), state
+    return torch.stack(ys), state  # (T, B, O)
+
+
 class Recurrent(nn.Module):
     """Runs a cell over a sequence: ``forward(xs, state=None, *, lengths=None, reverse=False)``.
 
     Args:
         cell: any module with ``forward(x, state) -> (y, state)`` and ``init_state(batch)``.
-        use_kernel: run built-in cells through their hand-derived BPTT kernel (``cell.sequence``);
-            False, or a cell without ``sequence``, takes the generic path: a loop of cell calls
-            that trains through autograd. Either way, one step (T = 1) without ``lengths`` while
+        use_kernel: run built-in cells through their hand-derived BPTT kernel (``cell.sequence``;
+            derivatives of every order, see ``rnnkit.kernels.dispatch``). False, or a cell whose
+            exact type has no kernel (a user's cell, also a subclass of a built-in one), takes
+            the generic path: a loop of cell calls that trains through autograd. Either way, one step (T = 1) without ``lengths`` while
             autograd records nothing (``torch.no_grad()``, or nothing requires grad: a sampler's
             call) is a single call of the cell, the generic path's one step.
 
@@ -108,10 +128,10 @@ class Recurrent(nn.Module):
         if reverse:
             xs = flip_sequences(xs, lengths)
         mask = None if lengths is None else length_mask(lengths, T)
-        if self.use_kernel and hasattr(self.cell, "sequence"):
+        if self.use_kernel and kernel_for(self.cell):
             ys, state = self.cell.sequence(xs, state, mask)
         else:
-            ys, state = self.generic(xs, state, mask)
+            ys, state = generic(self.cell, xs, state, mask)
         if reverse:
             ys = flip_sequences(ys, lengths)
         return ys, state
@@ -127,21 +147,8 @@ class Recurrent(nn.Module):
         return any(found)
 
     def generic(self, xs: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
-        """The generic path: the cell stepped T times under autograd."""
-        ys = []
-        # Iterate over views from unbind, never xs[t]: under autograd, indexing makes backward
-        # O(T^2) (each step's backward zero-fills a whole-sequence gradient).
-        masks = [None] * len(xs) if mask is None else mask.unbind(0)
-        for x, m in zip(xs.unbind(0), masks, strict=True):
-            y, new = self.cell(x, state)
-            if m is not None:  # past a sequence's end: keep its state, output zero
-                new = map_state(lambda n, o, m=m: torch.where(m, n, o), new, state)
-                y = torch.where(m, y, torch.zeros_like(y))
-            ys.append(y)
-            state = new
-        if not ys:
-            return xs.new_zeros(0, xs.shape[1], self.cell.output_size), state
-        return torch.stack(ys), state  # (T, B, O)
+        """The generic path: the cell stepped T times under autograd (``generic``)."""
+        return generic(self.cell, xs, state, mask)
 
     def extra_repr(self) -> str:
         return f"use_kernel={self.use_kernel}"
