@@ -43,9 +43,24 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def check_config(spec, cfg) -> None:
-    """The task's own range checks (one-line errors), if it has them."""
+    """The task's own range checks (one-line errors), if it has them; a model too large for
+    this machine's memory (before the run directory is made)."""
+    from rnnkit.train.memory import check_model_memory
+
     if spec.check is not None:
         spec.check(cfg)
+    check_model_memory(cfg)
+
+
+def build_task(spec, cfg, cache: Path, dist, vocab):
+    """``spec.build``, with a model or data the allocator refuses as a one-line UserError."""
+    try:
+        return spec.build(cfg, cache, rank=dist.rank, world_size=dist.world_size, vocab=vocab)
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        reason = " ".join(str(e).split())
+        raise UserError(f"out of memory while building the {spec.name} task: {reason}") from None
 
 
 def train_help(spec) -> str:
@@ -111,7 +126,7 @@ def cmd_train(argv: list[str]) -> int:
             raise UserError("--resume needs --out, the run directory to continue")
         run_dir = Path(args.out)
         run_dir_ready(run_dir, resume=True)
-        ckpt = load_checkpoint(run_dir / LAST)
+        ckpt = load_checkpoint(run_dir / LAST, require=("task", "config", "vocab", "trainer"))
         if ckpt.meta.get("task") != spec.name:
             raise UserError(f"{run_dir} is a {ckpt.meta.get('task')!r} run, not {spec.name!r}")
         cfg = config_from_dict(type(spec.presets[spec.default_preset]()), ckpt.meta["config"])
@@ -143,7 +158,7 @@ def cmd_train(argv: list[str]) -> int:
 
     cache = run_dir / "cache" / f"rank{dist.rank}"
     try:
-        task = spec.build(cfg, cache, rank=dist.rank, world_size=dist.world_size, vocab=vocab)
+        task = build_task(spec, cfg, cache, dist, vocab)
     except UserError:  # bad data: a run refused before it started leaves nothing behind
         if not args.resume and created and dist.is_main:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -192,6 +207,13 @@ def cmd_train(argv: list[str]) -> int:
 
 
 # ---- sample, score, plot ------------------------------------------------------------------
+def check_seed(seed: int | None) -> None:
+    from rnnkit.train.trainer import MAX_SEED
+
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be in [0, 2**63 - 1], got {seed}")
+
+
 def sample_text(run: Path, prime: str | None, length: int, **choose) -> str:
     import torch
 
@@ -225,6 +247,7 @@ def cmd_sample(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.length < 1:
         raise UserError(f"--length must be at least 1, got {a.length}")
+    check_seed(a.seed)
     print(
         sample_text(
             Path(a.run), a.prime, a.length, temperature=a.temperature, top_k=a.top_k,
@@ -309,6 +332,7 @@ def load_decoder(a):
 
 
 def decode_options(a, loaded, n_best: int = 1) -> dict:
+    check_seed(a.seed)
     if a.beam < 0:
         raise UserError(f"--beam must be >= 0, got {a.beam}")
     if a.beam and a.sample:
@@ -338,6 +362,10 @@ def cmd_predict(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.attention and a.ensemble:
         raise UserError("--attention draws one model's weights: leave out --ensemble")
+    if a.attention:
+        from rnnkit.plots import check_writable
+
+        check_writable(a.attention, "--attention")
     loaded = load_decoder(a)
     if a.n_best > 1 and not a.beam:
         raise UserError("--n-best needs --beam K with K >= N")
@@ -364,23 +392,52 @@ def cmd_predict(argv: list[str]) -> int:
     return 0
 
 
+def eval_output(a) -> Path:
+    """The results JSON of ``eval``: --out (an existing file, or its .png, only with --force),
+    else the run's own eval_SPLIT.json."""
+    from rnnkit.plots import check_writable
+
+    if not a.out:
+        run = Path(a.run)
+        base = run if run.is_dir() else run.parent
+        suffix = f"_ensemble{len(a.ensemble) + 1}" if a.ensemble else ""
+        return base / f"eval_{a.split}{suffix}.json"
+    out = Path(a.out)
+    check_writable(out, "--out")
+    if out.suffix.lower() == ".png":
+        raise UserError(f"--out {out} is the results JSON and its plot goes beside it as .png: "
+                        "give a .json name")  # fmt: skip
+    for path in (out, out.with_suffix(".png")):
+        if path.exists() and not a.force:
+            raise UserError(f"--out: {path} exists; pass --force to replace it, or choose "
+                            "another --out")  # fmt: skip
+    return out
+
+
 def cmd_eval(argv: list[str]) -> int:
     import json
 
+    from rnnkit.config import atomic_write
     from rnnkit.plots import plot_by_length
     from rnnkit.tasks.seq2seq_task import evaluate_examples
 
     p = decode_parser("rnnkit eval", "Scores of a sequence-to-sequence run on a held-out split.")
     p.add_argument("--split", default="test", choices=("test", "val"), help="(default: test)")
     p.add_argument("--limit", type=int, default=0, help="only the first N examples (0: all)")
-    p.add_argument("--out", default=None, help="results JSON (default: RUN/eval_SPLIT.json)")
+    p.add_argument("--out", default=None, help="results JSON, its plot beside it as .png "
+                   "(default: RUN/eval_SPLIT.json, replaced on each eval)")  # fmt: skip
+    p.add_argument("--force", action="store_true",
+                   help="let --out replace an existing file (and its .png)")  # fmt: skip
     p.add_argument("--show", type=int, default=5, help="print this many wrong outputs")
     a = p.parse_args(argv)
+    if a.limit < 0:
+        raise UserError(f"--limit must be >= 0, got {a.limit}")
+    if a.show < 0:
+        raise UserError(f"--show must be >= 0, got {a.show}")
+    out = eval_output(a)  # refused before the decoding, not after it
     loaded = load_decoder(a)
     options = decode_options(a, loaded)
     examples = loaded.recipe.examples(loaded.cfg)[a.split]
-    if a.limit < 0:
-        raise UserError(f"--limit must be >= 0, got {a.limit}")
     if a.limit:
         examples = examples[: a.limit]
     scorer = loaded.recipe.scorer()
@@ -401,12 +458,8 @@ def cmd_eval(argv: list[str]) -> int:
     wrong = [(ex, h) for ex, h in zip(examples, hyps, strict=True) if h not in ex.references()]
     for ex, h in wrong[: a.show]:
         print(f"  wrong: {ex.source!r} -> {h!r} (expected {ex.target!r})")
-    run = Path(a.run)
-    base = run if run.is_dir() else run.parent
-    suffix = f"_ensemble{len(a.ensemble) + 1}" if a.ensemble else ""
-    out = Path(a.out) if a.out else base / f"eval_{a.split}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     png = plot_by_length(
         {loaded.name: {b: r[names[0]] for b, r in result["by_source_length"].items()}},
         out.with_suffix(".png"), metric=names[0],

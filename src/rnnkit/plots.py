@@ -121,10 +121,36 @@ def _figure(figsize: tuple[float, float], nrows: int = 1):
 
 def _save(fig, path: PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    check_writable(path, "the plot")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=DPI)
+    except OSError as e:
+        raise UserError(f"cannot write the plot {path}: {e.strerror or e}") from None
+    except ValueError as e:  # e.g. "Format 'pgn' is not supported (supported formats: ...)"
+        raise UserError(f"cannot write the plot {path}: {e}") from None
     fig.clear()  # frees the artists now; the figure is in no registry, so nothing else holds it
     return path
+
+
+def check_writable(path: PathLike, what: str) -> None:
+    """Refuse, in one line, an output path that is a directory or lies under a file.
+
+    Args:
+        path: the file to be written.
+        what: what it is, for the message ("the plot", "--out").
+
+    Raises:
+        UserError: ``path`` is a directory, or an ancestor of it is a file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot write {what} {path}: it is a directory, expected a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"cannot write {what} {path}: {parent} is a file, not a directory")
+            break
 
 
 def _draw(

@@ -40,6 +40,7 @@ from rnnkit.train.distributed import Distributed
 from rnnkit.train.task import Task
 
 LAST, BEST = "last.safetensors", "best.safetensors"
+MAX_SEED = 2**63 - 1  # torch.manual_seed overflows above 2**64 - 1; numpy and hashes want >= 0
 
 
 @dataclass
@@ -101,7 +102,7 @@ def check_train_config(cfg: TrainConfig) -> None:
         "min_lr_ratio": (0, 1), "clip_norm": (0, inf), "clip_value": (0, inf),
         "max_steps": (1, inf), "max_minutes": (0, inf), "eval_every": (1, inf),
         "eval_batches": (0, inf), "patience": (0, inf), "checkpoint_every": (1, inf),
-        "log_every": (1, inf), "threads": (0, inf),
+        "log_every": (1, inf), "threads": (0, inf), "seed": (0, MAX_SEED),
     })  # fmt: skip
     pick_device(cfg.device)
 
@@ -185,8 +186,14 @@ class Logger:
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # a full disk: stop here; the checkpoints already written stand
+            raise UserError(
+                f"cannot append to the training log {self.path}: {e.strerror or e}; the last "
+                f"checkpoint is intact: make room, then continue with --resume"
+            ) from None
         if self.tb is not None:
             for key, value in record.items():
                 if key not in ("step", "split") and isinstance(value, (int, float)):
@@ -254,7 +261,7 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.run_dir / LAST
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, require=("task", "trainer"))
         check_compatible(ckpt.meta, {"task": self.meta["task"]}, path)
         load_model_state(self.model, ckpt.model_state, path)
         if ckpt.optimizer_state is None:
