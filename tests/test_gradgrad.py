@@ -136,3 +136,13 @@ def test_subclass_that_overrides_forward_runs_its_own_forward():
     plain = rnnkit.LSTMCell(3, 4).to(D)
     plain.load_state_dict(cell.state_dict())
     assert not torch.allclose(rnnkit.Recurrent(plain)(xs)[0], ys)
+
+
+def test_gradient_penalty_through_checkpointing_through_time():
+    """checkpoint_steps recomputes chunks in backward: second derivatives stay the same."""
+    plain = rnnkit.GRU(3, 4, num_layers=2).to(D)
+    chunked = rnnkit.GRU(3, 4, num_layers=2, checkpoint_steps=2).to(D)
+    chunked.load_state_dict(plain.state_dict())
+    x = torch.randn(7, 2, 3, dtype=D)
+    for a, b in zip(penalty_grads(chunked, x), penalty_grads(plain, x), strict=True):
+        assert_close(a, b)
