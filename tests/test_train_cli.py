@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -96,12 +95,13 @@ def test_word_model_trains_and_scores(corpus, tmp_path, capsys):
     assert "bits/token" in out and "1 word(s) scored as <unk>: zyzzyva" in out
 
 
-RESUME_STEPS = 400  # long enough that the signal lands mid-run on a fast, quiet machine
+RESUME_STEPS = 40
 RESUME_RUN = [
     "train", "charlm", "--preset", "tiny", *QUIET, "--train.max_steps", str(RESUME_STEPS),
-    "--train.checkpoint_every", "10", "--train.eval_every", "50", "--model.dropout", "0.2",
+    "--train.checkpoint_every", "10", "--train.eval_every", "15", "--model.dropout", "0.2",
 ]  # fmt: skip
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+DRIVER = str(Path(__file__).parent / "fault_driver.py")  # rnnkit with a fault at a known step
 
 
 @pytest.fixture(scope="module")
@@ -109,41 +109,47 @@ def uninterrupted(tmp_path_factory) -> Path:
     """One whole run, the reference for the interrupted ones."""
     tmp = tmp_path_factory.mktemp("whole")
     (tmp / "corpus.txt").write_text(TEXT)
-    args = [*RESUME_RUN, "--data", str(tmp / "corpus.txt"), "--out", str(tmp / "run")]
-    subprocess.run(
-        [sys.executable, "-m", "rnnkit", *args], check=True, env=ENV, capture_output=True
-    )
+    assert main([*RESUME_RUN, "--data", str(tmp / "corpus.txt"), "--out", str(tmp / "run")]) == 0
     return tmp / "run"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_interrupted_and_resumed_run_ends_with_the_same_weights(sig, uninterrupted, tmp_path):
-    """A real process, really killed (or Ctrl-C'd): the resumed run equals an uninterrupted one."""
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a / "last.safetensors"), weights(b / "last.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+@pytest.mark.parametrize(
+    "fault, at, status, saved_at",
+    [
+        ("kill", 27, -signal.SIGKILL, 20),  # between checkpoints: the one of step 20 stays
+        ("kill-in-checkpoint", 30, -signal.SIGKILL, 20),  # a half-written .tmp is left
+        ("int", 27, 130, 27),  # Ctrl-C: stop at the step boundary, save, say how to continue
+        ("term", 27, 143, 27),  # SIGTERM (kill, timeout, batch schedulers): the same, 128 + 15
+    ],
+)
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(
+    fault, at, status, saved_at, uninterrupted, tmp_path, capsys
+):
+    """A real process, killed (or signalled) at a known step: the resumed run equals an
+    uninterrupted one, bit for bit."""
     corpus = uninterrupted.parent / "corpus.txt"
     killed = tmp_path / "killed"
     args = [*RESUME_RUN, "--data", str(corpus), "--out", str(killed)]
-    command = [sys.executable, "-m", "rnnkit", *args]
-    proc = subprocess.Popen(
-        command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    done = subprocess.run(
+        [sys.executable, DRIVER, fault, str(at), *args], env=ENV, capture_output=True, text=True
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and not (killed / "last.safetensors").exists():
-        time.sleep(0.02)
-    time.sleep(0.05)  # past the first checkpoint, not on it
-    proc.send_signal(sig)
-    _, err = proc.communicate()
-    if sig == signal.SIGKILL:
-        assert proc.returncode == -signal.SIGKILL
-    else:  # Ctrl-C: stop at a step boundary, save, say how to continue
-        assert proc.returncode == 130 and "--resume" in err, err
+    assert done.returncode == status, done.stderr[-2000:]
+    if status > 0:
+        assert "checkpoint saved" in done.stderr and "--resume" in done.stderr, done.stderr
     stopped_at = json.loads(safe_open(killed / "last.safetensors", "pt").metadata()["meta"])
-    assert 0 < stopped_at["trainer"]["step"] < RESUME_STEPS, "the signal should land mid-run"
-    resume = [sys.executable, "-m", "rnnkit", "train", "charlm", *QUIET, "--out", str(killed)]
-    subprocess.run([*resume, "--resume"], check=True, env=ENV, capture_output=True)
-    a, b = weights(uninterrupted / "last.safetensors"), weights(killed / "last.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert stopped_at["trainer"]["step"] == saved_at
+    orphans = list(killed.glob(".*.tmp"))
+    assert len(orphans) == (fault == "kill-in-checkpoint")
+    assert main(["train", "charlm", *QUIET, "--out", str(killed), "--resume"]) == 0
+    assert not list(killed.glob(".*.tmp"))  # the orphan of the killed write is gone
+    assert_same_weights(uninterrupted, killed)
 
 
 def test_two_processes_match_one_at_the_same_global_batch(corpus, tmp_path):

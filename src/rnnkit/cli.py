@@ -16,9 +16,12 @@ A user's mistake (a bad file, option or checkpoint) ends in one line on stderr a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
+import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,7 +29,8 @@ from pathlib import Path
 from rnnkit.errors import UserError
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM: stopped by `kill`, `timeout` or a batch scheduler
 
 
 # ---- train --------------------------------------------------------------------------------
@@ -83,6 +87,53 @@ def train_help(spec) -> str:
     return "\n".join(lines)
 
 
+def read_saved_config(run_dir: Path) -> dict:
+    """The config a run directory's config.json holds (``save_config``'s format)."""
+    import json
+
+    path = run_dir / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"cannot read the saved config {path}: {e}") from None
+
+
+def remove_new_files(run_dir: Path, present: set[Path]) -> None:
+    """Remove what appeared in ``run_dir`` since ``present`` was listed (deepest first)."""
+    for path in sorted(set(run_dir.rglob("*")) - present, reverse=True):
+        with contextlib.suppress(OSError):
+            path.rmdir() if path.is_dir() else path.unlink()
+
+
+def absolute_data_path(cfg):
+    """``data.path`` made absolute, so that the run resumes from any working directory."""
+    data = getattr(cfg, "data", None)
+    path = getattr(data, "path", None)
+    if not isinstance(path, str) or not path:
+        return cfg
+    return dataclasses.replace(
+        cfg, data=dataclasses.replace(data, path=os.path.abspath(os.path.expanduser(path)))
+    )
+
+
+def run_is_complete(state: dict, train) -> bool:
+    """A checkpoint's trainer state has spent the step budget, or the time budget."""
+    spent = train.max_minutes and state.get("elapsed", 0.0) >= 60 * train.max_minutes
+    return state["step"] >= train.max_steps or bool(spent)
+
+
+def completion_message(task: str, run_dir: Path, state: dict, train) -> str:
+    step = state["step"]
+    if step >= train.max_steps:
+        why, more = f"train.max_steps {train.max_steps}", f"--train.max_steps {2 * step}"
+    else:
+        why, more = f"train.max_minutes {train.max_minutes:g}", "a larger --train.max_minutes"
+    return (
+        f"{run_dir} is complete (step {step}, its budget {why} is spent): nothing to do. "
+        f"To train further: rnnkit train {task} --out {run_dir} --resume {more}"
+    )
+
+
 def cmd_train(argv: list[str]) -> int:
     from rnnkit import __version__
     from rnnkit.config import (
@@ -97,7 +148,14 @@ def cmd_train(argv: list[str]) -> int:
     from rnnkit.tasks import get_task
     from rnnkit.train.checkpoint import load_checkpoint
     from rnnkit.train.distributed import Distributed
-    from rnnkit.train.trainer import LAST, Trainer, run_dir_ready
+    from rnnkit.train.trainer import (
+        LAST,
+        STOP,
+        Trainer,
+        lock_run_dir,
+        run_dir_ready,
+        tidy_run_dir,
+    )
 
     if not argv or argv[0].startswith("-"):
         if argv and argv[0] in ("-h", "--help"):
@@ -120,79 +178,114 @@ def cmd_train(argv: list[str]) -> int:
         overrides.append(("data.path", args.data))
     dist = Distributed.from_environment()
 
-    vocab, created = None, False
-    if args.resume:
-        if not args.out:
-            raise UserError("--resume needs --out, the run directory to continue")
-        run_dir = Path(args.out)
-        run_dir_ready(run_dir, resume=True)
-        ckpt = load_checkpoint(run_dir / LAST, require=("task", "config", "vocab", "trainer"))
-        if ckpt.meta.get("task") != spec.name:
-            raise UserError(f"{run_dir} is a {ckpt.meta.get('task')!r} run, not {spec.name!r}")
-        cfg = config_from_dict(type(spec.presets[spec.default_preset]()), ckpt.meta["config"])
-        cfg = apply_overrides(cfg, overrides)
-        saved = ckpt.meta["vocab"]  # a language model's Vocab; other tasks read their own
-        vocab = Vocab.from_dict(saved) if ckpt.meta.get("level") in ("char", "word") else saved
-    else:
-        preset = args.preset or spec.default_preset
-        if preset not in spec.presets:
-            raise UserError(
-                f"unknown preset {preset!r} for {spec.name}; presets: {', '.join(spec.presets)}"
+    vocab, created, lock = None, False, None
+    try:
+        if args.resume:
+            if not args.out:
+                raise UserError("--resume needs --out, the run directory to continue")
+            run_dir = Path(args.out)
+            has_checkpoint = run_dir_ready(run_dir, resume=True)
+            if dist.is_main:
+                lock = lock_run_dir(run_dir)
+        else:
+            preset = args.preset or spec.default_preset
+            if preset not in spec.presets:
+                raise UserError(
+                    f"unknown preset {preset!r} for {spec.name}; presets: {', '.join(spec.presets)}"
+                )
+            cfg = resolve_config(spec.presets[preset](), args.config, overrides)
+            check_config(spec, cfg)  # before the run directory is made
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            run_dir = Path(args.out) if args.out else Path("runs") / f"{spec.name}-{stamp}"
+            created, has_checkpoint = not run_dir.exists(), False
+            if dist.is_main:
+                if (run_dir / ".lock").is_file():  # an rnnkit run: is it running now?
+                    lock = lock_run_dir(run_dir)
+                run_dir_ready(run_dir, resume=False)
+                lock = lock or lock_run_dir(run_dir)
+        if args.resume and has_checkpoint:
+            ckpt = load_checkpoint(run_dir / LAST, require=("task", "config", "vocab", "trainer"))
+            if ckpt.meta.get("task") != spec.name:
+                raise UserError(f"{run_dir} is a {ckpt.meta.get('task')!r} run, not {spec.name!r}")
+            cfg = config_from_dict(type(spec.presets[spec.default_preset]()), ckpt.meta["config"])
+            cfg = apply_overrides(cfg, overrides)
+            saved = ckpt.meta["vocab"]  # a language model's Vocab; other tasks read their own
+            vocab = Vocab.from_dict(saved) if ckpt.meta.get("level") in ("char", "word") else saved
+        elif args.resume:  # stopped before its first checkpoint: start again, as configured
+            cfg = config_from_dict(
+                type(spec.presets[spec.default_preset]()), read_saved_config(run_dir)
             )
-        cfg = resolve_config(spec.presets[preset](), args.config, overrides)
-        check_config(spec, cfg)  # before the run directory is made
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(args.out) if args.out else Path("runs") / f"{spec.name}-{stamp}"
-        created = not run_dir.exists()
-        if dist.is_main:
-            run_dir_ready(run_dir, resume=False)
-    check_config(spec, cfg)
-    if args.dry_run:  # one batch per split
-        cfg = apply_overrides(cfg, {
-            "train.max_steps": 1, "train.eval_batches": 1, "train.eval_every": 1,
-            "train.checkpoint_every": 1, "train.max_minutes": 0.0,
-        })  # fmt: skip
-    if dist.is_main:
-        save_config(cfg, run_dir / "config.json", argv=["train", *argv])
-    dist.barrier()
+            cfg = apply_overrides(cfg, overrides)
+            if dist.is_main:
+                print(f"{run_dir} holds no checkpoint yet: starting it again from step 0")
+        cfg = absolute_data_path(cfg)
+        check_config(spec, cfg)
+        if args.dry_run:  # one batch per split
+            cfg = apply_overrides(cfg, {
+                "train.max_steps": 1, "train.eval_batches": 1, "train.eval_every": 1,
+                "train.checkpoint_every": 1, "train.max_minutes": 0.0,
+            })  # fmt: skip
+        if args.resume and has_checkpoint and run_is_complete(ckpt.meta["trainer"], cfg.train):
+            if dist.is_main:
+                print(completion_message(spec.name, run_dir, ckpt.meta["trainer"], cfg.train))
+            return 0
+        dist.barrier()  # rank 0 has checked (and made) the run directory
 
-    cache = run_dir / "cache" / f"rank{dist.rank}"
-    try:
-        task = build_task(spec, cfg, cache, dist, vocab)
-    except UserError:  # bad data: a run refused before it started leaves nothing behind
-        if not args.resume and created and dist.is_main:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    meta = {
-        "task": spec.name, "level": task.level, "config": config_to_dict(cfg),
-        "vocab": task.vocab.to_dict(), "rnnkit_version": __version__,
-        "data_sizes": task.data_sizes,
-    }  # fmt: skip
-    if dist.is_main:
-        sizes = task.data_sizes
-        n_params = sum(p.numel() for p in task.model.parameters())
-        print(
-            f"{spec.name}: {sizes['train']:,} training and {sizes['val']:,} validation "
-            f"{getattr(task, 'unit', 'tokens')}, "
-            f"vocabulary {len(task.vocab)}, {n_params:,} parameters, "
-            f"{dist.world_size} process(es); run directory {run_dir}"
-        )
-    trainer = Trainer(task, cfg.train, run_dir, meta, resume=args.resume)
-    try:
-        result = trainer.fit()
-    except KeyboardInterrupt:  # the trainer saved an exact checkpoint at a step boundary
+        cache = run_dir / "cache" / f"rank{dist.rank}"
+        present = set(run_dir.rglob("*")) if dist.is_main else set()
+        try:
+            task = build_task(spec, cfg, cache, dist, vocab)
+            meta = {
+                "task": spec.name, "level": task.level, "config": config_to_dict(cfg),
+                "vocab": task.vocab.to_dict(), "rnnkit_version": __version__,
+                "data_sizes": task.data_sizes,
+            }  # fmt: skip
+            # every check (a resumed checkpoint fits the model and optimiser) before any write
+            trainer = Trainer(task, cfg.train, run_dir, meta, resume=has_checkpoint)
+        except UserError:  # a run refused before it started leaves the directory as it was
+            if not args.resume and created and dist.is_main:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            elif dist.is_main:  # e.g. the data cache written meanwhile
+                remove_new_files(run_dir, present)
+            raise
         if dist.is_main:
+            tidy_run_dir(run_dir, from_scratch=not has_checkpoint)
+            save_config(cfg, run_dir / "config.json", argv=["train", *argv])
+            sizes = task.data_sizes
+            n_params = sum(p.numel() for p in task.model.parameters())
             print(
-                f"\ninterrupted at step {trainer.step}; checkpoint saved. Continue with: "
-                f"rnnkit train {spec.name} --out {run_dir} --resume",
-                file=sys.stderr,
+                f"{spec.name}: {sizes['train']:,} training and {sizes['val']:,} validation "
+                f"{getattr(task, 'unit', 'tokens')}, "
+                f"vocabulary {len(task.vocab)}, {n_params:,} parameters, "
+                f"{dist.world_size} process(es); run directory {run_dir}"
             )
-        return EXIT_INTERRUPTED
+        dist.barrier()
+        try:
+            result = trainer.fit()
+        except KeyboardInterrupt:  # the trainer saved an exact checkpoint at a step boundary
+            name = "SIGTERM" if STOP.signum == signal.SIGTERM else "Ctrl-C"
+            if dist.is_main:
+                print(
+                    f"\n{name}: stopped at step {trainer.step}; checkpoint saved. Continue with: "
+                    f"rnnkit train {spec.name} --out {run_dir} --resume",
+                    file=sys.stderr,
+                )
+            return EXIT_TERMINATED if STOP.signum == signal.SIGTERM else EXIT_INTERRUPTED
+        finally:
+            dist.shutdown()
     finally:
-        dist.shutdown()
+        if lock is not None:
+            lock.close()
     if dist.is_main and hasattr(task, "report"):  # tasks other than language models
         print(task.report(result) + f"; checkpoints in {run_dir}")
     elif dist.is_main:
+        uniform = math.log(len(task.vocab))  # the loss of a uniform guess
+        if not result["loss"] <= 2 * uniform:
+            raise UserError(
+                f"training diverged: validation loss {result['loss']:.4g} nats at step "
+                f"{result['step']}, worse than a uniform guess ({uniform:.3f}); lower --train.lr "
+                f"(checkpoints in {run_dir})"
+            )
         unit = "bits/char" if task.level == "char" else "bits/word"
         bits = result.get("bpc", result.get("bits", math.nan))
         print(

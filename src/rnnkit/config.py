@@ -25,6 +25,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import math
 import os
 import secrets
 import tomllib
@@ -224,9 +225,13 @@ def _convert(tp: Any, value: object, parse: bool) -> object:
 def _coerce(key: str, tp: Any, value: object, parse: bool) -> object:
     """``_convert``, with a mismatch reported as a one-line UserError naming ``key``."""
     try:
-        return _convert(tp, value, parse)
+        result = _convert(tp, value, parse)
     except _Mismatch:
         raise UserError(f"option {key!r} {_expected(tp)}, got {value!r}") from None
+    items = result if isinstance(result, (tuple, list)) else (result,)
+    if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+        raise UserError(f"option {key!r} must be a finite number, got {value!r}")
+    return result
 
 
 def _option_keys(cls: type, prefix: str = "") -> list[str]:

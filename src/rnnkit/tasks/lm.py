@@ -143,7 +143,7 @@ class LanguageModelTask:
         world_size: int = 1,
         vocab: Vocab | None = None,
     ) -> None:
-        self.cfg, self.level = cfg, level
+        self.cfg, self.level, self.rank = cfg, level, rank
         ids, self.vocab = encode_corpus(
             cfg.data.path, level, vocab=vocab, max_vocab=cfg.data.max_vocab,
             min_count=cfg.data.min_count, cache_dir=cache_dir,
@@ -183,9 +183,17 @@ class LanguageModelTask:
         return loss, y.numel()
 
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
+        """The first ``max_batches`` windows (0: all) of the validation streams. The streams
+        start evenly spaced over the split, so a capped evaluation still samples all of it.
+        A progress bar appears when an evaluation takes more than a few seconds."""
+        from tqdm import tqdm
+
         state, nll, tokens = None, 0.0, 0
         n = len(self.val_data) if not max_batches else min(max_batches, len(self.val_data))
-        for i in range(n):  # the same carrying as in training
+        shown = self.cfg.train.progress and self.rank == 0
+        windows = tqdm(range(n), desc="evaluating", unit="window", leave=False, delay=3.0,
+                       dynamic_ncols=True, disable=not shown)  # fmt: skip
+        for i in windows:  # the same carrying as in training
             x, y = (t.to(self.device) for t in self.val_data.window(i))
             logits, state = model(x, state)
             nll += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))

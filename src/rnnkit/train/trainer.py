@@ -17,6 +17,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -57,9 +58,13 @@ class TrainConfig:
     clip_norm: float = option(1.0, "clip the gradient's global norm to this (0: off)")
     clip_value: float = option(0.0, "clip each gradient element to [-v, v] (0: off)")
     max_steps: int = option(2000, "stop after this many optimiser steps")
-    max_minutes: float = option(0.0, "stop after this much wall-clock time this run (0: off)")
+    max_minutes: float = option(
+        0.0,
+        "stop after this much training time, summed over resumes (0: off); the schedule "
+        "and the progress bar follow it when it binds before max_steps",
+    )
     eval_every: int = option(200, "evaluate on the validation split every N steps")
-    eval_batches: int = option(0, "validation windows per evaluation (0: all)")
+    eval_batches: int = option(200, "validation batches (windows) per evaluation (0: all)")
     patience: int = option(0, "stop after N evaluations without improvement (0: off)")
     checkpoint_every: int = option(200, "write last.safetensors every N steps")
     log_every: int = option(10, "log training loss every N steps")
@@ -67,6 +72,9 @@ class TrainConfig:
     device: str = option("auto", "auto, cpu, cuda, cuda:1, mps ...")
     threads: int = option(0, "torch intra-op threads (0: torch's default)")
     progress: bool = option(True, "show a progress bar")
+    nonfinite: Literal["stop", "skip"] = option(
+        "stop", "a step whose loss or gradient norm is NaN/inf: stop the run, or skip the step"
+    )
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
@@ -107,14 +115,21 @@ def check_train_config(cfg: TrainConfig) -> None:
     pick_device(cfg.device)
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up to cfg.lr, then the chosen decay down to min_lr_ratio * lr at max_steps."""
+def learning_rate(cfg: TrainConfig, step: int, time_used: float = 0.0) -> float:
+    """Linear warm-up to cfg.lr, then the chosen decay down to min_lr_ratio * lr at max_steps.
+
+    ``time_used`` is the fraction of the time budget (``max_minutes``) spent. When time runs out
+    before the steps do, the decay follows the clock: it runs at the step the run stands at by
+    either budget, ``max(step, time_used * max_steps)``, so the schedule ends at its floor when
+    the time does.
+    """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return cfg.lr
+    at = max(step, time_used * cfg.max_steps)
     span = max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    progress = min(1.0, (at - cfg.warmup_steps) / span)
     floor = cfg.lr * cfg.min_lr_ratio
     if cfg.schedule == "linear":
         return cfg.lr - (cfg.lr - floor) * progress
@@ -132,6 +147,7 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 class _Stop:
     requested = False
+    signum = 0  # the signal that asked to stop: SIGINT or SIGTERM
 
 
 STOP = _Stop()
@@ -139,23 +155,25 @@ STOP = _Stop()
 
 @contextlib.contextmanager
 def stop_requests():
-    """Turn Ctrl-C (SIGINT) into a request to stop at the next step boundary, so that the
-    checkpoint written on the way out is exact; a second Ctrl-C interrupts at once."""
-    STOP.requested = False
+    """Turn Ctrl-C (SIGINT) and SIGTERM into a request to stop at the next step boundary, so
+    that the checkpoint written on the way out is exact; a second signal interrupts at once."""
+    STOP.requested, STOP.signum = False, 0
     if threading.current_thread() is not threading.main_thread():
         yield lambda: STOP.requested
         return
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
         if STOP.requested:
             raise KeyboardInterrupt
-        STOP.requested = True
+        STOP.requested, STOP.signum = True, signum
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    # SIGTERM (batch schedulers, `timeout`, `kill`) is treated as Ctrl-C: stop and checkpoint
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield lambda: STOP.requested
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def drop_partial_line(path: Path) -> None:
@@ -171,10 +189,14 @@ class Logger:
     """JSON lines (the source of every plot) and TensorBoard event files beside them."""
 
     def __init__(self, run_dir: Path, enabled: bool) -> None:
-        self.enabled = enabled
+        self.enabled, self.run_dir = enabled, run_dir
         self.path = run_dir / "log.jsonl"
         self.tb = None
-        if enabled:
+
+    def open(self) -> None:
+        """Touch the run directory only once training starts (a refused resume changes nothing)."""
+        if self.enabled and self.tb is None:
+            run_dir = self.run_dir
             drop_partial_line(self.path)
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -213,12 +235,16 @@ class Trainer:
         run_dir: where checkpoints, logs and plots go.
         meta: JSON-safe facts saved in every checkpoint (task name, full config, vocabulary).
         resume: continue exactly from ``run_dir/last.safetensors``.
+        clock: seconds, monotonic (``time.perf_counter``); tests pass a fake one.
     """
 
     def __init__(
-        self, task: Task, cfg: TrainConfig, run_dir: Path, meta: dict, resume: bool = False
-    ) -> None:
+        self, task: Task, cfg: TrainConfig, run_dir: Path, meta: dict, resume: bool = False,
+        clock=time.perf_counter,
+    ) -> None:  # fmt: skip
         self.task, self.cfg, self.run_dir, self.meta = task, cfg, Path(run_dir), meta
+        self.clock = clock
+        self.started = clock()
         self.dist = Distributed.from_environment()
         self.device = pick_device(cfg.device, self.dist.local_rank)
         if cfg.threads:
@@ -234,6 +260,8 @@ class Trainer:
         self.selection, self.selection_mode = getattr(task, "selection", ("loss", "min"))
         self.best = math.inf if self.selection_mode == "min" else -math.inf
         self.bad_evals = 0
+        self.elapsed = 0.0  # seconds of training before this process, over all resumes
+        self.skipped = 0  # steps skipped for a non-finite loss or gradient (nonfinite=skip)
         self.last_metrics: dict = {}
         self.logger = Logger(self.run_dir, enabled=self.dist.is_main)
         if resume:
@@ -244,11 +272,18 @@ class Trainer:
         return {
             "step": self.step, "epoch": self.epoch, "position": self.position,
             "best": self.best, "best_metric": self.selection, "bad_evals": self.bad_evals,
+            "elapsed": self.elapsed + self.clock() - self.started, "skipped": self.skipped,
         }  # fmt: skip
 
     def save(self, name: str, with_optimizer: bool = True) -> None:
         if not self.dist.is_main:
             return
+        for key, t in self.model.state_dict().items():  # the last good checkpoint stays
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise UserError(
+                    f"step {self.step}: the weights hold NaN or inf ({key}); not saving "
+                    f"{self.run_dir / name}. Lower --train.lr or clip (--train.clip_norm)"
+                )
         meta = {**self.meta, "trainer": self._trainer_state()}
         save_checkpoint(
             self.run_dir / name,
@@ -266,11 +301,18 @@ class Trainer:
         load_model_state(self.model, ckpt.model_state, path)
         if ckpt.optimizer_state is None:
             raise UserError(f"{path} holds no optimiser state: it cannot be resumed")
+        saved_groups = ckpt.optimizer_state.get("param_groups") or [{}]
+        if set(saved_groups[0]) != set(self.optimizer.state_dict()["param_groups"][0]):
+            raise UserError(
+                f"{path} was trained with another optimiser than --train.optimizer "
+                f"{self.cfg.optimizer}: resume it with the one it was trained with"
+            )
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         state = ckpt.meta["trainer"]
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         if state.get("best_metric", "loss") == self.selection:  # else: kept by another metric
             self.best, self.bad_evals = state["best"], state["bad_evals"]
+        self.elapsed, self.skipped = state.get("elapsed", 0.0), state.get("skipped", 0)
         self.task.load_carried_state({k: v.to(self.device) for k, v in ckpt.extra_tensors.items()})
         restore_rng(ckpt.rng)
 
@@ -297,12 +339,19 @@ class Trainer:
         return bool(self.cfg.patience) and self.bad_evals >= self.cfg.patience
 
     def fit(self) -> dict:
-        """Train until a budget is spent; returns the final validation metrics."""
+        """Train until a budget is spent; returns the final validation metrics.
+
+        Raises:
+            UserError: a step's loss or gradient norm is NaN or inf (``nonfinite="stop"``); the
+                run directory keeps its last good checkpoint.
+            KeyboardInterrupt: after SIGINT or SIGTERM (``STOP.signum`` says which), once the
+                checkpoint of the last finished step is written.
+        """
         from tqdm import tqdm
 
         cfg = self.cfg
-        start = time.perf_counter()
-        deadline = start + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+        self.started = self.clock()
+        self.logger.open()
         bar = tqdm(
             total=cfg.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
             disable=not (cfg.progress and self.dist.is_main), desc=self.meta["task"],
@@ -310,40 +359,55 @@ class Trainer:
         self.model.train()
         if self.step == 0 and self.position == 0:
             self.task.start_epoch(self.epoch)
-        with stop_requests() as interrupted:
-            stopped_early = self._loop(bar, deadline, start)
+        try:
+            with stop_requests() as interrupted:
+                stopped_early = self._loop(bar)
+        except BaseException:  # e.g. a non-finite step: nothing more is written
+            bar.close()
+            self.logger.close()
+            raise
         bar.close()
-        if interrupted():  # Ctrl-C: the step in flight finished, its checkpoint is exact
+        if interrupted():  # Ctrl-C or SIGTERM: the step in flight finished, its checkpoint is exact
             self.save(LAST)
             self.logger.close()
             raise KeyboardInterrupt
-        if self.step % cfg.eval_every != 0:  # always end with a measured validation loss
+        if self.step % cfg.eval_every != 0 or not self.last_metrics:  # end with a measured loss
             self._log_eval()
         self.save(LAST)
         self.logger.close()
         self.dist.barrier()
         return {
             **self.last_metrics, "best": self.best, "best_metric": self.selection,
-            "step": self.step,
-            "seconds": time.perf_counter() - start, "stopped_early": stopped_early,
+            "step": self.step, "skipped": self.skipped,
+            "seconds": self.clock() - self.started, "stopped_early": stopped_early,
         }  # fmt: skip
 
-    def _loop(self, bar, deadline: float, start: float) -> bool:
+    def time_used(self) -> float:
+        """The fraction of the time budget (max_minutes, over all resumes) spent; 0 without one."""
+        if not self.cfg.max_minutes:
+            return 0.0
+        return (self.elapsed + self.clock() - self.started) / (60 * self.cfg.max_minutes)
+
+    def _loop(self, bar) -> bool:
         """Steps until a budget is spent or a stop is requested; True if stopped early."""
         cfg = self.cfg
         n_batches = self.task.num_train_batches()
-        tokens_since, time_since = 0, time.perf_counter()
-        while self.step < cfg.max_steps and time.perf_counter() < deadline:
+        tokens_since, time_since = 0, self.clock()
+        while self.step < cfg.max_steps and self.time_used() < 1:
             if STOP.requested:
                 return False
-            lr = learning_rate(cfg, self.step)
+            lr = learning_rate(cfg, self.step, self.time_used())
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             batch = self.task.train_batch(self.position)
             loss, n_tokens = self.task.loss(self.trained, batch)
             loss.backward()
             grad_norm = self._clip()
-            self.optimizer.step()
+            value = loss.item()
+            if self._finite(value, grad_norm):
+                self.optimizer.step()
+            else:
+                self._nonfinite(value, grad_norm)
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
             self.position += 1
@@ -352,15 +416,19 @@ class Trainer:
                 self.task.start_epoch(self.epoch)
             tokens_since += n_tokens * self.dist.world_size
             bar.update(1)
+            self._follow_time(bar)
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                now = time.perf_counter()
+                now = self.clock()
                 rate = tokens_since / max(now - time_since, 1e-9)
                 tokens_since, time_since = 0, now
-                value = loss.item()
-                self.logger.write({
+                record = {
                     "step": self.step, "split": "train", "loss": value, "grad_norm": grad_norm,
-                    "lr": lr, "tokens_per_s": rate, "time": now - start, "epoch": self.epoch,
-                })  # fmt: skip
+                    "lr": lr, "tokens_per_s": rate, "time": now - self.started,
+                    "epoch": self.epoch,
+                }  # fmt: skip
+                if cfg.nonfinite == "skip":
+                    record["skipped"] = self.skipped
+                self.logger.write(record)
                 bar.set_postfix(loss=f"{value:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
             stopped_early = self.step % cfg.eval_every == 0 and self._log_eval()
             if self.step % cfg.checkpoint_every == 0:
@@ -368,6 +436,40 @@ class Trainer:
             if stopped_early:
                 return True
         return False
+
+    def _follow_time(self, bar) -> None:
+        """When the time budget binds before max_steps, the bar's total becomes the step the run
+        will end at by the clock, so that its percentage and ETA follow the time."""
+        used = self.time_used()
+        if used > self.step / self.cfg.max_steps and used > 0:
+            total = max(self.step, min(self.cfg.max_steps, round(self.step / used)))
+            if total != bar.total:
+                bar.total = total
+                bar.refresh()
+
+    def _finite(self, loss: float, grad_norm: float) -> bool:
+        finite = math.isfinite(loss) and math.isfinite(grad_norm)
+        if self.dist.world_size > 1:  # every process must take the same decision
+            bad = self.dist.all_reduce_sums({"bad": float(not finite)}, self.device)["bad"]
+            finite = bad == 0
+        return finite
+
+    def _nonfinite(self, loss: float, grad_norm: float) -> None:
+        """A step whose loss or gradient norm is NaN or inf: stop (nonfinite=stop, the weights
+        are unchanged and the last checkpoint stays) or skip its update (nonfinite=skip)."""
+        step = self.step + 1
+        if self.cfg.nonfinite == "stop":
+            last = self.run_dir / LAST
+            kept = f"{last} is kept" if last.exists() else "no checkpoint was written"
+            raise UserError(
+                f"step {step}: the loss is {loss:g} and the gradient norm {grad_norm:g}, not "
+                f"finite: training stopped ({kept}). Lower --train.lr, or pass "
+                "--train.nonfinite skip to skip such steps"
+            )
+        self.skipped += 1
+        carried = self.task.carried_state()
+        if any(not bool(torch.isfinite(t).all()) for t in carried.values()):
+            self.task.load_carried_state({})  # NaN in the carried state: start it afresh
 
     def _clip(self) -> float:
         """The global gradient norm before clipping (logged), then clip as configured."""
@@ -379,15 +481,35 @@ class Trainer:
         return norm
 
 
-def run_dir_ready(run_dir: Path, resume: bool) -> None:
-    """Refuse to overwrite a run; require one to resume. One-line errors."""
+def started_without_checkpoint(run_dir: Path) -> bool:
+    """A run directory whose run was stopped before its first checkpoint: it has the
+    config.json that every run writes first, and neither checkpoint."""
+    return (
+        (run_dir / "config.json").is_file()
+        and not (run_dir / LAST).exists()
+        and not (run_dir / BEST).exists()
+    )
+
+
+def run_dir_ready(run_dir: Path, resume: bool) -> bool:
+    """Refuse to overwrite a run; require one to resume. One-line errors.
+
+    A run stopped before its first checkpoint has nothing to lose: ``--resume`` starts it again
+    from step 0, and so does a fresh start on the same ``--out``.
+
+    Returns:
+        True if there is a checkpoint to resume from.
+    """
     last = run_dir / LAST
-    if resume:
-        if not last.exists():
-            raise UserError(f"--resume: no checkpoint at {last} to resume from")
-    elif run_dir.exists() and not run_dir.is_dir():
+    if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} is a file: choose another --out")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    if resume:
+        if last.exists():
+            return True
+        if not started_without_checkpoint(run_dir):
+            raise UserError(f"--resume: no checkpoint at {last} to resume from")
+        return False
+    if run_dir.exists() and any(run_dir.iterdir()) and not started_without_checkpoint(run_dir):
         raise UserError(
             f"run directory {run_dir} exists and is not empty: pass --resume to continue it, "
             "or choose another --out"
@@ -396,3 +518,41 @@ def run_dir_ready(run_dir: Path, resume: bool) -> None:
         os.makedirs(run_dir, exist_ok=True)
     except OSError as e:  # a file where a parent directory should be, no permission, ...
         raise UserError(f"cannot create the run directory {run_dir}: {e.strerror}") from None
+    return False
+
+
+def lock_run_dir(run_dir: Path):
+    """Take the advisory lock ``run_dir/.lock`` (``fcntl.flock``) for as long as the returned
+    file stays open: a second process training into the same run directory is refused.
+
+    Returns:
+        The open lock file (close it to release), or None where flock does not exist.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return None
+    try:
+        f = open(run_dir / ".lock", "a")  # held open for the run's life
+    except OSError as e:
+        raise UserError(f"cannot lock the run directory {run_dir}: {e.strerror}") from None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise UserError(
+            f"run directory {run_dir} is in use by another rnnkit process: wait for it to end, "
+            "or choose another --out"
+        ) from None
+    return f
+
+
+def tidy_run_dir(run_dir: Path, from_scratch: bool) -> None:
+    """Under the lock, once every check has passed: remove the temporary files of a process
+    killed while writing, and, for a run that starts again from step 0, the logs of the attempt
+    that left no checkpoint."""
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    if from_scratch:
+        (run_dir / "log.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
