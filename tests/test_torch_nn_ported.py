@@ -220,7 +220,8 @@ def test_projections_lstm_unsupported():
     for bidirectional in (False, True):
         with pytest.raises(ValueError, match="proj_size=10 is not supported"):
             rnnkit.LSTM(30, 20, 2, bidirectional=bidirectional, proj_size=10)
-    assert rnnkit.LSTM(30, 20, proj_size=0).hidden_size == 20
+    assert rnnkit.LSTM(30, 20, proj_size=0).proj_size == 0
+    assert rnnkit.GRU(30, 20).proj_size == rnnkit.RNN(30, 20).proj_size == 0  # as torch.nn's
 
 
 # ---- rnnkit against torch.nn: the CPU-vs-cuDNN tests with torch.nn as the other side ---------

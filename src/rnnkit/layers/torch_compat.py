@@ -52,6 +52,7 @@ class RecurrentLayer(nn.Module):
 
     cell_class: type[nn.Module]
     mode_name: str  # torch.nn's ``mode``: "LSTM", "GRU", ...
+    proj_size = 0  # torch.nn's attribute; projections are not supported (LSTM refuses others)
 
     def __init__(
         self,
