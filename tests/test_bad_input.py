@@ -208,3 +208,30 @@ def test_a_full_disk_while_logging_is_one_line_and_keeps_the_checkpoint(
     assert f"cannot append to the training log {run / 'log.jsonl'}: No space left" in err
     ckpt = load_checkpoint(run / "last.safetensors", require=("trainer",))
     assert ckpt.meta["trainer"]["step"] == 10
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_config_file_that_is_a_fifo_is_refused_without_blocking(tmp_path, capsys):
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    args = ["train", "charlm", "--preset", "tiny", "--config", str(fifo), "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert "is not a regular file" in error_line(capsys, "train")
+
+
+def test_predict_alpha_must_be_finite(dates_run, capsys):
+    assert main(["predict", str(dates_run), "x", "--beam", "2", "--alpha", "nan"]) == 2
+    assert error_line(capsys, "predict").endswith("--alpha must be a finite number, got nan")
+
+
+def test_bench_refuses_zero_repeats_and_a_json_directory_before_measuring(tmp_path, capsys):
+    assert main(["bench", "speed", "--repeats", "0"]) == 2  # 0 was read as "the default"
+    assert "--repeats must be at least 1" in error_line(capsys, "bench")
+    for bench in ("speed", "memory"):
+        assert main(["bench", bench, "--json", str(tmp_path)]) == 2
+        assert "it is a directory" in error_line(capsys, "bench")
+
+
+def test_lab_seeds_outside_the_range(tmp_path, capsys):
+    assert main(["lab", "gradflow", "--seed", "-1", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "option --seed: expected an integer in [0, " in error_line(capsys, "lab")

@@ -29,3 +29,15 @@ def test_no_command_prints_help(capsys):
     assert main([]) == 0
     assert "demo" in capsys.readouterr().out
     assert main(["--version"]) == 0
+
+
+def test_bad_demo_numbers_are_one_line_errors(capsys):
+    for args, message in [
+        (["--hidden-size", "0"], "hidden_size must be at least 1, got 0"),
+        (["--steps", "0"], "steps must be at least 1, got 0"),
+        (["--batch-size", "-2"], "batch_size must be at least 1, got -2"),
+        (["--lr", "nan"], "lr must be a finite number > 0, got nan"),
+        (["--seed", "-1"], "seed must be in [0, 2**63 - 1], got -1"),
+    ]:
+        assert main(["demo", *args, "--quiet"]) == 2
+        assert capsys.readouterr().err.strip() == f"rnnkit demo: error: {message}"

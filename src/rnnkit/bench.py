@@ -71,6 +71,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import rnnkit
+from rnnkit.config import atomic_write
 from rnnkit.errors import UserError
 
 VOCAB = 65
@@ -550,11 +551,8 @@ def write_json(path: Path, records: list[dict], matmul: list[dict], threads: int
         "torch": torch.__version__, "threads": threads, "peak_gflops": peak,
         "matmul": matmul, "records": records,
     }  # fmt: skip
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    tmp.replace(path)
+    text = json.dumps(payload, indent=1) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))  # UserError naming the file
 
 
 # ---- the command -----------------------------------------------------------------------------
@@ -624,9 +622,15 @@ def main_speed(
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    repeats = args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS)
+    repeats = args.repeats
+    if repeats is None:
+        repeats = QUICK_REPEATS if args.quick else FULL_REPEATS
     if repeats < 1 or args.warmup < 0:
         raise UserError("--repeats must be at least 1 and --warmup at least 0")
+    if args.json:  # refused now, not after minutes of measuring
+        from rnnkit.plots import check_writable
+
+        check_writable(args.json, "--json")
     chosen = dict(configs or (QUICK_CONFIGS if args.quick else CONFIGS))
     if args.configs:
         names = [n.strip() for n in args.configs.split(",") if n.strip()]

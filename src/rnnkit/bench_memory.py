@@ -214,6 +214,10 @@ def main_memory(argv: list[str]) -> int:
     for name in ("T", "batch", "hidden", "layers", "checkpoint_steps", "repeats"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.json:  # refused now, not after the measuring
+        from rnnkit.plots import check_writable
+
+        check_writable(args.json, "--json")
     rows = list(ROWS)
     T = args.T
     if args.quick:
@@ -232,12 +236,11 @@ def main_memory(argv: list[str]) -> int:
     )  # fmt: skip
     print(format_table(records))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        from rnnkit.config import atomic_write
+
         payload = {"torch": torch.__version__, "threads": threads, "records": records}
-        tmp.write_text(json.dumps(payload, indent=1) + "\n")
-        tmp.replace(path)
+        text = json.dumps(payload, indent=1) + "\n"
+        atomic_write(Path(args.json), lambda tmp: tmp.write_text(text))  # UserError naming it
         print(f"records written to {args.json}")
     return 0
 

@@ -428,6 +428,8 @@ def decode_options(a, loaded, n_best: int = 1) -> dict:
     check_seed(a.seed)
     if a.beam < 0:
         raise UserError(f"--beam must be >= 0, got {a.beam}")
+    if not math.isfinite(a.alpha):
+        raise UserError(f"--alpha must be a finite number, got {a.alpha}")
     if a.beam and a.sample:
         raise UserError("--beam and --sample exclude each other")
     if a.max_len < 0 or a.batch_size < 1:

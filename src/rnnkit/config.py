@@ -397,6 +397,8 @@ def load_toml(path: str | os.PathLike) -> dict[str, object]:
             file and tomllib's line and column).
     """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO: open would block
+        raise UserError(f"config file {path} is not a regular file, expected a TOML file")
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)

@@ -7,6 +7,7 @@ time at work in seconds. At the end it prints the gradient norms ||dL/dh_t|| thr
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -61,6 +62,15 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
         raise UserError(f"cell must be one of {sorted(LAYERS)}, got {cfg.cell!r}")
     if not 0 < cfg.delay < cfg.seq_len:
         raise UserError(f"delay must lie in [1, seq_len), got {cfg.delay}")
+    for name in ("hidden_size", "batch_size", "steps"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise UserError(f"lr must be a finite number > 0, got {cfg.lr}")
+    if not (math.isfinite(cfg.clip_norm) and cfg.clip_norm >= 0):
+        raise UserError(f"clip_norm must be a finite number >= 0, got {cfg.clip_norm}")
+    if not 0 <= cfg.seed < 2**63:
+        raise UserError(f"seed must be in [0, 2**63 - 1], got {cfg.seed}")
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     model = EchoModel(cfg)

@@ -35,11 +35,14 @@ def lab_parser(name: str, description: str) -> argparse.ArgumentParser:
 def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | None:
     """Parsed options, or None when --help was printed."""
     try:
-        return parser.parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exit_:  # only --help exits; errors raise UserError
         if exit_.code not in (0, None):
             raise
         return None
+    if isinstance(getattr(args, "seed", None), int):  # torch, numpy: no negative seeds
+        check_int("--seed", args.seed, 0, 2**63 - 1)
+    return args
 
 
 def check_int(name: str, value: int, low: int, high: float = math.inf) -> int:
