@@ -270,6 +270,15 @@ def test_a_fresh_start_may_reuse_a_run_directory_without_checkpoint(
     assert "exists and is not empty: pass --resume" in one_line(capsys)
 
 
+def test_a_run_killed_before_it_saved_its_config_can_be_started_again(corpus, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "cache").mkdir(parents=True)
+    (run / ".lock").touch()  # all that a kill during start-up leaves
+    assert resume(run) == 2
+    assert "stopped before it saved its config: start it again without --resume" in one_line(capsys)
+    assert train("--data", str(corpus), "--out", str(run), "--train.max_steps", "20") == 0
+
+
 def test_a_relative_data_path_is_stored_absolute(corpus, tmp_path, monkeypatch):
     monkeypatch.chdir(corpus.parent)
     run = tmp_path / "run"
@@ -396,9 +405,9 @@ def test_kill_at_random_moments_then_resume_ends_bitwise_equal(corpus, tmp_path)
                    check=True, capture_output=True)  # fmt: skip
     rng = random.Random(12)
     kills = 0
-    for attempt in range(40):
+    for _ in range(40):
         command = [sys.executable, "-m", "rnnkit", *common, "--out", str(killed)]
-        if attempt:
+        if (killed / "config.json").exists():  # else killed before it saved its config
             command.append("--resume")
         proc = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip

@@ -203,6 +203,7 @@ def cmd_train(argv: list[str]) -> int:
                     lock = lock_run_dir(run_dir)
                 run_dir_ready(run_dir, resume=False)
                 lock = lock or lock_run_dir(run_dir)
+                tidy_run_dir(run_dir, from_scratch=True)
         if args.resume and has_checkpoint:
             ckpt = load_checkpoint(run_dir / LAST, require=("task", "config", "vocab", "trainer"))
             if ckpt.meta.get("task") != spec.name:
@@ -225,6 +226,8 @@ def cmd_train(argv: list[str]) -> int:
                 "train.max_steps": 1, "train.eval_batches": 1, "train.eval_every": 1,
                 "train.checkpoint_every": 1, "train.max_minutes": 0.0,
             })  # fmt: skip
+        if not args.resume and dist.is_main:  # first, so that a run killed early can resume
+            save_config(cfg, run_dir / "config.json", argv=["train", *argv])
         if args.resume and has_checkpoint and run_is_complete(ckpt.meta["trainer"], cfg.train):
             if dist.is_main:
                 print(completion_message(spec.name, run_dir, ckpt.meta["trainer"], cfg.train))
@@ -248,9 +251,10 @@ def cmd_train(argv: list[str]) -> int:
             elif dist.is_main:  # e.g. the data cache written meanwhile
                 remove_new_files(run_dir, present)
             raise
-        if dist.is_main:
+        if args.resume and dist.is_main:  # every check has passed: now the run may change
             tidy_run_dir(run_dir, from_scratch=not has_checkpoint)
             save_config(cfg, run_dir / "config.json", argv=["train", *argv])
+        if dist.is_main:
             sizes = task.data_sizes
             n_params = sum(p.numel() for p in task.model.parameters())
             print(

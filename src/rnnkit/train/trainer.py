@@ -482,10 +482,10 @@ class Trainer:
 
 
 def started_without_checkpoint(run_dir: Path) -> bool:
-    """A run directory whose run was stopped before its first checkpoint: it has the
-    config.json that every run writes first, and neither checkpoint."""
+    """A run directory whose run was stopped before its first checkpoint: it has the lock file
+    and config.json that a run writes first (or one of them), and neither checkpoint."""
     return (
-        (run_dir / "config.json").is_file()
+        ((run_dir / "config.json").is_file() or (run_dir / ".lock").is_file())
         and not (run_dir / LAST).exists()
         and not (run_dir / BEST).exists()
     )
@@ -508,6 +508,11 @@ def run_dir_ready(run_dir: Path, resume: bool) -> bool:
             return True
         if not started_without_checkpoint(run_dir):
             raise UserError(f"--resume: no checkpoint at {last} to resume from")
+        if not (run_dir / "config.json").is_file():
+            raise UserError(
+                f"--resume: {run_dir} was stopped before it saved its config: start it again "
+                "without --resume"
+            )
         return False
     if run_dir.exists() and any(run_dir.iterdir()) and not started_without_checkpoint(run_dir):
         raise UserError(
