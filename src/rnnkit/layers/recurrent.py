@@ -92,9 +92,10 @@ class Recurrent(nn.Module):
         use_kernel: run built-in cells through their hand-derived BPTT kernel (``cell.sequence``;
             derivatives of every order, see ``rnnkit.kernels.dispatch``). False, or a cell whose
             exact type has no kernel (a user's cell, also a subclass of a built-in one), takes
-            the generic path: a loop of cell calls that trains through autograd. Either way, one step (T = 1) without ``lengths`` while
-            autograd records nothing (``torch.no_grad()``, or nothing requires grad: a sampler's
-            call) is a single call of the cell, the generic path's one step.
+            the generic path: a loop of cell calls that trains through autograd. Either way,
+            one step (T = 1) without ``lengths`` while autograd records nothing
+            (``torch.no_grad()``, or nothing requires grad: a sampler's call) is a single call of
+            the cell, the generic path's one step.
 
     Shapes: xs (T, B, I); state as the cell's; lengths (B,) integers in [0, T].
     Returns ys (T, B, O), zero after each sequence's end, and the final state, which for each
