@@ -146,3 +146,17 @@ def test_users_cell_runs_in_every_layer_and_trains():
         loss.backward()
         opt.step()
     assert loss_now().item() < 0.2 * first
+
+
+@pytest.mark.parametrize(
+    "cell, state",
+    [
+        (rnnkit.ElmanCell(3, 4), torch.zeros(1, 4)),  # a batch-1 state would broadcast over B
+        (rnnkit.LSTMCell(3, 4), (torch.zeros(2, 4), torch.zeros(2, 1))),  # a width-1 c likewise
+        (rnnkit.LSTMCell(3, 4), torch.zeros(2, 4)),  # one tensor where the LSTM has two
+    ],
+    ids=["batch-1", "width-1", "arity"],
+)
+def test_state_of_the_wrong_shape_is_refused(cell, state):
+    with pytest.raises(ValueError, match=r"state must have shape"):
+        rnnkit.Recurrent(cell)(torch.randn(5, 2, 3), state)

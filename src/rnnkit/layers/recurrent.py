@@ -66,6 +66,21 @@ def flip_sequences(xs: Tensor, lengths: Tensor | None) -> Tensor:
     return xs.gather(0, idx.view(T, B, *([1] * (xs.dim() - 2))).expand_as(xs))
 
 
+def check_state(cell: nn.Module, state: State, B: int) -> None:
+    """A given state against the cell's ``state_sizes`` (where it declares them): one (B, size)
+    tensor per entry. A cell's step would broadcast a (1, H) state, or a (B, 1) one, silently."""
+    sizes = getattr(cell, "state_sizes", None)
+    if sizes is None:
+        return
+    leaves = state if isinstance(state, tuple) else (state,)
+    want = [(B, n) for n in sizes]
+    got = [tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__ for t in leaves]
+    if got != want:
+        want_s = want[0] if len(want) == 1 else tuple(want)
+        got_s = got[0] if len(got) == 1 else tuple(got)
+        raise ValueError(f"state must have shape {want_s} (batch, state size), got {got_s}")
+
+
 def generic(cell: nn.Module, xs: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
     """The generic path: ``cell`` stepped T times under autograd; mask (T, B, 1) or None."""
     ys = []
@@ -121,6 +136,8 @@ class Recurrent(nn.Module):
         lengths = check_lengths(lengths, T, B, xs.device)
         if state is None:
             state = self.cell.init_state(B, device=xs.device, dtype=xs.dtype)
+        else:
+            check_state(self.cell, state, B)
         if T == 1 and lengths is None and not self._records_graph(xs, state):
             # One step without autograd (a sampler's call): the generic path's single cell call,
             # without the kernel's set-up. Reversing one step is the identity.
