@@ -18,7 +18,7 @@ def default() -> LMConfig:
     m.cell, m.embedding_size, m.hidden_size, m.num_layers, m.dropout = "gru", 64, 512, 2, 0.0
     d.batch_size, d.bptt_len = 32, 100
     t.lr, t.warmup_steps, t.max_steps, t.max_minutes = 3e-3, 50, 950, 10.0
-    t.eval_every, t.checkpoint_every, t.eval_batches = 250, 250, 200  # 200: all of Shakespeare's
+    t.eval_every, t.checkpoint_every, t.eval_batches = 250, 250, 50  # all 32 of Shakespeare
     return cfg
 
 

@@ -64,7 +64,7 @@ class TrainConfig:
         "and the progress bar follow it when it binds before max_steps",
     )
     eval_every: int = option(200, "evaluate on the validation split every N steps")
-    eval_batches: int = option(200, "validation batches (windows) per evaluation (0: all)")
+    eval_batches: int = option(0, "validation batches (windows) per evaluation (0: all)")
     patience: int = option(0, "stop after N evaluations without improvement (0: off)")
     checkpoint_every: int = option(200, "write last.safetensors every N steps")
     log_every: int = option(10, "log training loss every N steps")
