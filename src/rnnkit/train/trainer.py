@@ -262,6 +262,7 @@ class Trainer:
         self.bad_evals = 0
         self.elapsed = 0.0  # seconds of training before this process, over all resumes
         self.skipped = 0  # steps skipped for a non-finite loss or gradient (nonfinite=skip)
+        self.interrupted = False  # a signal (in any process) stopped the loop
         self.last_metrics: dict = {}
         self.logger = Logger(self.run_dir, enabled=self.dist.is_main)
         if resume:
@@ -360,14 +361,14 @@ class Trainer:
         if self.step == 0 and self.position == 0:
             self.task.start_epoch(self.epoch)
         try:
-            with stop_requests() as interrupted:
+            with stop_requests():
                 stopped_early = self._loop(bar)
         except BaseException:  # e.g. a non-finite step: nothing more is written
             bar.close()
             self.logger.close()
             raise
         bar.close()
-        if interrupted():  # Ctrl-C or SIGTERM: the step in flight finished, its checkpoint is exact
+        if self.interrupted:  # Ctrl-C or SIGTERM: the last step finished, its checkpoint is exact
             self.save(LAST)
             self.logger.close()
             raise KeyboardInterrupt
@@ -393,10 +394,11 @@ class Trainer:
         cfg = self.cfg
         n_batches = self.task.num_train_batches()
         tokens_since, time_since = 0, self.clock()
-        while self.step < cfg.max_steps and self.time_used() < 1:
-            if STOP.requested:
+        while self.step < cfg.max_steps:
+            used, self.interrupted = self._budget()
+            if used >= 1 or self.interrupted:
                 return False
-            lr = learning_rate(cfg, self.step, self.time_used())
+            lr = learning_rate(cfg, self.step, used)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             batch = self.task.train_batch(self.position)
@@ -436,6 +438,15 @@ class Trainer:
             if stopped_early:
                 return True
         return False
+
+    def _budget(self) -> tuple[float, bool]:
+        """The time budget's used fraction, and whether a signal asked to stop: the same in
+        every process, since DDP needs them all to take the same steps with the same lr."""
+        used, stop = self.time_used(), STOP.requested
+        if self.dist.world_size > 1:
+            got = self.dist.all_reduce_sums({"used": used, "stop": float(stop)}, self.device)
+            used, stop = got["used"] / self.dist.world_size, got["stop"] > 0
+        return used, stop
 
     def _follow_time(self, bar) -> None:
         """When the time budget binds before max_steps, the bar's total becomes the step the run
