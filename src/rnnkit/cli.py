@@ -187,6 +187,7 @@ def cmd_train(argv: list[str]) -> int:
             has_checkpoint = run_dir_ready(run_dir, resume=True)
             if dist.is_main:
                 lock = lock_run_dir(run_dir)
+                has_checkpoint = run_dir_ready(run_dir, resume=True)  # as the lock found it
         else:
             preset = args.preset or spec.default_preset
             if preset not in spec.presets:
