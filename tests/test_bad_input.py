@@ -235,3 +235,33 @@ def test_bench_refuses_zero_repeats_and_a_json_directory_before_measuring(tmp_pa
 def test_lab_seeds_outside_the_range(tmp_path, capsys):
     assert main(["lab", "gradflow", "--seed", "-1", "--out", str(tmp_path), "--quiet"]) == 2
     assert "option --seed: expected an integer in [0, " in error_line(capsys, "lab")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("log.jsonl", "cannot open the training log"),
+        ("tensorboard", "cannot write the TensorBoard logs"),
+        ("cache", "cannot write the encoded corpus"),
+    ],
+)
+def test_resuming_a_damaged_run_directory_is_one_line(tmp_path, capsys, damage, message):
+    import shutil
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    run = tmp_path / "run"
+    args = ["train", "charlm", "--preset", "tiny", "--data", str(corpus), "--out", str(run),
+            *QUIET, "--train.eval_every", "2", "--train.checkpoint_every", "2"]  # fmt: skip
+    assert main([*args, "--train.max_steps", "2"]) == 0
+    capsys.readouterr()
+    path = run / damage
+    if path.is_dir():  # a file where a directory was
+        shutil.rmtree(path)
+        path.write_text("in the way")
+    else:  # a directory where a file was
+        path.unlink()
+        path.mkdir()
+    assert main([*args, "--resume", "--train.max_steps", "4"]) == 2
+    err = error_line(capsys, "train")
+    assert message in err and str(path) in err

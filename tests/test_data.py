@@ -420,3 +420,13 @@ def test_a_fifo_is_not_a_regular_file(tmp_path):
     with pytest.raises(UserError) as err:  # refused before it is opened: no blocking read
         read_text(path)
     assert "is not a regular file" in one_line_naming(err, path)
+
+
+def test_an_unwritable_cache_is_one_line(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text("some text\n" * 10)
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache directory should be")
+    with pytest.raises(UserError) as err:
+        encode_corpus(path, "char", cache_dir=blocker)
+    assert "cannot write the encoded corpus" in one_line_naming(err, blocker)

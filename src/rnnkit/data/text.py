@@ -653,7 +653,16 @@ def encode_corpus(
         raise UserError(f"{path}: no {level} tokens in the file (only white space?)")
 
     # Pass 2: encode into the memmap.
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        return _encode_into(path, level, vocab, total, npy, meta, chunk_size)
+    except OSError as e:  # the cache directory is a file, unwritable, full, ...
+        raise UserError(f"cannot write the encoded corpus {npy}: {e.strerror or e}") from None
+
+
+def _encode_into(
+    path: Path, level: str, vocab: Vocab, total: int, npy: Path, meta: Path, chunk_size: int
+) -> tuple[np.ndarray, Vocab]:
+    npy.parent.mkdir(parents=True, exist_ok=True)
     tmp = npy.with_name(f"{npy.name}.tmp-{os.getpid()}")
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=id_dtype(len(vocab)), shape=(total,))
@@ -829,9 +838,14 @@ def apply_split(
     if _is_whole_npy_memmap(ids):
         out_dir = Path(cache_dir) if cache_dir is not None else Path(ids.filename).parent
         stem = Path(ids.filename).stem
-        out_dir.mkdir(parents=True, exist_ok=True)
 
     def target(part: str) -> Path | None:
         return out_dir / f"{stem}.{part}-{block_size}-{every}.npy" if out_dir else None
 
-    return _gather(ids, train, target("train")), _gather(ids, val, target("val"))
+    try:
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        return _gather(ids, train, target("train")), _gather(ids, val, target("val"))
+    except OSError as e:
+        reason = e.strerror or e
+        raise UserError(f"cannot write the split of {name} in {out_dir}: {reason}") from None

@@ -197,13 +197,20 @@ class Logger:
         """Touch the run directory only once training starts (a refused resume changes nothing)."""
         if self.enabled and self.tb is None:
             run_dir = self.run_dir
-            drop_partial_line(self.path)
+            try:
+                drop_partial_line(self.path)
+            except OSError as e:  # e.g. a directory where the log should be
+                raise UserError(f"cannot open the training log {self.path}: {e.strerror}") from None
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(run_dir / "tensorboard"))
             except ImportError:  # tensorboard is a dependency; without it, JSON lines only
                 self.tb = None
+            except OSError as e:  # e.g. a file where its directory should be
+                tb = run_dir / "tensorboard"
+                why = "it is a file" if tb.is_file() else e.strerror
+                raise UserError(f"cannot write the TensorBoard logs in {tb}: {why}") from None
 
     def write(self, record: dict) -> None:
         if not self.enabled:
