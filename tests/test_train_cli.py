@@ -149,6 +149,9 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(
     assert len(orphans) == (fault == "kill-in-checkpoint")
     assert main(["train", "charlm", *QUIET, "--out", str(killed), "--resume"]) == 0
     assert not list(killed.glob(".*.tmp"))  # the orphan of the killed write is gone
+    for split in ("train", "val"):  # the killed attempt's lines after the checkpoint are gone
+        steps = [r["step"] for r in log(killed) if r["split"] == split]
+        assert steps == sorted(set(steps)) and steps[-1] == RESUME_STEPS, (split, steps)
     assert_same_weights(uninterrupted, killed)
 
 

@@ -204,7 +204,7 @@ def cmd_train(argv: list[str]) -> int:
                     lock = lock_run_dir(run_dir)
                 run_dir_ready(run_dir, resume=False)
                 lock = lock or lock_run_dir(run_dir)
-                tidy_run_dir(run_dir, from_scratch=True)
+                tidy_run_dir(run_dir)
         if args.resume and has_checkpoint:
             ckpt = load_checkpoint(run_dir / LAST, require=("task", "config", "vocab", "trainer"))
             if ckpt.meta.get("task") != spec.name:
@@ -253,7 +253,7 @@ def cmd_train(argv: list[str]) -> int:
                 remove_new_files(run_dir, present)
             raise
         if args.resume and dist.is_main:  # every check has passed: now the run may change
-            tidy_run_dir(run_dir, from_scratch=not has_checkpoint)
+            tidy_run_dir(run_dir, ckpt.meta["trainer"]["step"] if has_checkpoint else 0)
             save_config(cfg, run_dir / "config.json", argv=["train", *argv])
         if dist.is_main:
             sizes = task.data_sizes

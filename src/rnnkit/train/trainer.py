@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from rnnkit.config import option
+from rnnkit.config import atomic_write, option
 from rnnkit.errors import UserError
 from rnnkit.train.checkpoint import (
     check_compatible,
@@ -570,12 +570,22 @@ def lock_run_dir(run_dir: Path):
     return f
 
 
-def tidy_run_dir(run_dir: Path, from_scratch: bool) -> None:
-    """Under the lock, once every check has passed: remove the temporary files of a process
-    killed while writing, and, for a run that starts again from step 0, the logs of the attempt
-    that left no checkpoint."""
+def tidy_run_dir(run_dir: Path, step: int = 0) -> None:
+    """Under the lock, once every check has passed, before training from ``step``: remove the
+    temporary files of a process killed while writing, and the log lines of steps after
+    ``step`` (a killed attempt's, which the resumed run writes again); from step 0, the whole
+    log and the TensorBoard files."""
     for tmp in run_dir.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
-    if from_scratch:
-        (run_dir / "log.jsonl").unlink(missing_ok=True)
+    log = run_dir / "log.jsonl"
+    if not step:
+        log.unlink(missing_ok=True)
         shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+    elif log.is_file():
+        kept = []
+        for line in log.read_text(encoding="utf-8").splitlines(keepends=True):
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                if line.endswith("\n") and json.loads(line)["step"] <= step:
+                    kept.append(line)
+        text = "".join(kept)
+        atomic_write(log, lambda tmp: tmp.write_text(text, encoding="utf-8"))
