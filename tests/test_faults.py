@@ -210,6 +210,23 @@ def test_a_diverged_lm_run_stops_in_one_line_and_its_checkpoints_are_refused(
         assert "best.safetensors holds NaN or inf weights ('head.bias')" in err, err
 
 
+def test_a_seq2seq_checkpoint_with_nan_weights_is_refused(tmp_path, capsys):
+    run = tmp_path / "dates"
+    small = ["--data.train_examples", "200", "--data.val_examples", "16",
+             "--data.test_examples", "16", "--train.max_steps", "2",
+             "--train.eval_every", "2"]  # fmt: skip
+    assert main(["train", "dates", "--preset", "tiny", "--out", str(run), *QUIET, *small]) == 0
+    ckpt = load_checkpoint(run / "best.safetensors")
+    state = {k: v.clone() for k, v in ckpt.model_state.items()}
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key].view(-1)[0] = math.inf
+    save_checkpoint(run / "best.safetensors", model_state=state, meta=ckpt.meta, rng=False)
+    capsys.readouterr()
+    for command in (["predict", str(run), "3/3/20"], ["eval", str(run)]):
+        assert main(command) == 2
+        assert f"holds NaN or inf weights ({key!r})" in one_line(capsys)
+
+
 def test_a_diverged_lm_run_is_not_reported_as_a_success(corpus, tmp_path, capsys):
     run = tmp_path / "run"
     assert train("--data", str(corpus), "--out", str(run), "--train.lr", "1e6") == 2
