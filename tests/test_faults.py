@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from rnnkit.cli import main
@@ -414,31 +414,44 @@ def test_the_progress_bar_follows_a_time_budget(tmp_path, monkeypatch):
 # ---- 10 (a): kills at random moments (slow) -------------------------------------------------
 @pytest.mark.slow
 def test_kill_at_random_moments_then_resume_ends_bitwise_equal(corpus, tmp_path):
-    """SIGKILL a real run at random moments (some land in a checkpoint write: checkpoints every
-    step), resume each time; the end equals an uninterrupted run's, bit for bit."""
+    """SIGKILL a real run at random moments once it is training (many land in a checkpoint
+    write: it checkpoints every step), resume each time; the end equals an uninterrupted run's,
+    bit for bit."""
     common = ["train", "charlm", "--preset", "tiny", *QUIET, "--data", str(corpus),
-              "--train.max_steps", "150", "--train.checkpoint_every", "1",
-              "--train.eval_every", "25", "--model.dropout", "0.2"]  # fmt: skip
+              "--train.max_steps", "600", "--train.checkpoint_every", "1",
+              "--train.eval_every", "50", "--model.dropout", "0.2"]  # fmt: skip
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run([sys.executable, "-m", "rnnkit", *common, "--out", str(whole)], env=ENV,
                    check=True, capture_output=True)  # fmt: skip
+    last = killed / "last.safetensors"
+
+    def stamp() -> int:
+        return last.stat().st_mtime_ns if last.exists() else 0
+
     rng = random.Random(12)
-    kills = 0
-    for _ in range(40):
+    kills, steps_at_kill = 0, []
+    for _ in range(100):
         command = [sys.executable, "-m", "rnnkit", *common, "--out", str(killed)]
         if (killed / "config.json").exists():  # else killed before it saved its config
             command.append("--resume")
+        before = stamp()
         proc = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            _, err = proc.communicate(timeout=rng.uniform(2.0, 5.0))
+        while proc.poll() is None and stamp() == before:  # until this attempt trains
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.4))
+        if proc.poll() is not None:
+            _, err = proc.communicate()
             assert proc.returncode == 0, err[-2000:]
             break
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.communicate()
-            kills += 1
-    assert kills >= 2, "the kills should land mid-run"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        kills += 1
+        steps_at_kill.append(
+            json.loads(safe_open(last, "pt").metadata()["meta"])["trainer"]["step"]
+        )
+    print(f"{kills} kills; the last checkpoint was at steps {steps_at_kill}")  # pytest -s
+    assert kills >= 3 and steps_at_kill[0] < 600, (kills, steps_at_kill)
     a = {k: v for k, v in load_file(whole / "last.safetensors").items() if k.startswith("model.")}
     b = {k: v for k, v in load_file(killed / "last.safetensors").items() if k.startswith("model.")}
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -297,6 +297,7 @@ def cmd_train(argv: list[str]) -> int:
             f"done: step {result['step']}, validation loss {result['loss']:.4f} nats "
             f"({bits:.3f} {unit}, perplexity {result['ppl']:.2f}), best {result['best']:.4f}, "
             f"{result['seconds'] / 60:.1f} min; checkpoints in {run_dir}"
+            + (f"; {result['skipped']} non-finite step(s) skipped" if result["skipped"] else "")
         )
         if not args.dry_run:
             print("\nsample (temperature 0.8):")
