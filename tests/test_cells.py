@@ -199,3 +199,47 @@ def test_cell_gradcheck(make):
 
     inputs = (x, *[p.detach().requires_grad_() for p in params], *flat_state)
     assert torch.autograd.gradcheck(f, inputs)
+
+
+# --- cells are pure, and the registry of their names ---
+
+
+def test_cells_import_nothing_from_kernels_or_layers():
+    """A cell is one step and its equations: no module of rnnkit.cells imports a kernel."""
+    import ast
+    from pathlib import Path
+
+    for path in Path(rnnkit.cells.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(("rnnkit.kernels", "rnnkit.layers")), (path, name)
+
+
+def test_registry_names_each_cell_once_and_derives_the_layers():
+    from rnnkit.cells import REGISTRY, cell_name, cell_names
+    from rnnkit.kernels import KERNELS
+    from rnnkit.layers.stepper import STEPS
+    from rnnkit.layers.torch_compat import BY_NAME
+
+    assert cell_names() == ("lstm", "gru", "mingru", "elman", "jordan")
+    assert set(BY_NAME) == set(REGISTRY)
+    assert all(BY_NAME[name].cell_class is info.cls for name, info in REGISTRY.items())
+    assert set(KERNELS) == {info.cls for info in REGISTRY.values()}
+    assert set(STEPS) <= set(REGISTRY)
+    assert cell_names(output_projection=False) == ("lstm", "gru", "mingru", "elman")
+    assert cell_names(chrono_init=True) == ("lstm", "gru", "mingru")
+    assert cell_names(cell_state=True, peephole=True) == ("lstm",)
+    assert REGISTRY["elman"].nonlinearities == ("tanh", "relu", "sigmoid", "identity")
+
+    class Sub(rnnkit.ElmanCell):
+        pass
+
+    assert cell_name(rnnkit.ElmanCell(2, 3)) == "elman" and cell_name(Sub(2, 3)) is None
+    with pytest.raises(TypeError, match="unknown cell capabilities"):
+        cell_names(peepholes=True)

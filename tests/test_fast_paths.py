@@ -12,6 +12,7 @@ from torch.testing import assert_close
 import rnnkit
 import rnnkit.kernels.lstm as kernels
 from rnnkit.cells.lstm import LSTMCell
+from rnnkit.kernels import KERNELS
 from rnnkit.layers.recurrent import Recurrent
 
 D = torch.float64
@@ -158,7 +159,7 @@ def test_backend_switch_and_error():
         assert kernels.BACKEND == "rnnkit"
     finally:
         kernels.set_lstm_backend("auto")
-    with pytest.raises(ValueError, match=r"LSTM backend must be one of .*got 'cudnn'"):
+    with pytest.raises(ValueError, match=r"lstm backend must be one of .*got 'cudnn'"):
         kernels.set_lstm_backend("cudnn")
     assert kernels.BACKEND == "auto"
 
@@ -184,7 +185,7 @@ def forbid_kernels(monkeypatch):
         raise AssertionError("the one-step path should not reach a kernel")
 
     for cls in (rnnkit.LSTMCell, rnnkit.GRUCell, rnnkit.ElmanCell):
-        monkeypatch.setattr(cls, "sequence", fail)
+        monkeypatch.setitem(KERNELS, cls, fail)
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
@@ -252,3 +253,24 @@ def test_stepping_with_carried_state_equals_one_call(monkeypatch, make):
     got = torch.cat(ys, dim=1 if layer.batch_first else 0)
     assert_close(got, want, **TOL)
     assert_close(hx, want_hn, **TOL)
+
+
+def test_one_backend_api_for_both_fast_paths():
+    """rnnkit.kernels.backends switches and queries the LSTM backend and the step backend; the
+    former switches and module attributes read and write the same settings."""
+    from rnnkit.kernels.backends import get_backend, set_backend
+    from rnnkit.layers import stepper
+
+    assert get_backend("lstm") == kernels.BACKEND == "auto"
+    assert get_backend("step") == stepper.BACKEND == "auto"
+    with set_backend("step", "torch") as ctx, set_backend("lstm", "rnnkit"):
+        assert get_backend("step") == stepper.BACKEND == "torch"
+        assert kernels.BACKEND == "rnnkit"
+    assert ctx.previous == "auto" and get_backend("step") == get_backend("lstm") == "auto"
+    with stepper.set_step_backend("off"):
+        assert get_backend("step") == "off"
+    assert get_backend("step") == "auto"
+    with pytest.raises(ValueError, match=r"backend name must be one of \['lstm', 'step'\]"):
+        get_backend("gpu")
+    with pytest.raises(ValueError, match=r"step backend must be one of .*got 'fast'"):
+        set_backend("step", "fast")

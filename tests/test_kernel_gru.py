@@ -99,7 +99,7 @@ def test_kernel_is_the_path_taken(name: str) -> None:
     """Without reversal the outputs come straight from the kernel's autograd Function."""
     cell, xs, h0 = make(name, torch.float64, T=3, B=2, I=2, H=3)
     ys, hT = Recurrent(cell)(xs, h0)
-    expected = "MinimalGRUSequence" if name.startswith("mgru") else "GRUSequence"
+    expected = "MinimalGRUBPTT" if name.startswith("mgru") else "GRUBPTT"
     assert type(ys.grad_fn).__name__ == expected + "Backward"
 
 

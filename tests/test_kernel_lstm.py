@@ -189,3 +189,18 @@ def test_empty_sequence_returns_initial_state():
     torch.testing.assert_close((h, c), (h0, c0))
     (h.sum() + 2 * c.sum()).backward()
     torch.testing.assert_close(c0.grad, torch.full_like(c0, 2.0))
+
+
+def test_kernel_functions_named_one_way():
+    """Each kernel's autograd Function is <Cell>BPTT; the former names are aliases."""
+    from rnnkit import kernels
+    from rnnkit.kernels.backends import set_backend
+    from rnnkit.kernels.gru import GRUSequence
+    from rnnkit.kernels.lstm import LSTMFunction
+    from rnnkit.kernels.minimal_gru import MinimalGRUSequence
+
+    assert LSTMFunction is kernels.LSTMBPTT and GRUSequence is kernels.GRUBPTT
+    assert MinimalGRUSequence is kernels.MinimalGRUBPTT
+    with set_backend("lstm", "rnnkit"):
+        ys, _ = Recurrent(LSTMCell(2, 3))(torch.randn(4, 2, 2))
+    assert type(ys.grad_fn).__name__ == "LSTMBPTTBackward"

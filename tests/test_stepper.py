@@ -9,7 +9,6 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from rnnkit.errors import UserError
 from rnnkit.layers import stepper
 from rnnkit.layers import torch_compat as tc
 
@@ -159,5 +158,5 @@ def test_bad_state_still_reported_by_the_usual_path():
 
 
 def test_backend_names():
-    with pytest.raises(UserError, match="step backend must be one of"):
+    with pytest.raises(ValueError, match="step backend must be one of"):
         stepper.set_step_backend("fast")

@@ -3,8 +3,9 @@
 A cell maps one input and the previous state to one output and the new state,
 ``forward(x, state) -> (y, state)``, and knows nothing of time. Any module that keeps this
 contract (plus ``init_state``) runs in every layer of rnnkit and trains through autograd: that
-is the *generic path*. Built-in cells also have ``sequence``, which runs a whole sequence
-through their hand-derived BPTT kernel (``rnnkit.kernels``).
+is the *generic path*. A built-in cell's kernel (``rnnkit.kernels``), which runs a whole
+sequence through the hand-derived BPTT, is found by the cell's exact type; a cell imports nothing
+from the kernels.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from torch import Tensor, nn
 
 State = Tensor | tuple[Tensor, ...]
 """A recurrent state: one tensor (B, H), or a tuple of them (the LSTM's (h, c))."""
+
+
+def map_state(fn, *states):
+    """Apply ``fn`` leaf-wise to states that are tensors or (nested) tuples of tensors."""
+    if isinstance(states[0], tuple):
+        return tuple(map_state(fn, *parts) for parts in zip(*states, strict=True))
+    return fn(*states)
+
 
 ACTIVATIONS = {
     "tanh": torch.tanh,

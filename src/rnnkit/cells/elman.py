@@ -47,12 +47,5 @@ class ElmanCell(Cell):
         )
         return h, h
 
-    def sequence(self, xs: Tensor, state: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The whole sequence through the hand-derived kernel (``rnnkit.kernels.elman``)."""
-        from rnnkit.kernels.elman import elman_sequence
-
-        xg = F.linear(xs, self.weight_ih, self.bias_ih)  # (T, B, H): all steps in one product
-        return elman_sequence(self, xg, state, mask, xs)
-
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

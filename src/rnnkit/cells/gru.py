@@ -69,11 +69,5 @@ class GRUCell(Cell):
         h = (1 - z) * n + z * h
         return h, h
 
-    def sequence(self, xs: Tensor, state: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The whole sequence through the hand-derived kernel (``rnnkit.kernels.gru``)."""
-        from rnnkit.kernels.gru import gru_sequence
-
-        return gru_sequence(self, F.linear(xs, self.weight_ih, self.bias_ih), state, mask, xs)
-
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, reset_after={self.reset_after}"

@@ -65,12 +65,6 @@ class JordanCell(Cell):
         y = g(F.linear(h, self.weight_hy, self.bias_hy))
         return y, y
 
-    def sequence(self, xs: Tensor, state: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The whole sequence through the hand-derived kernel (``rnnkit.kernels.jordan``)."""
-        from rnnkit.kernels.jordan import jordan_sequence
-
-        return jordan_sequence(self, F.linear(xs, self.weight_ih, self.bias_ih), state, mask, xs)
-
     def extra_repr(self) -> str:
         return (
             f"{self.input_size}, {self.hidden_size}, output_size={self.output_size}, "

@@ -120,18 +120,6 @@ class LSTMCell(Cell):
         h = o * cn.tanh()
         return h, (h, c)
 
-    def sequence(
-        self, xs: Tensor, state: tuple[Tensor, Tensor], mask: Tensor | None
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """The whole sequence through the hand-derived kernel (``rnnkit.kernels.lstm``), or, for
-        the plain cell without a mask, through torch's fused LSTM op where that is faster (the
-        backend setting of ``rnnkit.kernels.lstm`` decides; both compute the same function)."""
-        from rnnkit.kernels import lstm as kernels
-
-        if kernels.use_fused(self, xs, mask):  # before the input projection: it does its own
-            return kernels.lstm_sequence_fused(self, xs, state)
-        return kernels.lstm_sequence(self, self.input_gates(xs), state, mask, xs)
-
     def extra_repr(self) -> str:
         opts = [f"{self.input_size}, {self.hidden_size}"]
         opts += [f"{k}=True" for k in ("peephole", "layer_norm") if getattr(self, k)]

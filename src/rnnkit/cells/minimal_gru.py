@@ -45,10 +45,3 @@ class MinimalGRUCell(Cell):
         u, c_tilde = u.sigmoid(), c_tilde.tanh()
         c = u * c_tilde + (1 - u) * c
         return c, c
-
-    def sequence(self, xs: Tensor, state: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The whole sequence through the hand-derived kernel (``rnnkit.kernels.minimal_gru``)."""
-        from rnnkit.kernels.minimal_gru import minimal_gru_sequence
-
-        xg = F.linear(xs, self.weight_ih, self.bias_ih)
-        return minimal_gru_sequence(self, xg, state, mask, xs)

@@ -1,9 +1,5 @@
-r"""Which cells run through a kernel, and how a kernel's backward stays differentiable.
-
-**Dispatch.** A kernel computes the equations of one built-in cell class. ``kernel_for(cell)``
-looks the cell's *exact* type up: a user's subclass (one that overrides ``forward``, or anything
-else) is not the cell the kernel was derived for, so it runs through the generic loop of cell
-calls, which follows whatever its ``forward`` computes.
+r"""How a kernel's backward stays differentiable. (Which cells run through a kernel:
+``rnnkit.kernels.registry``; ``KERNEL_CELLS`` and ``kernel_for`` here are its former names.)
 
 **Second derivatives.** A kernel's backward is a hand-written recursion over saved activations,
 computed without a graph: exact for first derivatives, but not itself differentiable. A gradient
@@ -36,22 +32,15 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from rnnkit.cells import ElmanCell, GRUCell, JordanCell, LSTMCell, MinimalGRUCell
 from rnnkit.cells.base import State
+from rnnkit.kernels.generic import generic
+from rnnkit.kernels.registry import KERNELS, has_kernel
 
-KERNEL_CELLS: tuple[type[nn.Module], ...] = (
-    ElmanCell,
-    JordanCell,
-    LSTMCell,
-    GRUCell,
-    MinimalGRUCell,
-)
-"""The cell classes that have a hand-derived kernel (their ``sequence`` method)."""
+KERNEL_CELLS = KERNELS.keys()
+"""The cell classes that have a hand-derived kernel (a live view of the registry's table)."""
 
-
-def kernel_for(cell: nn.Module) -> bool:
-    """Whether ``cell`` runs through a kernel: its exact type is a built-in kernel cell."""
-    return type(cell) in KERNEL_CELLS
+kernel_for = has_kernel
+"""Whether ``cell`` runs through a kernel (former name of ``registry.has_kernel``)."""
 
 
 def flatten_state(state: State) -> list[Tensor]:
@@ -84,8 +73,6 @@ class _Generic(nn.Module):
         self.cell = cell
 
     def forward(self, xs: Tensor, state: State, mask: Tensor | None):
-        from rnnkit.layers.recurrent import generic
-
         return generic(self.cell, xs, state, mask)
 
 

@@ -44,16 +44,15 @@ becomes ``δa @ W_hh``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
+from rnnkit.cells.elman import ElmanCell
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
-
-if TYPE_CHECKING:
-    from rnnkit.cells.elman import ElmanCell
+from rnnkit.kernels.registry import register_kernel
 
 INPLACE_ACTIVATIONS: dict[str, Callable[[Tensor], object]] = {
     "tanh": Tensor.tanh_,
@@ -162,3 +161,12 @@ def elman_sequence(
     """
     tail = () if xs is None else origin(cell, xs, state, mask)
     return ElmanBPTT.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, cell.nonlinearity, *tail)
+
+
+@register_kernel(ElmanCell)
+def run_elman(
+    cell: ElmanCell, xs: Tensor, state: Tensor, mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """``cell`` over xs (T, B, I) from ``state`` (B, H): the kernel of ``ElmanCell``."""
+    xg = F.linear(xs, cell.weight_ih, cell.bias_ih)  # (T, B, H): all steps in one product
+    return elman_sequence(cell, xg, state, mask, xs)

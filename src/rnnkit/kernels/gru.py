@@ -55,18 +55,18 @@ g = m_t ⊙ (∂L_t/∂y_t + δh_t) and δh_{t-1} = m_t ? (the above) : δh_t.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit.cells.gru import GRUCell
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
-
-if TYPE_CHECKING:
-    from rnnkit.cells.gru import GRUCell
+from rnnkit.kernels.registry import register_kernel
 
 
-class GRUSequence(torch.autograd.Function):
+class GRUBPTT(torch.autograd.Function):
     """(xg, h0, weight_hh, bias_hh, mask, reset_after) -> (ys, h_T); see the module docstring."""
 
     @staticmethod
@@ -201,4 +201,15 @@ def gru_sequence(
     ``xs``, the sequence xg was projected from, makes second derivatives available.
     """
     tail = () if xs is None else origin(cell, xs, state, mask)
-    return GRUSequence.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, cell.reset_after, *tail)
+    return GRUBPTT.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, cell.reset_after, *tail)
+
+
+GRUSequence = GRUBPTT
+"""The old name of ``GRUBPTT``."""
+
+
+@register_kernel(GRUCell)
+def run_gru(cell: GRUCell, xs: Tensor, state: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``cell`` over xs (T, B, I) from ``state`` (B, H): the kernel of ``GRUCell``."""
+    xg = F.linear(xs, cell.weight_ih, cell.bias_ih)  # (T, B, 3H): all steps in one product
+    return gru_sequence(cell, xg, state, mask, xs)

@@ -53,17 +53,15 @@ In code the batch is stored in rows, (B, Â·), so W x becomes ``x @ W.T`` and Wáµ
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
+from rnnkit.cells.jordan import JordanCell
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
 from rnnkit.kernels.elman import INPLACE_ACTIVATIONS, derivative_from_output
-
-if TYPE_CHECKING:
-    from rnnkit.cells.jordan import JordanCell
+from rnnkit.kernels.registry import register_kernel
 
 
 def _softmax_(z: Tensor) -> None:
@@ -205,3 +203,12 @@ def jordan_sequence(
         cell.output_nonlinearity,
         *tail,
     )
+
+
+@register_kernel(JordanCell)
+def run_jordan(
+    cell: JordanCell, xs: Tensor, state: Tensor, mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """``cell`` over xs (T, B, I) from ``state`` y_0 (B, O): the kernel of ``JordanCell``."""
+    xg = F.linear(xs, cell.weight_ih, cell.bias_ih)  # (T, B, H): all steps in one product
+    return jordan_sequence(cell, xg, state, mask, xs)

@@ -52,58 +52,51 @@ for layer_norm the normalised LN(a_t) (T, B, 4H) and LN(c_t) (T, B, H), each wit
 (T, B, 1). Backward thus recomputes no forward quantity.
 
 Backend. The plain LSTM (no peephole, no layer_norm) over a batch without a mask computes
-exactly torch.nn.LSTM's function, for which torch has a fused CPU op (``torch._VF.lstm``, oneDNN
-in float32) that trains faster than this kernel. ``BACKEND`` chooses: "auto" (the default)
-dispatches that case to torch's op where it is the faster one (see ``use_fused``), "torch"
-dispatches it there always (any dtype, for tests and comparisons), "rnnkit" always runs the
-hand-derived kernel. Switch with ``set_lstm_backend(name)``, also a context manager. Peepholes,
-layer_norm and masked batches (variable lengths) always run the hand-derived kernel.
+exactly torch.nn.LSTM's function, for which torch has a fused CPU op (``torch._VF.lstm``); the
+"lstm" switch of ``rnnkit.kernels.backends`` chooses which of the two runs it (``use_fused``).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
-from rnnkit.cells.lstm import LN_EPS
+from rnnkit.cells.lstm import LN_EPS, LSTMCell
+from rnnkit.kernels.backends import OPTIONS, get_backend, set_backend
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
+from rnnkit.kernels.registry import register_kernel
 
-BACKENDS = ("auto", "torch", "rnnkit")
-BACKEND = "auto"
-"""Which implementation runs a plain, unmasked LSTM sequence (see the module docstring)."""
-
-
-class set_lstm_backend:
-    """Set ``BACKEND`` to ``name``, one of "auto", "torch", "rnnkit"; as a context manager,
-    restore the previous one on exit: ``with set_lstm_backend("rnnkit"): ...``."""
-
-    def __init__(self, name: str) -> None:
-        global BACKEND
-        if name not in BACKENDS:
-            raise ValueError(f"LSTM backend must be one of {list(BACKENDS)}, got {name!r}")
-        self.previous, BACKEND = BACKEND, name
-
-    def __enter__(self) -> set_lstm_backend:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        global BACKEND
-        BACKEND = self.previous
+BACKENDS = OPTIONS["lstm"]
+"""The values of the "lstm" switch of ``rnnkit.kernels.backends``."""
 
 
-def use_fused(cell, xs: Tensor, mask: Tensor | None) -> bool:
-    """Whether ``cell.sequence(xs, state, mask)`` runs torch's fused op rather than the kernel.
+def set_lstm_backend(name: str) -> set_backend:
+    """``set_backend("lstm", name)`` (``rnnkit.kernels.backends``), under its former name."""
+    return set_backend("lstm", name)
+
+
+def __getattr__(name: str):
+    if name == "BACKEND":  # the former module attribute: the "lstm" switch's value
+        return get_backend("lstm")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def use_fused(cell: LSTMCell, xs: Tensor, mask: Tensor | None) -> bool:
+    """Whether the LSTM kernel runs torch's fused op for ``cell`` over ``xs`` rather than the
+    hand-derived recursion (the "lstm" backend switch decides).
 
     It applies to the plain cell (no peephole, no layer_norm) without a mask and with T ≥ 1.
-    "auto" takes it where it measured faster (hidden 32-512, batch 1-32, T 1-100, 2 cores):
-    where it runs oneDNN's fused LSTM (float32 on the CPU, oneDNN enabled), for T ≥ 2 (at T = 1
-    oneDNN's per-call set-up costs more than the step). Not otherwise: in float64, or with
-    oneDNN off, torch's op is a per-step composite under autograd, 1.1-3.6x slower than the
+    "auto" takes it where torch's op is oneDNN's fused LSTM (float32 on the CPU, oneDNN enabled)
+    and T ≥ 2: at T = 1 oneDNN's per-call set-up costs more than the step, and in float64, or
+    with oneDNN off, torch's op is a per-step composite under autograd, slower than the
     hand-derived kernel.
     """
-    if BACKEND == "rnnkit" or mask is not None or cell.peephole or cell.layer_norm:
+    backend = get_backend("lstm")
+    if backend == "rnnkit" or mask is not None or cell.peephole or cell.layer_norm:
         return False
-    if BACKEND == "torch":
+    if backend == "torch":
         return xs.shape[0] > 0  # torch's op rejects empty sequences
     return (
         xs.shape[0] > 1
@@ -115,7 +108,7 @@ def use_fused(cell, xs: Tensor, mask: Tensor | None) -> bool:
 
 
 def lstm_sequence_fused(
-    cell, xs: Tensor, state: tuple[Tensor, Tensor]
+    cell: LSTMCell, xs: Tensor, state: tuple[Tensor, Tensor]
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """Run the plain ``cell`` over xs (T, B, I) through torch's fused op (one layer, one
     direction, time-major), with the cell's own parameters; torch's autograd gives the gradients.
@@ -149,7 +142,24 @@ def _ln_backward(d: Tensor, v_hat: Tensor, rstd: Tensor, out: Tensor | None = No
     return torch.sub(d, mean_d, out=out).addcmul_(v_hat, mean_dv, value=-1).mul_(rstd)
 
 
-class LSTMFunction(torch.autograd.Function):
+class LSTMGrads(NamedTuple):
+    """The gradients of ``LSTMBPTT``'s inputs, by input name (None: not needed, or no input)."""
+
+    xg: Tensor | None = None
+    h0: Tensor | None = None
+    c0: Tensor | None = None
+    mask: None = None
+    weight_hh: Tensor | None = None
+    bias_hh: Tensor | None = None
+    weight_ci: Tensor | None = None
+    weight_cf: Tensor | None = None
+    weight_co: Tensor | None = None
+    weight_ln_hh: Tensor | None = None
+    weight_ln_c: Tensor | None = None
+    bias_ln_c: Tensor | None = None
+
+
+class LSTMBPTT(torch.autograd.Function):
     """The whole LSTM sequence as one autograd node (see the module docstring for the maths).
 
     Inputs: xg (T, B, 4H), h0 and c0 (B, H), mask (T, B, 1) bool or None, then the parameters
@@ -250,12 +260,14 @@ class LSTMFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_ys: Tensor, d_hT: Tensor, d_cT: Tensor):
         if torch.is_grad_enabled():  # create_graph: a differentiable backward
-            return second_order(ctx, 12, ctx.saved_tensors[16:], (d_ys, d_hT, d_cT))
+            return second_order(
+                ctx, len(LSTMGrads._fields), ctx.saved_tensors[16:], (d_ys, d_hT, d_cT)
+            )
         (
             gates, hs, cs, tanh_c, mask, weight_hh, weight_ci, weight_cf, weight_co,
             weight_ln_hh, weight_ln_c, bias_ln_c, a_norm, rstd_hh, c_norm, rstd_c,
         ) = ctx.saved_tensors[:16]  # fmt: skip
-        needs = ctx.needs_input_grad
+        needs = LSTMGrads(*ctx.needs_input_grad[: len(LSTMGrads._fields)])
         T, B, G = gates.shape
         H = G // 4
         peephole = weight_ci is not None
@@ -334,34 +346,37 @@ class LSTMFunction(torch.autograd.Function):
         def rows(x: Tensor) -> Tensor:
             return x.reshape(T * B, x.shape[-1])  # (T·B, ·)
 
-        grads: list[Tensor | None] = [None] * 12
-        grads[0] = d_z_all if needs[0] else None  # xg
-        grads[1] = dh if needs[1] else None  # h0
-        grads[2] = dc if needs[2] else None  # c0
-        if needs[4]:  # ∂L/∂W_hh = Σ ∂L/∂a_tᵀ h_{t-1}: (4H, T·B) @ (T·B, H)
-            grads[4] = rows(d_a_all).t().mm(rows(hs[:-1]))
-        if needs[5]:  # ∂L/∂b_hh = Σ ∂L/∂z_t
-            grads[5] = rows(d_z_all).sum(0)
+        grad = {}
+        if needs.xg:  # ∂L/∂xg_t = ∂L/∂z_t
+            grad["xg"] = d_z_all
+        if needs.h0:  # ∂L/∂h_0 = δh_0
+            grad["h0"] = dh
+        if needs.c0:  # ∂L/∂c_0 = δc_0
+            grad["c0"] = dc
+        if needs.weight_hh:  # ∂L/∂W_hh = Σ ∂L/∂a_tᵀ h_{t-1}: (4H, T·B) @ (T·B, H)
+            grad["weight_hh"] = rows(d_a_all).t().mm(rows(hs[:-1]))
+        if needs.bias_hh:  # ∂L/∂b_hh = Σ ∂L/∂z_t
+            grad["bias_hh"] = rows(d_z_all).sum(0)
         if peephole:
             d_zi_all, d_zf_all, _, d_zo_all = d_z_all.split(H, dim=-1)
-            if needs[6]:  # ∂L/∂w_ci = Σ ∂L/∂z_i ⊙ c_{t-1}
-                grads[6] = rows(d_zi_all * c_prev_all).sum(0)
-            if needs[7]:  # ∂L/∂w_cf = Σ ∂L/∂z_f ⊙ c_{t-1}
-                grads[7] = rows(d_zf_all * c_prev_all).sum(0)
-            if needs[8]:  # ∂L/∂w_co = Σ ∂L/∂z_o ⊙ c_t
-                grads[8] = rows(d_zo_all * c_all).sum(0)
+            if needs.weight_ci:  # ∂L/∂w_ci = Σ ∂L/∂z_i ⊙ c_{t-1}
+                grad["weight_ci"] = rows(d_zi_all * c_prev_all).sum(0)
+            if needs.weight_cf:  # ∂L/∂w_cf = Σ ∂L/∂z_f ⊙ c_{t-1}
+                grad["weight_cf"] = rows(d_zf_all * c_prev_all).sum(0)
+            if needs.weight_co:  # ∂L/∂w_co = Σ ∂L/∂z_o ⊙ c_t
+                grad["weight_co"] = rows(d_zo_all * c_all).sum(0)
         if layer_norm:
-            if needs[9]:  # ∂L/∂γ_hh = Σ ∂L/∂z_t ⊙ LN(a_t)
-                grads[9] = rows(d_z_all * a_norm).sum(0)
-            if needs[10]:  # ∂L/∂γ_c = Σ ∂L/∂ĉ_t ⊙ LN(c_t)
-                grads[10] = rows(d_chat_all * c_norm).sum(0)
-            if needs[11]:  # ∂L/∂β_c = Σ ∂L/∂ĉ_t
-                grads[11] = rows(d_chat_all).sum(0)
-        return (*grads, *ctx.no_origin_grads)
+            if needs.weight_ln_hh:  # ∂L/∂γ_hh = Σ ∂L/∂z_t ⊙ LN(a_t)
+                grad["weight_ln_hh"] = rows(d_z_all * a_norm).sum(0)
+            if needs.weight_ln_c:  # ∂L/∂γ_c = Σ ∂L/∂ĉ_t ⊙ LN(c_t)
+                grad["weight_ln_c"] = rows(d_chat_all * c_norm).sum(0)
+            if needs.bias_ln_c:  # ∂L/∂β_c = Σ ∂L/∂ĉ_t
+                grad["bias_ln_c"] = rows(d_chat_all).sum(0)
+        return (*LSTMGrads(**grad), *ctx.no_origin_grads)
 
 
 def lstm_sequence(
-    cell,
+    cell: LSTMCell,
     xg: Tensor,
     state: tuple[Tensor, Tensor],
     mask: Tensor | None,
@@ -389,7 +404,21 @@ def lstm_sequence(
     peephole = (cell.weight_ci, cell.weight_cf, cell.weight_co) if cell.peephole else (None,) * 3
     ln = (cell.weight_ln_hh, cell.weight_ln_c, cell.bias_ln_c) if cell.layer_norm else (None,) * 3
     tail = () if xs is None else origin(cell, xs, state, mask)
-    ys, h, c = LSTMFunction.apply(
-        xg, h0, c0, mask, cell.weight_hh, cell.bias_hh, *peephole, *ln, *tail
-    )
+    ys, h, c = LSTMBPTT.apply(xg, h0, c0, mask, cell.weight_hh, cell.bias_hh, *peephole, *ln, *tail)
     return ys, (h, c)
+
+
+LSTMFunction = LSTMBPTT
+"""The old name of ``LSTMBPTT``."""
+
+
+@register_kernel(LSTMCell)
+def run_lstm(
+    cell: LSTMCell, xs: Tensor, state: tuple[Tensor, Tensor], mask: Tensor | None
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """``cell`` over xs (T, B, I) from ``state`` (h_0, c_0): the kernel of ``LSTMCell``. The
+    hand-derived recursion, or, for the plain cell without a mask, torch's fused LSTM op where
+    the "lstm" backend says so (``use_fused``); both compute the same function."""
+    if use_fused(cell, xs, mask):  # before the input projection: torch's op does its own
+        return lstm_sequence_fused(cell, xs, state)
+    return lstm_sequence(cell, cell.input_gates(xs), state, mask, xs)

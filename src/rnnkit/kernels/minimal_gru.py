@@ -30,18 +30,18 @@ g = m_t ⊙ (∂L_t/∂y_t + δc_t) and δc_{t-1} = m_t ? (the above) : δc_t.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit.cells.minimal_gru import MinimalGRUCell
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
-
-if TYPE_CHECKING:
-    from rnnkit.cells.minimal_gru import MinimalGRUCell
+from rnnkit.kernels.registry import register_kernel
 
 
-class MinimalGRUSequence(torch.autograd.Function):
+class MinimalGRUBPTT(torch.autograd.Function):
     """(xg, c0, weight_hh, bias_hh, mask) -> (ys, c_T); see the module docstring."""
 
     @staticmethod
@@ -120,4 +120,17 @@ def minimal_gru_sequence(
     each sequence's state after its own last valid step; backward is the hand-derived BPTT.
     """
     tail = () if xs is None else origin(cell, xs, state, mask)
-    return MinimalGRUSequence.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, *tail)
+    return MinimalGRUBPTT.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, *tail)
+
+
+MinimalGRUSequence = MinimalGRUBPTT
+"""The old name of ``MinimalGRUBPTT``."""
+
+
+@register_kernel(MinimalGRUCell)
+def run_minimal_gru(
+    cell: MinimalGRUCell, xs: Tensor, state: Tensor, mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """``cell`` over xs (T, B, I) from ``state`` (B, H): the kernel of ``MinimalGRUCell``."""
+    xg = F.linear(xs, cell.weight_ih, cell.bias_ih)  # (T, B, 2H): all steps in one product
+    return minimal_gru_sequence(cell, xg, state, mask, xs)

@@ -11,15 +11,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnkit.cells.base import State
-from rnnkit.kernels.dispatch import kernel_for
+from rnnkit.cells.base import State, map_state
+from rnnkit.kernels import find_kernel, generic
 
-
-def map_state(fn, *states):
-    """Apply ``fn`` leaf-wise to states that are tensors or (nested) tuples of tensors."""
-    if isinstance(states[0], tuple):
-        return tuple(map_state(fn, *parts) for parts in zip(*states, strict=True))
-    return fn(*states)
+__all__ = [
+    "Recurrent",
+    "check_lengths",
+    "check_state",
+    "flip_sequences",
+    "generic",
+    "length_mask",
+    "map_state",
+    "reverse_index",
+]
 
 
 def length_mask(lengths: Tensor, T: int, dtype=torch.bool) -> Tensor:
@@ -81,36 +85,19 @@ def check_state(cell: nn.Module, state: State, B: int) -> None:
         raise ValueError(f"state must have shape {want_s} (batch, state size), got {got_s}")
 
 
-def generic(cell: nn.Module, xs: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
-    """The generic path: ``cell`` stepped T times under autograd; mask (T, B, 1) or None."""
-    ys = []
-    # Iterate over views from unbind, never xs[t]: under autograd, indexing makes backward
-    # O(T^2) (each step's backward zero-fills a whole-sequence gradient).
-    masks = [None] * len(xs) if mask is None else mask.unbind(0)
-    for x, m in zip(xs.unbind(0), masks, strict=True):
-        y, new = cell(x, state)
-        if m is not None:  # past a sequence's end: keep its state, output zero
-            new = map_state(lambda n, o, m=m: torch.where(m, n, o), new, state)
-            y = torch.where(m, y, torch.zeros_like(y))
-        ys.append(y)
-        state = new
-    if not ys:
-        return xs.new_zeros(0, xs.shape[1], cell.output_size), state
-    return torch.stack(ys), state  # (T, B, O)
-
-
 class Recurrent(nn.Module):
     """Runs a cell over a sequence: ``forward(xs, state=None, *, lengths=None, reverse=False)``.
 
     Args:
         cell: any module with ``forward(x, state) -> (y, state)`` and ``init_state(batch)``.
-        use_kernel: run built-in cells through their hand-derived BPTT kernel (``cell.sequence``;
-            derivatives of every order, see ``rnnkit.kernels.dispatch``). False, or a cell whose
-            exact type has no kernel (a user's cell, also a subclass of a built-in one), takes
-            the generic path: a loop of cell calls that trains through autograd. Either way,
-            one step (T = 1) without ``lengths`` while autograd records nothing
-            (``torch.no_grad()``, or nothing requires grad: a sampler's call) is a single call of
-            the cell, the generic path's one step.
+        use_kernel: run built-in cells through their hand-derived BPTT kernel, the one
+            registered for the cell's exact type (``rnnkit.kernels``; derivatives of every
+            order, see ``rnnkit.kernels.dispatch``). False, or a cell whose exact type has no
+            kernel (a user's cell, also a subclass of a built-in one), takes the generic path:
+            a loop of cell calls that trains through autograd (``rnnkit.kernels.generic``).
+            Either way, one step (T = 1) without ``lengths`` while autograd records nothing
+            (``torch.no_grad()``, or nothing requires grad: a sampler's call) is a single call
+            of the cell, the generic path's one step.
 
     Shapes: xs (T, B, I); state as the cell's; lengths (B,) integers in [0, T].
     Returns ys (T, B, O), zero after each sequence's end, and the final state, which for each
@@ -146,10 +133,8 @@ class Recurrent(nn.Module):
         if reverse:
             xs = flip_sequences(xs, lengths)
         mask = None if lengths is None else length_mask(lengths, T)
-        if self.use_kernel and kernel_for(self.cell):
-            ys, state = self.cell.sequence(xs, state, mask)
-        else:
-            ys, state = generic(self.cell, xs, state, mask)
+        run = find_kernel(self.cell) if self.use_kernel else None
+        ys, state = (run or generic)(self.cell, xs, state, mask)
         if reverse:
             ys = flip_sequences(ys, lengths)
         return ys, state

@@ -7,20 +7,22 @@ torch operations costs a few microseconds each. This module takes that call when
 records nothing (``torch.no_grad()`` or no input needs a gradient) and does, per layer:
 
 - one matrix-vector product over ``[W_ih | W_hh] [x; h]`` with the two weights concatenated
-  once and cached (the cache is keyed on the parameters' identity, storage and version counter,
-  so an optimiser step or ``load_state_dict`` rebuilds it); the GRU keeps its two products;
+  once and cached (``WeightCache``: rebuilt when a parameter changes, so after an optimiser
+  step or ``load_state_dict``); the GRU keeps its two products;
 - the gate arithmetic in place on one buffer, in the layout (gates, batch) so every gate is a
   contiguous block of rows.
 
 Two backends run the same code: ``torch`` (any device) and, on the CPU, ``numpy``, whose
 matrix-vector product (OpenBLAS) and element-wise calls cost less per call than torch's at this
-size. ``set_step_backend("auto" | "numpy" | "torch" | "off")`` chooses; "off" takes the
-generic path (the cell's forward). Every backend is tested equal to the generic path.
+size. The "step" switch of ``rnnkit.kernels.backends`` chooses: ``set_backend("step", "auto" |
+"numpy" | "torch" | "off")``; "off" takes the generic path (the cell's forward).
+``set_step_backend(name)`` is its former name. Every backend is tested equal to the generic path.
 
 Taken only when the result is the same function as the layer's: T = 1, no ``lengths`` or
-PackedSequence, one direction, no residual connections, no active dropout, and a cell this
-module knows (Elman RNN, LSTM with or without peepholes, GRU either reset convention, minimal
-GRU). Anything else (layer-normalised LSTM, Jordan, bidirectional) goes the usual way.
+PackedSequence, one direction, no residual connections, no active dropout, and a cell (by its
+exact type) that ``STEPS`` knows: Elman RNN, LSTM with or without peepholes, GRU either reset
+convention, minimal GRU. Anything else (layer-normalised LSTM, Jordan, bidirectional, a
+subclass of a cell) goes the usual way.
 """
 
 from __future__ import annotations
@@ -31,18 +33,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit.errors import UserError
+from rnnkit.cells.registry import cell_name
+from rnnkit.kernels.backends import OPTIONS, get_backend, set_backend
 
-BACKENDS = ("auto", "numpy", "torch", "off")
-BACKEND = "auto"
+BACKENDS = OPTIONS["step"]
+"""The values of the "step" switch of ``rnnkit.kernels.backends``."""
 
 
-def set_step_backend(name: str) -> None:
-    """Choose how one-step no-grad calls of the torch-compatible layers run (see module doc)."""
-    global BACKEND
-    if name not in BACKENDS:
-        raise UserError(f"step backend must be one of {', '.join(BACKENDS)}, got {name!r}")
-    BACKEND = name
+def set_step_backend(name: str) -> set_backend:
+    """``set_backend("step", name)`` (``rnnkit.kernels.backends``), under its former name."""
+    return set_backend("step", name)
+
+
+def __getattr__(name: str):
+    if name == "BACKEND":  # the former module attribute: the "step" switch's value
+        return get_backend("step")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _TorchOps:
@@ -165,7 +171,7 @@ def _activate(name: str):
 
 
 def _lstm(ops, p: dict, x, state):
-    # the plan stores the gate rows in the order i, f, o, g: one sigmoid call covers i, f, o
+    # the cached weights hold the gate rows in the order i, f, o, g: one sigmoid call covers i, f, o
     h, c = state
     H = h.shape[0]
     g = _affine(ops, p["w"], ops.cat(x, h), p["b"])
@@ -218,22 +224,17 @@ def _minimal_gru(ops, p: dict, x, state):
 
 
 # ---- which layers, and their cached weights ------------------------------------------------
-def _kind(layer) -> str | None:
-    from rnnkit.cells.elman import ElmanCell
-    from rnnkit.cells.gru import GRUCell
-    from rnnkit.cells.lstm import LSTMCell
-    from rnnkit.cells.minimal_gru import MinimalGRUCell
+STEPS = {"elman": _elman, "lstm": _lstm, "gru": _gru, "mingru": _minimal_gru}
+"""The one-step functions by cell name (``rnnkit.cells.REGISTRY``)."""
 
+
+def _steppable_cell(layer) -> str | None:
+    """The name of the layer's cell if ``STEPS`` runs it, by its exact type, else None."""
     cell = layer._cells[0]
-    if isinstance(cell, LSTMCell):
-        return None if cell.layer_norm else "lstm"
-    for kind, cls in (("gru", GRUCell), ("minimal_gru", MinimalGRUCell), ("elman", ElmanCell)):
-        if isinstance(cell, cls):
-            return kind
-    return None
-
-
-STEPS = {"elman": _elman, "lstm": _lstm, "gru": _gru, "minimal_gru": _minimal_gru}
+    name = cell_name(cell)
+    if name not in STEPS or getattr(cell, "layer_norm", False):
+        return None
+    return name
 
 
 def _column(t: Tensor | None) -> Tensor | None:
@@ -246,13 +247,13 @@ def _sum(a: Tensor | None, b: Tensor | None) -> Tensor | None:
     return a + b
 
 
-def _layer_weights(layer, kind: str, l: int) -> dict[str, Any]:
+def _layer_weights(layer, name: str, l: int) -> dict[str, Any]:
     """One layer's weights as the step functions want them (torch tensors, detached)."""
     get = lambda name: getattr(layer, f"{name}_l{l}", None)  # noqa: E731
     w_ih, w_hh, b_ih, b_hh = (get(n) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
     w_ih, w_hh = w_ih.detach(), w_hh.detach()
     cell = layer._cells[l]
-    if kind == "gru":
+    if name == "gru":
         H = cell.hidden_size
         p = {"reset_after": cell.reset_after, "w_ih": w_ih, "b_ih": _column(b_ih)}
         if cell.reset_after:
@@ -264,7 +265,7 @@ def _layer_weights(layer, kind: str, l: int) -> dict[str, Any]:
             p.update(b_hn=None if b_hh is None else b_hh[2 * H :])
         return p
     p = {"w": torch.cat((w_ih, w_hh), 1), "b": _column(_sum(b_ih, b_hh))}
-    if kind == "lstm":  # rows i, f, g, o -> i, f, o, g
+    if name == "lstm":  # rows i, f, g, o -> i, f, o, g
         H = cell.hidden_size
         order = torch.cat(
             [torch.arange(2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]
@@ -272,57 +273,70 @@ def _layer_weights(layer, kind: str, l: int) -> dict[str, Any]:
         p = {k: None if v is None else v[order].contiguous() for k, v in p.items()}
         p["peephole"] = cell.peephole
         if cell.peephole:
-            for name in ("w_ci", "w_cf", "w_co"):
-                p[name] = _column(get(name.replace("w_", "weight_")))
-    elif kind == "elman":
+            for key in ("w_ci", "w_cf", "w_co"):
+                p[key] = _column(get(key.replace("w_", "weight_")))
+    elif name == "elman":
         p["act"] = _activate(cell.nonlinearity)
     return p
 
 
-def _static(layer) -> tuple[str | None, tuple[str, ...]]:
-    """What never changes after construction: the cell kind this path can run (None: none) and
-    the names of the layer's parameters."""
-    cached = layer.__dict__.get("_step_static")
+def _cell_and_parameter_names(layer) -> tuple[str | None, tuple[str, ...]]:
+    """What never changes after construction, kept on the layer: the name of the cell this path
+    steps (None: it steps none) and the names of the layer's parameters."""
+    cached = layer.__dict__.get("_step_cell_and_names")
     if cached is None:
         ok = not layer.bidirectional and not layer.residual
-        kind = _kind(layer) if ok else None
-        cached = (kind, tuple(top for _, _, top in layer._links))
-        layer.__dict__["_step_static"] = cached
+        cached = (_steppable_cell(layer) if ok else None, tuple(top for _, _, top in layer._links))
+        layer.__dict__["_step_cell_and_names"] = cached
     return cached
 
 
-def _plan(layer, kind: str, ops, params: list[Tensor]) -> tuple[torch.dtype, list[dict]] | None:
-    """Per layer: the weights in the backend's arrays, cached until a parameter changes (a new
-    tensor, new storage, or an in-place update, which bumps the version counter); None when
-    they do not share one dtype and device."""
-    key = (ops.name, *((id(p), p.data_ptr(), p._version) for p in params))
-    cached = layer.__dict__.get("_step_plan")
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    dtype, device = params[0].dtype, params[0].device
-    if any(p.dtype != dtype or p.device != device for p in params):
-        return None
-    plan = []
-    for l in range(layer.num_layers):
-        weights = _layer_weights(layer, kind, l)
-        plan.append({k: ops.array(v) if isinstance(v, Tensor) else v for k, v in weights.items()})
-    layer.__dict__["_step_plan"] = (key, ((dtype, device), plan))
-    return (dtype, device), plan
+class WeightCache:
+    """One layer's weights in a backend's arrays (``_layer_weights`` per layer), rebuilt when
+    the backend changes or any parameter does: a different tensor, new storage, or an in-place
+    update (which bumps the tensor's version counter: an optimiser step, ``load_state_dict``)."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.weights: tuple[tuple[torch.dtype, torch.device], list[dict]] | None = None
+
+    @staticmethod
+    def key_of(ops, params: list[Tensor]) -> tuple:
+        return (ops.name, *((id(p), p.data_ptr(), p._version) for p in params))
+
+    def get(self, layer, name: str, ops, params: list[Tensor]):
+        """((dtype, device), per-layer weights), or None when the parameters do not share one
+        dtype and device."""
+        key = self.key_of(ops, params)
+        if key == self.key:
+            return self.weights
+        dtype, device = params[0].dtype, params[0].device
+        if any(p.dtype != dtype or p.device != device for p in params):
+            return None
+        per_layer = []
+        for l in range(layer.num_layers):
+            weights = _layer_weights(layer, name, l)
+            per_layer.append(
+                {k: ops.array(v) if isinstance(v, Tensor) else v for k, v in weights.items()}
+            )
+        self.key, self.weights = key, ((dtype, device), per_layer)
+        return self.weights
 
 
 def _backend(x: Tensor) -> str:
-    if BACKEND != "auto":
-        return BACKEND
+    backend = get_backend("step")
+    if backend != "auto":
+        return backend
     numpy_ok = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
     return "numpy" if numpy_ok else "torch"
 
 
 def try_step(layer, input: Any, hx: Any) -> tuple[Tensor, Any] | None:
     """The layer's output for ``input`` if this fast path applies, else None (see module doc)."""
-    if BACKEND == "off" or not isinstance(input, Tensor) or input.dim() not in (2, 3):
+    if get_backend("step") == "off" or not isinstance(input, Tensor) or input.dim() not in (2, 3):
         return None
-    kind, names = _static(layer)
-    if kind is None:
+    name, names = _cell_and_parameter_names(layer)
+    if name is None:
         return None
     batched = input.dim() == 3
     T = input.shape[1] if batched and layer.batch_first else input.shape[0]
@@ -351,14 +365,15 @@ def try_step(layer, input: Any, hx: Any) -> tuple[Tensor, Any] | None:
     ):
         return None  # the usual path reports the mistake
     ops = OPS[_backend(input)]
-    planned = _plan(layer, kind, ops, params)
-    if planned is None or planned[0] != (input.dtype, input.device):
+    cache = layer.__dict__.setdefault("_step_weights", WeightCache())
+    cached = cache.get(layer, name, ops, params)
+    if cached is None or cached[0] != (input.dtype, input.device):
         return None  # the usual path raises torch's error for mixed dtypes or devices
     with torch.no_grad():
-        return _run(layer, kind, ops, planned[1], x, hx_parts, batched)
+        return _run(layer, name, ops, cached[1], x, hx_parts, batched)
 
 
-def _run(layer, kind: str, ops, plan: list[dict], x: Tensor, hx_parts, batched: bool):
+def _run(layer, name: str, ops, weights: list[dict], x: Tensor, hx_parts, batched: bool):
     L, H = layer.num_layers, layer.hidden_size
     B = x.shape[0]
     n_states = len(layer.state_sizes)
@@ -370,9 +385,9 @@ def _run(layer, kind: str, ops, plan: list[dict], x: Tensor, hx_parts, batched: 
         states = [ops.array(x.new_zeros(L, B, H))] * n_states
     finals = [x.new_empty(L, B, H) for _ in range(n_states)]
     outs = [ops.array(t) for t in finals]
-    step = STEPS[kind]
+    step = STEPS[name]
     inp = ops.array(x).T  # (I, B)
-    for l, p in enumerate(plan):
+    for l, p in enumerate(weights):
         new = step(ops, p, inp, tuple(s[l].T for s in states))
         for out, value in zip(outs, new, strict=True):
             out[l] = value.T

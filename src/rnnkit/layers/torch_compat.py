@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.cells import ElmanCell, GRUCell, JordanCell, LSTMCell, MinimalGRUCell
+from rnnkit.cells import REGISTRY, ElmanCell, GRUCell, JordanCell, LSTMCell, MinimalGRUCell
 from rnnkit.cells.base import check_size
 from rnnkit.layers.bidirectional import Bidirectional
 from rnnkit.layers.recurrent import Recurrent
@@ -381,5 +381,10 @@ class JordanRNN(RecurrentLayer):
     mode_name = "JORDAN"
 
 
-BY_NAME = {"lstm": LSTM, "gru": GRU, "mingru": MinimalGRU, "elman": RNN, "jordan": JordanRNN}
-"""The layers by the short names that configurations and commands use."""
+LAYER_OF_CELL: dict[type[nn.Module], type[RecurrentLayer]] = {
+    layer.cell_class: layer for layer in (RNN, LSTM, GRU, MinimalGRU, JordanRNN)
+}
+"""The torch-compatible layer built from each cell class."""
+
+BY_NAME = {name: LAYER_OF_CELL[info.cls] for name, info in REGISTRY.items()}
+"""The layers by the cells' names (``rnnkit.cells.REGISTRY``), as configurations use them."""

@@ -1,0 +1,67 @@
+"""The fused paths' backends: one way to switch them and to ask which is set.
+
+Two paths have more than one implementation of the same function, each chosen by a setting:
+
+``"lstm"``: what runs a plain LSTM sequence (no peephole, no layer_norm) over a batch without a
+    mask, which is exactly torch.nn.LSTM's function (``rnnkit.kernels.lstm.use_fused``).
+    ``"auto"`` (the default) runs torch's fused op (``torch._VF.lstm``, oneDNN) where that is the
+    faster one, float32 on the CPU with oneDNN enabled and T >= 2, and the hand-derived kernel
+    elsewhere; ``"torch"`` runs torch's op always (any dtype: for tests and comparisons);
+    ``"rnnkit"`` runs the hand-derived kernel always. Peepholes, layer_norm and masked batches
+    (variable lengths) always run the hand-derived kernel.
+``"step"``: how a torch-compatible layer runs one step without autograd, a sampler's call
+    (``rnnkit.layers.stepper``). ``"auto"`` (the default) uses ``"numpy"`` for float32 and
+    float64 on the CPU and ``"torch"`` otherwise; ``"numpy"`` and ``"torch"`` run the same
+    concatenated-weight step on numpy arrays or on torch tensors; ``"off"`` takes the usual
+    path (the cell's forward).
+
+Every choice computes the same function and is tested equal to the generic path. Use::
+
+    get_backend("lstm")                    # "auto"
+    set_backend("lstm", "rnnkit")          # stays set
+    with set_backend("step", "torch"):     # restored on exit
+        ...
+
+The former switches remain as aliases: ``rnnkit.kernels.lstm.set_lstm_backend(value)`` and
+``rnnkit.layers.stepper.set_step_backend(value)``, and ``BACKEND`` in those modules reads the
+setting.
+"""
+
+from __future__ import annotations
+
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "lstm": ("auto", "torch", "rnnkit"),
+    "step": ("auto", "numpy", "torch", "off"),
+}
+"""Each switch and its values; the first is the default."""
+
+_settings = {name: values[0] for name, values in OPTIONS.items()}
+
+
+def _check_name(name: str) -> str:
+    if name not in OPTIONS:
+        raise ValueError(f"backend name must be one of {list(OPTIONS)}, got {name!r}")
+    return name
+
+
+def get_backend(name: str) -> str:
+    """The value of the switch ``name`` ("lstm" or "step")."""
+    return _settings[_check_name(name)]
+
+
+class set_backend:
+    """Set the switch ``name`` to ``value``; as a context manager, restore the previous value
+    on exit: ``with set_backend("lstm", "rnnkit"): ...``. ``previous`` holds that value."""
+
+    def __init__(self, name: str, value: str) -> None:
+        options = OPTIONS[_check_name(name)]
+        if value not in options:
+            raise ValueError(f"{name} backend must be one of {list(options)}, got {value!r}")
+        self.name, self.previous = name, _settings[name]
+        _settings[name] = value
+
+    def __enter__(self) -> set_backend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _settings[self.name] = self.previous
