@@ -4,6 +4,7 @@ option and what was expected: never a traceback, never silent acceptance, never 
 from __future__ import annotations
 
 import errno
+import math
 import os
 from pathlib import Path
 
@@ -265,3 +266,37 @@ def test_resuming_a_damaged_run_directory_is_one_line(tmp_path, capsys, damage, 
     assert main([*args, "--resume", "--train.max_steps", "4"]) == 2
     err = error_line(capsys, "train")
     assert message in err and str(path) in err
+
+
+def test_too_many_threads_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "adding", "--preset", "tiny", "--out", str(run), *QUIET]
+    assert main([*args, "--train.threads", "100000"]) == 2  # was "can't start new thread"
+    assert error_line(capsys, "train").endswith(
+        "option 'train.threads' must be in [0, 1024], got 100000"
+    )
+    assert not run.exists()
+
+
+def test_out_of_memory_while_training_is_one_line_and_leaves_no_empty_run(
+    tmp_path, capsys, monkeypatch
+):
+    def refuse(self, *args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8e10")
+
+    monkeypatch.setattr(trainer_module.Trainer, "_loop", refuse)
+    run = tmp_path / "run"
+    assert main(["train", "adding", "--preset", "tiny", "--out", str(run), *QUIET]) == 2
+    assert "out of memory while training at step 0: " in error_line(capsys, "train")
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("temperature", [1e-40, 1e-300, 5e-324])
+def test_a_tiny_temperature_samples_the_likeliest_token(temperature):
+    from rnnkit.decoding import choose_next, filter_logits
+
+    logits = torch.tensor([[1.0, 3.0, 2.0], [0.5, -1.0, -math.inf]])
+    z = filter_logits(logits, temperature=temperature)  # logits / τ overflowed: NaN, traceback
+    assert torch.equal(torch.softmax(z, -1), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
+    assert choose_next(logits, temperature=temperature).tolist() == [1, 0]
+    assert torch.equal(filter_logits(logits, temperature=0.5), logits / 0.5)  # unchanged

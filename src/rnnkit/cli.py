@@ -56,14 +56,23 @@ def check_config(spec, cfg) -> None:
     check_model_memory(cfg)
 
 
+def out_of_memory(error: BaseException) -> str | None:
+    """The allocator's complaint on one line, if ``error`` is one (torch raises RuntimeError)."""
+    if isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+    ):
+        return " ".join(str(error).split()) or "MemoryError"
+    return None
+
+
 def build_task(spec, cfg, cache: Path, dist, vocab):
     """``spec.build``, with a model or data the allocator refuses as a one-line UserError."""
     try:
         return spec.build(cfg, cache, rank=dist.rank, world_size=dist.world_size, vocab=vocab)
     except (MemoryError, RuntimeError) as e:
-        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+        reason = out_of_memory(e)
+        if reason is None:
             raise
-        reason = " ".join(str(e).split())
         raise UserError(f"out of memory while building the {spec.name} task: {reason}") from None
 
 
@@ -276,6 +285,17 @@ def cmd_train(argv: list[str]) -> int:
                     file=sys.stderr,
                 )
             return EXIT_TERMINATED if STOP.signum == signal.SIGTERM else EXIT_INTERRUPTED
+        except (MemoryError, RuntimeError) as e:  # e.g. a data.batch_size far too large
+            reason = out_of_memory(e)
+            if reason is None:
+                raise
+            kept = (run_dir / LAST).exists()
+            if not kept and created and dist.is_main:  # refused before a step: leave nothing
+                shutil.rmtree(run_dir, ignore_errors=True)
+            where = f"; the last checkpoint in {run_dir} is intact" if kept else ""
+            raise UserError(
+                f"out of memory while training at step {trainer.step}{where}: {reason}"
+            ) from None
         finally:
             dist.shutdown()
     finally:

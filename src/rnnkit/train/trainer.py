@@ -42,6 +42,7 @@ from rnnkit.train.task import Task
 
 LAST, BEST = "last.safetensors", "best.safetensors"
 MAX_SEED = 2**63 - 1  # torch.manual_seed overflows above 2**64 - 1; numpy and hashes want >= 0
+MAX_THREADS = 1024  # more only exhaust the process's thread limit ("can't start new thread")
 
 
 @dataclass
@@ -110,7 +111,7 @@ def check_train_config(cfg: TrainConfig) -> None:
         "min_lr_ratio": (0, 1), "clip_norm": (0, inf), "clip_value": (0, inf),
         "max_steps": (1, inf), "max_minutes": (0, inf), "eval_every": (1, inf),
         "eval_batches": (0, inf), "patience": (0, inf), "checkpoint_every": (1, inf),
-        "log_every": (1, inf), "threads": (0, inf), "seed": (0, MAX_SEED),
+        "log_every": (1, inf), "threads": (0, MAX_THREADS), "seed": (0, MAX_SEED),
     })  # fmt: skip
     pick_device(cfg.device)
 
