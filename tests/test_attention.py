@@ -107,3 +107,17 @@ def test_bad_options():
         MultiplicativeAttention(4, 6, "dot")
     with pytest.raises(ValueError, match="attention must be one of"):
         make_attention("cosine", 4, 4)
+
+
+def test_registry_names_every_kind_once_and_says_when_it_queries():
+    from rnnkit.attention import ATTENTION
+    from rnnkit.attention import KINDS as NAMES
+
+    assert list(ATTENTION) == KINDS and NAMES == tuple(KINDS)
+    for kind, cls in ATTENTION.items():
+        attn = make_attention(kind, Q, M, 6)
+        assert type(attn) is cls
+        assert attn.queries_before_step == (kind == "bahdanau")
+    assert make_attention("bahdanau", Q, M).query.out_features == Q  # attention_size 0: Q
+    with pytest.raises(ValueError, match="memory_size must be >= 1"):
+        make_attention("luong-general", Q, 0)

@@ -10,8 +10,13 @@ from torch.testing import assert_close
 
 import rnnkit
 from rnnkit.decoding import (
+    Greedy,
+    Sample,
     choose_next,
+    decode_batch,
     filter_logits,
+    generate,
+    policy,
     sample_batch,
     sample_sequence,
     sequence_log_prob,
@@ -336,3 +341,36 @@ def test_greedy_sampling_with_carried_state_equals_rerunning_the_prefix():
         for _ in range(2)
     ]
     assert again[0] == again[1]
+
+
+# ---- the one loop and its policies ------------------------------------------------------------
+
+
+def test_generate_is_the_loop_of_sampling_and_decoding():
+    """sample_batch and decode_batch are ``generate`` with a policy; <eos> ends a row, and the
+    loop stops once every row has ended."""
+    model = Counting()
+    prime = torch.tensor([[1, 2], [0, 5]])
+    out = generate(model, torch.zeros(2, dtype=torch.long), prime, 4, Greedy())
+    assert out.tolist() == [counting_reference(p, 4) for p in prime.tolist()]
+    assert len(model.fed) == 2 + 4 - 1
+    model = Counting()
+    eos = counting_reference([1, 2], 2)[-1]  # row 0 reaches this at its 2nd token
+    out = generate(model, torch.zeros(2, dtype=torch.long), prime, 6, Greedy(), eos_id=eos)
+    assert out[0].tolist()[1:] == [eos] * (out.shape[1] - 1)
+    ids = decode_batch(model, torch.zeros(2, dtype=torch.long), 2, bos_id=1, eos_id=eos,
+                       max_len=6)  # fmt: skip
+    assert ids[0] == counting_reference([1], 6)[: counting_reference([1], 6).index(eos)]
+
+
+def test_policies():
+    logits = torch.randn(4, 9)
+    assert_close(Greedy()(logits), logits.argmax(-1))
+    assert isinstance(policy(greedy=True, temperature=0), Greedy)  # options ignored, not checked
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert_close(
+        Sample(0.7, top_k=4, generator=g1)(logits),
+        choose_next(logits, temperature=0.7, top_k=4, generator=g2),
+    )
+    with pytest.raises(UserError, match="top_p must be in"):
+        Sample(top_p=0.0)

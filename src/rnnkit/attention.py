@@ -15,6 +15,11 @@ context is the weighted sum of the memory:
 The memory's projection (W_m m, or W_a m) does not depend on the query: ``keys(memory)`` computes
 it once per source sentence, and every decoder step reuses it.
 
+Where a decoder asks (``queries_before_step``): Bahdanau's decoder queries with its previous state
+s_{t-1}, before the recurrent step, and feeds the context into that step; Luong's queries with the
+new state s_t, after the step (optionally feeding h̃_t into the next step: input feeding).
+``ATTENTION`` maps each kind's name to its class; every other list of kinds derives from it.
+
 Shapes: query (B, Q); memory (B, S, M), batch-first because every step multiplies it by a
 (B, 1, ·) query; mask (B, S) bool, True at real positions. Returns context (B, M), weights (B, S).
 """
@@ -25,8 +30,6 @@ import math
 
 import torch
 from torch import Tensor, nn
-
-KINDS = ("bahdanau", "luong-dot", "luong-general")
 
 
 def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
@@ -43,17 +46,25 @@ def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
 
 
 class AdditiveAttention(nn.Module):
-    """Bahdanau's attention: e_s = vᵀ tanh(W_q q + W_m m_s).
+    """Bahdanau's attention: e_s = vᵀ tanh(W_q q + W_m m_s); queried before the decoder's step.
 
     Args:
         query_size: Q, the decoder state's width.
         memory_size: M, the encoder outputs' width.
-        attention_size: A, the hidden width of the scoring network.
+        attention_size: A, the hidden width of the scoring network (0: Q).
     Parameters: query (A, Q) no bias, memory (A, M) with bias, v (1, A) no bias.
     """
 
-    def __init__(self, query_size: int, memory_size: int, attention_size: int) -> None:
+    queries_before_step = True
+
+    def __init__(self, query_size: int, memory_size: int, attention_size: int = 0) -> None:
         super().__init__()
+        _check_sizes(query_size=query_size, memory_size=memory_size)
+        if isinstance(attention_size, bool) or not isinstance(attention_size, int):
+            raise TypeError(f"attention_size must be an int, got {attention_size!r}")
+        if attention_size < 0:
+            raise ValueError(f"attention_size must be >= 0, got {attention_size}")
+        attention_size = attention_size or query_size
         self.query = nn.Linear(query_size, attention_size, bias=False)
         self.memory = nn.Linear(memory_size, attention_size)
         self.v = nn.Linear(attention_size, 1, bias=False)
@@ -73,7 +84,8 @@ class AdditiveAttention(nn.Module):
 
 
 class MultiplicativeAttention(nn.Module):
-    """Luong's attention: e_s = qᵀ m_s ("dot") or e_s = qᵀ W_a m_s ("general").
+    """Luong's attention: e_s = qᵀ m_s ("dot") or e_s = qᵀ W_a m_s ("general"); queried after
+    the decoder's step.
 
     Args:
         query_size: Q.
@@ -82,8 +94,11 @@ class MultiplicativeAttention(nn.Module):
     Parameters ("general" only): weight (Q, M) as a bias-free nn.Linear(M, Q).
     """
 
+    queries_before_step = False
+
     def __init__(self, query_size: int, memory_size: int, kind: str = "general") -> None:
         super().__init__()
+        _check_sizes(query_size=query_size, memory_size=memory_size)
         if kind not in ("dot", "general"):
             raise ValueError(f"kind must be 'dot' or 'general', got {kind!r}")
         if kind == "dot" and query_size != memory_size:
@@ -118,12 +133,41 @@ class MultiplicativeAttention(nn.Module):
         return f"kind={self.kind!r}"
 
 
+class LuongDot(MultiplicativeAttention):
+    """Luong's "dot" attention, e_s = qᵀ m_s (M == Q); ``attention_size`` is unused."""
+
+    def __init__(self, query_size: int, memory_size: int, attention_size: int = 0) -> None:
+        super().__init__(query_size, memory_size, "dot")
+
+
+class LuongGeneral(MultiplicativeAttention):
+    """Luong's "general" attention, e_s = qᵀ W_a m_s; ``attention_size`` is unused."""
+
+    def __init__(self, query_size: int, memory_size: int, attention_size: int = 0) -> None:
+        super().__init__(query_size, memory_size, "general")
+
+
+# The one list of attention kinds: each name and its class, built as cls(Q, M, attention_size).
+ATTENTION: dict[str, type[nn.Module]] = {
+    "bahdanau": AdditiveAttention,
+    "luong-dot": LuongDot,
+    "luong-general": LuongGeneral,
+}
+KINDS = tuple(ATTENTION)  # the names, for messages and choices
+
+
+def _check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
 def make_attention(
     kind: str, query_size: int, memory_size: int, attention_size: int = 0
 ) -> nn.Module:
-    """An attention module by name: "bahdanau", "luong-dot" or "luong-general"."""
-    if kind == "bahdanau":
-        return AdditiveAttention(query_size, memory_size, attention_size or query_size)
-    if kind in ("luong-dot", "luong-general"):
-        return MultiplicativeAttention(query_size, memory_size, kind.split("-")[1])
-    raise ValueError(f"attention must be one of {', '.join(KINDS)}, got {kind!r}")
+    """An attention module by name (a key of ``ATTENTION``)."""
+    if kind not in ATTENTION:
+        raise ValueError(f"attention must be one of {', '.join(KINDS)}, got {kind!r}")
+    return ATTENTION[kind](query_size, memory_size, attention_size)
