@@ -175,10 +175,9 @@ class JordanBPTT(torch.autograd.Function):
             grad_w_hy = delta_z.reshape(-1, O).t() @ hs.reshape(-1, H)  # (O, H)
         if need_b_hy:
             grad_b_hy = delta_z.sum(dim=(0, 1))  # ∂L/∂b_hy = Σ_t δz_t   (O,)
-        return (
-            grad_xg, grad_y0, grad_w_yh, grad_b_yh, grad_w_hy, grad_b_hy, None, None, None,
-            *ctx.no_origin_grads,
-        )  # fmt: skip
+        grads = (grad_xg, grad_y0, grad_w_yh, grad_b_yh, grad_w_hy, grad_b_hy)
+        # none for the mask and the two nonlinearities' names
+        return (*grads, None, None, None, *ctx.no_origin_grads)
 
 
 def jordan_sequence(

@@ -251,22 +251,22 @@ class LSTMBPTT(torch.autograd.Function):
             ys = hs[1:].clone()  # (T, B, H)
         else:
             ys = hs[1:].masked_fill(~mask, 0)  # (T, B, H), zero past each sequence's end
-        save_with_origin(
-            ctx, origin_args, gates, hs, cs, tanh_cs, mask, weight_hh, weight_ci, weight_cf,
-            weight_co, weight_ln_hh, weight_ln_c, bias_ln_c, a_norm, rstd_hh, c_norm, rstd_c,
-        )  # fmt: skip
+        activations = (gates, hs, cs, tanh_cs, mask)
+        params = (weight_hh, weight_ci, weight_cf, weight_co, weight_ln_hh, weight_ln_c, bias_ln_c)
+        ln_stats = (a_norm, rstd_hh, c_norm, rstd_c)  # all None without layer_norm
+        save_with_origin(ctx, origin_args, *activations, *params, *ln_stats)  # 16 tensors
         return ys, hs[T].clone(), cs[T].clone()
 
     @staticmethod
     def backward(ctx, d_ys: Tensor, d_hT: Tensor, d_cT: Tensor):
         if torch.is_grad_enabled():  # create_graph: a differentiable backward
-            return second_order(
-                ctx, len(LSTMGrads._fields), ctx.saved_tensors[16:], (d_ys, d_hT, d_cT)
-            )
-        (
-            gates, hs, cs, tanh_c, mask, weight_hh, weight_ci, weight_cf, weight_co,
-            weight_ln_hh, weight_ln_c, bias_ln_c, a_norm, rstd_hh, c_norm, rstd_c,
-        ) = ctx.saved_tensors[:16]  # fmt: skip
+            n_inputs = len(LSTMGrads._fields)
+            return second_order(ctx, n_inputs, ctx.saved_tensors[16:], (d_ys, d_hT, d_cT))
+        saved = ctx.saved_tensors
+        gates, hs, cs, tanh_c, mask = saved[:5]
+        params = saved[5:12]  # W_hh, w_ci, w_cf, w_co, γ_hh, γ_c, β_c (None for an option off)
+        weight_hh, weight_ci, weight_cf, weight_co, weight_ln_hh, weight_ln_c, bias_ln_c = params
+        a_norm, rstd_hh, c_norm, rstd_c = saved[12:16]
         needs = LSTMGrads(*ctx.needs_input_grad[: len(LSTMGrads._fields)])
         T, B, G = gates.shape
         H = G // 4
