@@ -300,3 +300,11 @@ def test_a_tiny_temperature_samples_the_likeliest_token(temperature):
     assert torch.equal(torch.softmax(z, -1), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))
     assert choose_next(logits, temperature=temperature).tolist() == [1, 0]
     assert torch.equal(filter_logits(logits, temperature=0.5), logits / 0.5)  # unchanged
+
+
+def test_more_generated_dates_than_memory_holds_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "dates", "--preset", "tiny", "--out", str(run), *QUIET]
+    assert main([*args, "--data.train_examples", str(10**12)]) == 2  # generated for hours
+    assert "'data.train_examples' 1,000,000,000,000" in error_line(capsys, "train")
+    assert not run.exists()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from rnnkit.config import option
 from rnnkit.data.pairs import held_out_bucket
+from rnnkit.errors import UserError
 from rnnkit.seq2seq import Seq2SeqConfig
 from rnnkit.tasks import TaskSpec
 from rnnkit.tasks.seq2seq_task import (
@@ -28,6 +29,7 @@ from rnnkit.tasks.seq2seq_task import (
     SamplingConfig,
     check_seq2seq_task_config,
 )
+from rnnkit.train.memory import physical_memory
 from rnnkit.train.trainer import TrainConfig, check_range
 
 FIRST, LAST = dt.date(1950, 1, 1), dt.date(2049, 12, 31)
@@ -114,10 +116,21 @@ class DatesConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+EXAMPLE_BYTES = 1000  # about: a generated pair (~230 bytes) and its token ids, in Python objects
+
+
 def check(cfg: DatesConfig) -> None:
     check_range("data", cfg.data, {"train_examples": (1, float("inf")),
                                    "val_examples": (1, float("inf")),
                                    "test_examples": (1, float("inf"))})  # fmt: skip
+    d, memory = cfg.data, physical_memory()
+    n = d.train_examples + d.val_examples + d.test_examples
+    if memory and n * EXAMPLE_BYTES > memory:
+        raise UserError(
+            f"options 'data.train_examples' {d.train_examples:,}, 'data.val_examples' "
+            f"{d.val_examples:,} and 'data.test_examples' {d.test_examples:,} need about "
+            f"{n * EXAMPLE_BYTES / 1e9:,.0f} GB of memory; this machine has {memory / 1e9:,.0f} GB"
+        )
     check_seq2seq_task_config(cfg)
 
 
