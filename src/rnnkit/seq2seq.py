@@ -31,7 +31,8 @@ attention for all steps in two batched matrix products; the same function, faste
 Training: teacher forcing (the true y_{t-1} is fed), or scheduled sampling (Bengio, Vinyals,
 Jaitly & Shazeer, "Scheduled sampling for sequence prediction with recurrent neural networks",
 NeurIPS 2015): each token is the true one with probability ε, else the model's own previous
-argmax; ε follows a schedule (``rnnkit.train.schedules``). The loss is masked on padding.
+argmax; ε follows a schedule (both from ``rnnkit.scheduled_sampling``, which the lab's
+teacher-forcing experiment shares). The loss is masked on padding.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from rnnkit.config import option
 from rnnkit.decoding import select_rows
 from rnnkit.errors import UserError
 from rnnkit.layers.torch_compat import BY_NAME
+from rnnkit.scheduled_sampling import feed_back
 
 CELLS = {"lstm": LSTMCell, "gru": GRUCell, "mingru": MinimalGRUCell, "elman": ElmanCell}
 CONTEXTS = ("none", "init", "input", "both")
@@ -388,12 +390,7 @@ class Seq2Seq(nn.Module):
             all_logits.append(logits)
             all_alpha.append(alpha)
             if t + 1 < len(gold):
-                y = gold[t + 1]
-                if teacher_forcing < 1.0:
-                    own = logits.detach().argmax(-1)
-                    draw = torch.rand(y.shape, generator=generator)  # on the generator's CPU
-                    use_gold = draw.to(y.device) < teacher_forcing
-                    y = torch.where(use_gold, y, own)
+                y = feed_back(gold[t + 1], logits.detach().argmax(-1), teacher_forcing, generator)
         logits = torch.stack(all_logits)  # (T, B, V)
         alpha = None if all_alpha[0] is None else torch.stack(all_alpha)  # (T, B, S)
         return logits, alpha

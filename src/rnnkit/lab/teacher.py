@@ -17,8 +17,9 @@ sequence, which is what exposure bias does to a model that only ever saw true pr
 At training step i, each feedback y_{t-1} is the true d_{t-1} with probability ε_i and the
 network's own (differentiable) output otherwise: ε = 1 is teacher forcing, ε = 0 free running
 (backpropagation through the whole generated sequence), and a decaying ε_i from
-``rnnkit.train.schedules.teacher_forcing_prob`` is scheduled sampling (Bengio, Vinyals, Jaitly &
-Shazeer, "Scheduled sampling for sequence prediction with recurrent neural networks", 2015).
+``rnnkit.scheduled_sampling`` (shared with ``rnnkit.seq2seq``) is scheduled sampling (Bengio,
+Vinyals, Jaitly & Shazeer, "Scheduled sampling for sequence prediction with recurrent neural
+networks", 2015).
 Every model is tested both ways on the same held-out sequences.
 
     rnnkit lab teacher-forcing [--steps 2000] [--T 25] [--schedule linear] [--out DIR]
@@ -49,7 +50,7 @@ from rnnkit.lab._b_common import (
     save,
     write_json,
 )
-from rnnkit.train.schedules import KINDS, check_schedule, teacher_forcing_prob
+from rnnkit.scheduled_sampling import KINDS, check_schedule, feed_back, teacher_forcing_prob
 
 MODES = ("teacher", "free", "scheduled")
 LABELS = {"teacher": "teacher forcing", "free": "free running", "scheduled": "scheduled sampling"}
@@ -63,7 +64,7 @@ class TeacherConfig:
     steps: int = 2000  # optimiser steps per model
     lr: float = 1e-2  # Adam
     clip_norm: float = 1.0
-    schedule: str = "linear"  # the scheduled-sampling decay (rnnkit.train.schedules.KINDS)
+    schedule: str = "linear"  # the scheduled-sampling decay (rnnkit.scheduled_sampling.KINDS)
     decay_steps: int = 0  # linear: ε reaches 0 after this many steps (0: 3/4 of --steps)
     k: float = 100.0  # exponential (k < 1) / inverse sigmoid (k >= 1) parameter
     eval_every: int = 50
@@ -96,16 +97,11 @@ def rollout(
     eps = 0 free running. The own output is not detached: free running trains through it.
     """
     prev, outputs = y[0], []
-    for t in range(1, y.shape[0]):
-        out, _ = cell(x[t], prev)
+    # unbind, never x[t] / y[t] in the loop: indexing under autograd costs O(T) a step in backward
+    for x_t, y_t in zip(x.unbind(0)[1:], y.unbind(0)[1:], strict=True):
+        out, _ = cell(x_t, prev)
         outputs.append(out)
-        if eps >= 1.0:
-            prev = y[t]
-        elif eps <= 0.0:
-            prev = out
-        else:
-            use_true = torch.rand(y.shape[1], 1, generator=generator) < eps  # (B, 1)
-            prev = torch.where(use_true, y[t], out)
+        prev = feed_back(y_t, out, eps, generator)
     return torch.stack(outputs)  # (T-1, B, O)
 
 
@@ -145,8 +141,7 @@ def train_mode(
     coins = torch.Generator().manual_seed(cfg.seed + 2)
     cell = JordanCell(1, cfg.hidden_size, output_size=2)
     opt = torch.optim.Adam(cell.parameters(), lr=cfg.lr)
-    curve: dict[str, list[float]] = {"step": [], "train": [], "eps": [], "forced": [],
-                                     "free": []}  # fmt: skip
+    curve: dict[str, list[float]] = {k: [] for k in ("step", "train", "eps", "forced", "free")}
     bar = progress(range(cfg.steps + 1), desc=LABELS[mode], quiet=quiet)
     for step in bar:
         if step % cfg.eval_every == 0 or step == cfg.steps:
@@ -206,12 +201,18 @@ def draw(result: dict, curves: dict, cells: dict, test, path: Path) -> Path:
     for i, mode in enumerate(MODES):
         c = curves[mode]
         during.plot(c["step"], c["free"], color=f"C{i}", lw=1.5, label=f"{LABELS[mode]}: free")
-        during.plot(c["step"], c["forced"], color=f"C{i}", lw=1, ls="--",
-                    label=f"{LABELS[mode]}: forced")  # fmt: skip
+        during.plot(
+            c["step"], c["forced"], color=f"C{i}", lw=1, ls="--", label=f"{LABELS[mode]}: forced"
+        )
         m = result["models"][mode]
         steps = range(1, T)
-        by_step.plot(steps, m["free_by_step"], color=f"C{i}", lw=1.5,
-                     label=f"{LABELS[mode]}: free (gap {m['gap']:.4f})")  # fmt: skip
+        by_step.plot(
+            steps,
+            m["free_by_step"],
+            color=f"C{i}",
+            lw=1.5,
+            label=f"{LABELS[mode]}: free (gap {m['gap']:.4f})",
+        )
         by_step.plot(steps, m["forced_by_step"], color=f"C{i}", lw=1, ls="--")
         sched.plot(range(len(c["eps"])), c["eps"], color=f"C{i}", lw=1.5, label=LABELS[mode])
     during.set(
@@ -237,8 +238,14 @@ def draw(result: dict, curves: dict, cells: dict, test, path: Path) -> Path:
         for i, (mode, cell) in enumerate(cells.items()):
             pred = rollout(cell, x[:, b : b + 1], y[:, b : b + 1], 0.0)[:, 0]
             path_ = torch.cat([y[:1, b], pred])
-            traj.plot(path_[:, 0], path_[:, 1], color=f"C{i}", marker=".", lw=1,
-                      label=f"{LABELS[mode]} (free)")  # fmt: skip
+            traj.plot(
+                path_[:, 0],
+                path_[:, 1],
+                color=f"C{i}",
+                marker=".",
+                lw=1,
+                label=f"{LABELS[mode]} (free)",
+            )
     traj.set(
         aspect="equal",
         xlabel="y[0]",
@@ -246,9 +253,12 @@ def draw(result: dict, curves: dict, cells: dict, test, path: Path) -> Path:
         title=f"one test sequence, ω = {float(x[0, b, 0]):.3f}, generated free",
     )
     traj.legend(fontsize=7)
-    sched.set(xlabel="training step", ylabel="ε (P[feed the true y_{t-1}])",
-              title=f"feedback during training ({result['config']['schedule']} decay)",
-              ylim=(-0.05, 1.05))  # fmt: skip
+    sched.set(
+        xlabel="training step",
+        ylabel="ε (P[feed the true y_{t-1}])",
+        title=f"feedback during training ({result['config']['schedule']} decay)",
+        ylim=(-0.05, 1.05),
+    )
     sched.legend(fontsize=8)
     return save(fig, path)
 
@@ -262,8 +272,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps per model")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--schedule", default=d.schedule, help=f"scheduled sampling: {', '.join(KINDS)}")
-    p.add_argument("--decay-steps", type=int, default=d.decay_steps,
-                   help="linear schedule: steps until ε = 0 (0: 3/4 of --steps)")  # fmt: skip
+    p.add_argument(
+        "--decay-steps",
+        type=int,
+        default=d.decay_steps,
+        help="linear schedule: steps until ε = 0 (0: 3/4 of --steps)",
+    )
     p.add_argument("--k", type=float, default=d.k, help="exponential / inverse-sigmoid k")
     p.add_argument("--eval-every", type=int, default=d.eval_every, help="test every N steps")
     args = parse(p, argv)
@@ -282,9 +296,11 @@ def main(argv: list[str]) -> int:
         seed=args.seed,
     )
     if cfg.schedule in ("teacher", "free"):
-        raise UserError(f"option --schedule: {cfg.schedule!r} is no schedule (the teacher and "
-                        "free models are trained anyway); pick linear, exponential or "
-                        "inverse_sigmoid")  # fmt: skip
+        raise UserError(
+            f"option --schedule: {cfg.schedule!r} is no schedule (the teacher and "
+            "free models are trained anyway); pick linear, exponential or "
+            "inverse_sigmoid"
+        )
     try:
         check_schedule(cfg.schedule, cfg.k, cfg.decay_steps or 1)
     except UserError as e:
@@ -294,8 +310,10 @@ def main(argv: list[str]) -> int:
     # they spin-wait for each other (the tests do the same in conftest.py).
     torch.set_num_threads(1)
     result = run(cfg, out, quiet=args.quiet)
-    print(f"Jordan RNN (H = {cfg.hidden_size}) generating {cfg.T - 1} points of a rotation; "
-          f"test MSE (predicting the origin: {result['zero_prediction_mse']:.4f}):")  # fmt: skip
+    print(
+        f"Jordan RNN (H = {cfg.hidden_size}) generating {cfg.T - 1} points of a rotation; "
+        f"test MSE (predicting the origin: {result['zero_prediction_mse']:.4f}):"
+    )
     print(f"  {'trained with':20} {'teacher-forced':>14} {'free running':>12} {'gap':>8}")
     for mode, m in result["models"].items():
         print(f"  {LABELS[mode]:20} {m['forced']:14.5f} {m['free']:12.5f} {m['gap']:8.5f}")
