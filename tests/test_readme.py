@@ -1,4 +1,5 @@
-"""The README's code runs, and prints what the README says it prints."""
+"""The README and docs/: their code runs and prints what they say it prints, the README stays a
+front door (at most 300 lines), and every relative link resolves to a file and a heading."""
 
 import contextlib
 import io
@@ -7,24 +8,69 @@ from pathlib import Path
 
 import pytest
 
-README = (Path(__file__).parents[1] / "README.md").read_text()
-BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+# a ```python block, optionally followed by "prints" and a plain block of its expected output
+BLOCK = re.compile(r"```python\n(.*?)```(?:\s*prints\s*```\n(.*?)```)?", re.S)
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def numbers(text: str) -> list[float]:
     return [float(x) for x in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", text)]
 
 
-def test_usage_example_prints_what_the_readme_shows():
-    shown = re.search(r"prints\n\n```\n(.*?)```", README, re.S).group(1)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(BLOCKS[0], {})
-    assert numbers(out.getvalue()) == pytest.approx(numbers(shown), rel=1e-3)
+def blocks() -> list:
+    return [
+        pytest.param(code, shown, id=f"{page.name}-{i}")
+        for page in PAGES
+        for i, (code, shown) in enumerate(BLOCK.findall(page.read_text()))
+    ]
 
 
-def test_more_examples_run():
+@pytest.mark.parametrize("code, shown", blocks())
+def test_code_runs_and_prints_what_is_shown(code, shown):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(BLOCKS[1], {"__name__": "readme"})
+        exec(code, {"__name__": "readme"})
+    if shown:
+        printed = out.getvalue()
+        assert numbers(printed) == pytest.approx(numbers(shown), rel=1e-3)
+        words = re.compile(r"\b(True|False)\b")
+        assert words.findall(printed) == words.findall(shown)
+
+
+def test_readme_has_a_python_example_with_its_output():
+    assert any(shown for _, shown in BLOCK.findall(README.read_text()))
+
+
+def test_the_gradient_flow_example_prints_1_1_to_the_50th():
+    api = (ROOT / "docs" / "api.md").read_text()
+    (code,) = [code for code, _ in BLOCK.findall(api) if "jacobian_product" in code]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(code, {"__name__": "readme"})
     assert float(out.getvalue()) == pytest.approx(1.1**50)
+
+
+def test_readme_is_a_front_door():
+    assert len(README.read_text().splitlines()) <= 300
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading ids: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    heads = re.findall(r"^#+\s+(.*?)\s*$", text, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_relative_links_resolve(page):
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue  # http(s), mailto: not checked here
+        path, _, anchor = target.partition("#")
+        dest = (page.parent / path).resolve() if path else page
+        assert dest.exists(), f"{page.name}: {target} does not exist"
+        if anchor and dest.suffix == ".md":
+            assert anchor in anchors(dest), f"{page.name}: no heading #{anchor} in {dest.name}"
