@@ -57,6 +57,12 @@ def test_readme_is_a_front_door():
     assert len(README.read_text().splitlines()) <= 300
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_code_fences_are_closed(page):
+    fences = [line for line in page.read_text().splitlines() if line.startswith("```")]
+    assert len(fences) % 2 == 0, f"{page.name}: a code block is not closed"
+
+
 def anchors(page: Path) -> set[str]:
     """GitHub's heading ids: lower case, punctuation dropped, spaces as hyphens."""
     text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
