@@ -1,4 +1,7 @@
-"""Recurrent: the library's one time loop, running any cell over a sequence.
+"""Recurrent: runs any cell over a sequence, the one layer that loops over time.
+
+It runs the kernel registered for the cell's exact type (``rnnkit.kernels``), else the generic
+loop of cell calls under autograd (``rnnkit.kernels.generic``, importable from here too).
 
 Sequences are time-major, (T, B, ·). Variable lengths come as a ``lengths`` tensor (B,): the state
 stops updating after each sequence's last valid step, so the final state is that step's state,

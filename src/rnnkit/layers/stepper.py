@@ -249,7 +249,7 @@ def _sum(a: Tensor | None, b: Tensor | None) -> Tensor | None:
 
 def _layer_weights(layer, name: str, l: int) -> dict[str, Any]:
     """One layer's weights as the step functions want them (torch tensors, detached)."""
-    get = lambda name: getattr(layer, f"{name}_l{l}", None)  # noqa: E731
+    get = lambda stem: getattr(layer, f"{stem}_l{l}", None)  # noqa: E731
     w_ih, w_hh, b_ih, b_hh = (get(n) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
     w_ih, w_hh = w_ih.detach(), w_hh.detach()
     cell = layer._cells[l]
@@ -365,7 +365,9 @@ def try_step(layer, input: Any, hx: Any) -> tuple[Tensor, Any] | None:
     ):
         return None  # the usual path reports the mistake
     ops = OPS[_backend(input)]
-    cache = layer.__dict__.setdefault("_step_weights", WeightCache())
+    cache = layer.__dict__.get("_step_weights")
+    if cache is None:
+        cache = layer.__dict__["_step_weights"] = WeightCache()
     cached = cache.get(layer, name, ops, params)
     if cached is None or cached[0] != (input.dtype, input.device):
         return None  # the usual path raises torch's error for mixed dtypes or devices
