@@ -11,7 +11,8 @@ import torch
 from rnnkit.data.pairs import BOS, EOS, make_batch
 from rnnkit.decoding import beam_search, decode_batch, length_penalty, select_rows
 from rnnkit.errors import UserError
-from rnnkit.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnkit.seq2seq import Seq2Seq
+from rnnkit.tasks.seq2seq_config import Seq2SeqConfig
 
 # A toy model over tokens {BOS=2, EOS=3, A=4, B=5}: the state is the prefix; the next-token
 # distribution depends on the prefix only. Greedy takes A first (0.6), but every sequence

@@ -6,7 +6,8 @@ import torch
 
 from rnnkit.data.pairs import BOS, EOS, PAD, make_batch
 from rnnkit.errors import UserError
-from rnnkit.seq2seq import Seq2Seq, Seq2SeqConfig, check_seq2seq_config, sequence_loss
+from rnnkit.seq2seq import Seq2Seq, sequence_loss
+from rnnkit.tasks.seq2seq_config import Seq2SeqConfig, check_seq2seq_config
 from rnnkit.train.schedules import teacher_forcing_prob
 
 V_SRC, V_TGT = 12, 10
@@ -175,7 +176,7 @@ def test_config_errors_are_one_line():
         check_seq2seq_config(Seq2SeqConfig(attention="luong-dot", encoder_size=5))
     with pytest.raises(UserError, match="blind"):
         check_seq2seq_config(Seq2SeqConfig(attention="none", context="none"))
-    with pytest.raises(UserError, match="input_feeding' false applies to luong"):
+    with pytest.raises(UserError, match="input_feeding' false applies to attention queried after"):
         check_seq2seq_config(Seq2SeqConfig(attention="bahdanau", input_feeding=False))
 
 
@@ -241,3 +242,26 @@ def test_ensemble_averages_the_members_probabilities():
                            reorder=both.reorder_state)  # fmt: skip
     assert [h[0][0] for h in beams] == greedy(both)
     assert all(len(h) == 2 for h in wide)
+
+
+def test_library_errors_name_its_argument_and_the_cli_config_lives_with_the_tasks():
+    import subprocess
+    import sys
+
+    import rnnkit.seq2seq as library
+
+    with pytest.raises(ValueError, match=r"^hidden_size must be >= 1, got 0$"):
+        Seq2Seq(5, 5, Seq2SeqConfig(hidden_size=0))
+    with pytest.raises(ValueError, match=r"^attention must be one of none, bahdanau"):
+        library.check_seq2seq_options(Seq2SeqConfig(attention="cosine"))
+    # the old names stay importable from the model's module
+    assert library.Seq2SeqConfig is Seq2SeqConfig
+    assert library.check_seq2seq_config is check_seq2seq_config
+    # the library imports no task, command line, lab or configuration
+    code = (
+        "import sys, rnnkit.seq2seq, rnnkit.decoding, rnnkit.attention, "
+        "rnnkit.scheduled_sampling; print(sorted(m for m in sys.modules if m.startswith("
+        "('rnnkit.tasks', 'rnnkit.cli', 'rnnkit.lab', 'rnnkit.config'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -56,6 +56,7 @@ class AdditiveAttention(nn.Module):
     """
 
     queries_before_step = True
+    same_widths = False  # whether the query and memory widths must be equal
 
     def __init__(self, query_size: int, memory_size: int, attention_size: int = 0) -> None:
         super().__init__()
@@ -95,6 +96,7 @@ class MultiplicativeAttention(nn.Module):
     """
 
     queries_before_step = False
+    same_widths = False  # "dot" needs them equal: see LuongDot
 
     def __init__(self, query_size: int, memory_size: int, kind: str = "general") -> None:
         super().__init__()
@@ -135,6 +137,8 @@ class MultiplicativeAttention(nn.Module):
 
 class LuongDot(MultiplicativeAttention):
     """Luong's "dot" attention, e_s = qᵀ m_s (M == Q); ``attention_size`` is unused."""
+
+    same_widths = True
 
     def __init__(self, query_size: int, memory_size: int, attention_size: int = 0) -> None:
         super().__init__(query_size, memory_size, "dot")

@@ -25,8 +25,13 @@ p(y_t | y_<t, x) = softmax(W_o h̃_t). The decoder steps one token at a time wit
 step's input depends on an earlier step's output (no attention, or Luong attention without
 input feeding) a teacher-forced decoder runs as a whole sequence instead
 (``Decoder.sequence``): each layer one call of ``Recurrent`` (the hand-derived kernel), then
-attention for all steps in two batched matrix products; the same function, faster to train
-(1.35x a step on the g2p preset, one thread: benchmarks/step_costs.py).
+attention for all steps in two batched matrix products: the same function, fewer and larger
+matrix products to train with.
+
+The attention kinds and their classes are ``rnnkit.attention.ATTENTION``; each class says
+whether the decoder queries it before the recurrent step (Bahdanau) or after it (Luong). The
+model takes its options as one object with the fields listed in ``Seq2Seq``; the command line's
+dataclass of them is ``rnnkit.tasks.seq2seq_config.Seq2SeqConfig``.
 
 Training: teacher forcing (the true y_{t-1} is fed), or scheduled sampling (Bengio, Vinyals,
 Jaitly & Shazeer, "Scheduled sampling for sequence prediction with recurrent neural networks",
@@ -38,89 +43,70 @@ teacher-forcing experiment shares). The loss is masked on padding.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.attention import make_attention
-from rnnkit.cells import ElmanCell, GRUCell, LSTMCell, MinimalGRUCell
-from rnnkit.config import option
+from rnnkit.attention import ATTENTION, make_attention
+from rnnkit.cells import REGISTRY, cell_names
 from rnnkit.decoding import select_rows
+from rnnkit.ensemble import Ensemble  # noqa: F401 (its old home)
 from rnnkit.errors import UserError
 from rnnkit.layers.torch_compat import BY_NAME
 from rnnkit.scheduled_sampling import feed_back
 
-CELLS = {"lstm": LSTMCell, "gru": GRUCell, "mingru": MinimalGRUCell, "elman": ElmanCell}
+# the cells whose output is their hidden state (Jordan's is a projection of it)
+CELLS = {name: REGISTRY[name].cls for name in cell_names(output_projection=False)}
 CONTEXTS = ("none", "init", "input", "both")
-ATTENTIONS = ("none", "bahdanau", "luong-dot", "luong-general")
+ATTENTIONS = ("none", *ATTENTION)
 PAD, UNK, BOS, EOS = 0, 1, 2, 3  # the special token ids of rnnkit.data.pairs vocabularies
 
 
-@dataclass
-class Seq2SeqConfig:
-    cell: Literal["lstm", "gru", "mingru", "elman"] = option("gru", "the recurrent cell")
-    embedding_size: int = option(64, "E, the source and target embedding widths")
-    hidden_size: int = option(128, "H, the decoder's width (and the memory's: see encoder_size)")
-    encoder_size: int = option(0, "the encoder's width per direction (0: H / directions)")
-    encoder_layers: int = option(1, "stacked encoder layers")
-    decoder_layers: int = option(1, "stacked decoder layers")
-    bidirectional: bool = option(True, "a bidirectional encoder")
-    attention: Literal["none", "bahdanau", "luong-dot", "luong-general"] = option(
-        "bahdanau", "attention over the encoder outputs (none: a fixed context)"
-    )
-    context: Literal["none", "init", "input", "both"] = option(
-        "init", "the encoder summary as initial decoder state, as input every step, or both"
-    )
-    attention_size: int = option(0, "A, Bahdanau's scoring width (0: H)")
-    input_feeding: bool = option(
-        True, "luong attention: feed h̃_{t-1} into the next step (Luong et al. 2015); false: "
-        "teacher-forced training runs the decoder as a whole sequence (faster)",
-    )  # fmt: skip
-    dropout: float = option(0.0, "dropout on embeddings, between layers and before the output")
-    label_smoothing: float = option(
-        0.0, "training loss: the share ε of each target's probability spread evenly over the "
-        "vocabulary (Szegedy et al. 2016); the validation loss is the plain cross-entropy",
-    )  # fmt: skip
-
-
-def check_seq2seq_config(cfg: Seq2SeqConfig) -> None:
-    """One-line errors for impossible model options."""
+def check_seq2seq_options(cfg: Any) -> None:
+    """Refuse impossible options of ``Seq2Seq`` with a ``ValueError`` (a ``UserError``) whose
+    message starts with the option's name, e.g. "hidden_size must be >= 1, got 0"."""
+    for name, choices in (("cell", CELLS), ("attention", ATTENTIONS), ("context", CONTEXTS)):
+        if getattr(cfg, name) not in choices:
+            raise UserError(
+                f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}"
+            )
     for name in ("embedding_size", "hidden_size", "encoder_layers", "decoder_layers"):
         if getattr(cfg, name) < 1:
-            raise UserError(f"option 'model.{name}' must be >= 1, got {getattr(cfg, name)}")
+            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     for name in ("encoder_size", "attention_size"):
         if getattr(cfg, name) < 0:
-            raise UserError(f"option 'model.{name}' must be >= 0, got {getattr(cfg, name)}")
-    if not 0 <= cfg.dropout < 1:
-        raise UserError(f"option 'model.dropout' must be in [0, 1), got {cfg.dropout}")
-    if not 0 <= cfg.label_smoothing < 1:
-        raise UserError(
-            f"option 'model.label_smoothing' must be in [0, 1), got {cfg.label_smoothing}"
-        )
+            raise UserError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    for name in ("dropout", "label_smoothing"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise UserError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
     if cfg.attention == "none" and cfg.context == "none":
         raise UserError(
-            "option 'model.context' none with model.attention none leaves the decoder blind to "
-            "the source: choose init, input or both"
+            "context none with attention none leaves the decoder blind to the source: choose "
+            "init, input or both"
         )
-    if not cfg.input_feeding and not cfg.attention.startswith("luong"):
+    after = [k for k, cls in ATTENTION.items() if not cls.queries_before_step]
+    if not cfg.input_feeding and cfg.attention not in after:
         raise UserError(
-            f"option 'model.input_feeding' false applies to luong attention, not "
-            f"model.attention {cfg.attention}"
+            f"input_feeding false applies to attention queried after the step "
+            f"({', '.join(after)}), not attention {cfg.attention}"
         )
     D = 2 if cfg.bidirectional else 1
     if cfg.encoder_size == 0 and cfg.hidden_size % D:
         raise UserError(
-            f"option 'model.hidden_size' must be even for a bidirectional encoder with "
-            f"model.encoder_size 0, got {cfg.hidden_size}"
+            f"hidden_size must be even for a bidirectional encoder with encoder_size 0, "
+            f"got {cfg.hidden_size}"
         )
     memory = D * (cfg.encoder_size or cfg.hidden_size // D)
-    if cfg.attention == "luong-dot" and memory != cfg.hidden_size:
+    if (
+        cfg.attention != "none"
+        and ATTENTION[cfg.attention].same_widths
+        and memory != cfg.hidden_size
+    ):
         raise UserError(
-            f"model.attention luong-dot needs the memory width ({memory}) == model.hidden_size "
-            f"({cfg.hidden_size}): set model.encoder_size 0"
+            f"attention {cfg.attention} needs the memory width ({memory}) == hidden_size "
+            f"({cfg.hidden_size}): set encoder_size 0"
         )
 
 
@@ -198,17 +184,24 @@ class Decoder(nn.Module):
             raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
         H = hidden_size
         self.kind, self.context, self.hidden_size = attention, context, H
-        self.input_feeding = input_feeding and attention.startswith("luong")
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)
-        if attention == "none":
-            uses_fixed = context in ("input", "both")
-            extra, step_context = (memory_size, memory_size) if uses_fixed else (0, 0)
-            self.attention = None
+        self.attention = (
+            None
+            if attention == "none"
+            else make_attention(attention, H, memory_size, attention_size)
+        )
+        # Bahdanau's context c_t is computed before the step and is part of its input; Luong's
+        # after it, from s_t (feeding h̃_{t-1} into the next step's input, if input_feeding)
+        self.attends_before_step = self.attention is not None and self.attention.queries_before_step
+        self.input_feeding = (
+            input_feeding and self.attention is not None and not self.attends_before_step
+        )
+        self.fixed_context = self.attention is None and context in ("input", "both")
+        if self.attends_before_step or self.fixed_context:
+            extra = memory_size  # c_t, or the fixed summary m̄
         else:
-            # c_t (Bahdanau), h̃_{t-1} fed back (Luong with input feeding), or nothing
-            extra = memory_size if attention == "bahdanau" else H if self.input_feeding else 0
-            step_context = memory_size
-            self.attention = make_attention(attention, H, memory_size, attention_size)
+            extra = H if self.input_feeding else 0  # h̃_{t-1}, or nothing
+        step_context = memory_size if self.attention is not None or self.fixed_context else 0
         self.cells = nn.ModuleList(
             CELLS[cell](embedding_size + extra if l == 0 else H, H) for l in range(num_layers)
         )
@@ -239,7 +232,7 @@ class Decoder(nn.Module):
             mask = torch.arange(S, device=memory.device) < lengths.to(memory.device)[:, None]
             if self.input_feeding:
                 feed = summary.new_zeros(B, self.hidden_size)
-        elif self.context in ("input", "both"):
+        elif self.fixed_context:
             fixed = summary
         return DecoderState(tuple(layers), feed, memory_b, keys, mask, fixed)
 
@@ -254,7 +247,7 @@ class Decoder(nn.Module):
         layers, feed, memory, keys, mask, fixed = state
         x = self.drop(self.embedding(y_prev))  # (B, E)
         c = alpha = h_tilde = None
-        if self.kind == "bahdanau":
+        if self.attends_before_step:
             top = layers[-1]
             c, alpha = self.attention(top[0] if isinstance(top, tuple) else top, memory, mask, keys)
             x = torch.cat([x, c], dim=-1)
@@ -269,7 +262,7 @@ class Decoder(nn.Module):
             new_layers.append(s)
             x = self.drop(y) if l < len(self.cells) - 1 else y
         h = x  # (B, H)
-        if self.attention is not None and self.kind != "bahdanau":
+        if self.attention is not None and not self.attends_before_step:
             c, alpha = self.attention(h, memory, mask, keys)
         if feed is not None:
             h_tilde = feed = self.attentional(h, c)
@@ -290,7 +283,7 @@ class Decoder(nn.Module):
     def parallel(self) -> bool:
         """Whether teacher-forced steps can run as one sequence: no step's input depends on an
         earlier step's output (no Bahdanau attention, no input feeding)."""
-        return self.kind != "bahdanau" and not self.input_feeding
+        return not self.attends_before_step and not self.input_feeding
 
     def sequence(self, y_in: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
         """All steps of a teacher-forced decoder at once (``parallel`` decoders only): the
@@ -323,22 +316,42 @@ class Seq2Seq(nn.Module):
     logits (T, B, V) and the attention weights (T, B, S) (None without attention). ``tgt_in``
     starts with <bos>; with ``teacher_forcing`` ε < 1 each fed token after the first is the true
     one with probability ε, else the argmax of the previous step's logits (scheduled sampling).
+
+    ``cfg``: any object with these fields (``rnnkit.tasks.seq2seq_config.Seq2SeqConfig`` is the
+    command line's), checked by ``check_seq2seq_options``: cell (a name of ``CELLS``),
+    embedding_size, hidden_size, encoder_size (per direction; 0: hidden_size / directions),
+    encoder_layers, decoder_layers, bidirectional, attention (``ATTENTIONS``), context
+    (``CONTEXTS``), attention_size (0: hidden_size), input_feeding, dropout, label_smoothing
+    (used by the caller's loss).
     """
 
-    def __init__(self, source_vocab_size: int, target_vocab_size: int, cfg: Seq2SeqConfig):
+    def __init__(self, source_vocab_size: int, target_vocab_size: int, cfg: Any) -> None:
         super().__init__()
-        check_seq2seq_config(cfg)
+        check_seq2seq_options(cfg)
         D = 2 if cfg.bidirectional else 1
         enc = cfg.encoder_size or cfg.hidden_size // D
         self.encoder = Encoder(
-            source_vocab_size, cfg.embedding_size, enc, cfg.encoder_layers, cfg.cell,
-            cfg.bidirectional, cfg.dropout,
-        )  # fmt: skip
+            source_vocab_size,
+            cfg.embedding_size,
+            enc,
+            num_layers=cfg.encoder_layers,
+            cell=cfg.cell,
+            bidirectional=cfg.bidirectional,
+            dropout=cfg.dropout,
+        )
         self.decoder = Decoder(
-            target_vocab_size, cfg.embedding_size, cfg.hidden_size, self.encoder.output_size,
-            cfg.decoder_layers, cfg.cell, cfg.attention, cfg.context, cfg.attention_size,
-            cfg.dropout, cfg.input_feeding,
-        )  # fmt: skip
+            target_vocab_size,
+            cfg.embedding_size,
+            cfg.hidden_size,
+            self.encoder.output_size,
+            num_layers=cfg.decoder_layers,
+            cell=cfg.cell,
+            attention=cfg.attention,
+            context=cfg.context,
+            attention_size=cfg.attention_size,
+            dropout=cfg.dropout,
+            input_feeding=cfg.input_feeding,
+        )
 
     def encode(self, src: Tensor, lengths: Tensor) -> DecoderState:
         memory, summary = self.encoder(src, lengths)
@@ -396,33 +409,6 @@ class Seq2Seq(nn.Module):
         return logits, alpha
 
 
-class Ensemble(nn.Module):
-    """Several trained models over one vocabulary, decoded as one: at every step the next
-    token's distribution is the mean of the models' distributions,
-    log p(y | ·) = log (1/K) Σ_k p_k(y | ·) (an ensemble of independently trained networks,
-    as in Sutskever et al. 2014 and the g2p systems of Yao & Zweig 2015). The decoding
-    interface of ``Seq2Seq`` (``encode``, ``step``, ``reorder_state``), so greedy, sampling and
-    beam search take it as they take one model; its ``step`` returns log-probabilities."""
-
-    def __init__(self, models: list[nn.Module]) -> None:
-        super().__init__()
-        if not models:
-            raise ValueError("an ensemble needs at least one model")
-        self.members = nn.ModuleList(models)
-
-    def encode(self, src: Tensor, lengths: Tensor) -> tuple:
-        return tuple(m.encode(src, lengths) for m in self.members)
-
-    def step(self, y_prev: Tensor, states: tuple) -> tuple[Tensor, tuple]:
-        outs = [m.step(y_prev, s) for m, s in zip(self.members, states, strict=True)]
-        log_probs = torch.stack([torch.log_softmax(logits, -1) for logits, _ in outs])
-        mixed = torch.logsumexp(log_probs, 0) - math.log(len(outs))  # (B, V)
-        return mixed, tuple(state for _, state in outs)
-
-    def reorder_state(self, states: tuple, index: Tensor) -> tuple:
-        return tuple(m.reorder_state(s, index) for m, s in zip(self.members, states, strict=True))
-
-
 def sequence_loss(
     logits: Tensor, targets: Tensor, label_smoothing: float = 0.0
 ) -> tuple[Tensor, int]:
@@ -435,11 +421,24 @@ def sequence_loss(
             every token (padding's column included; torch's convention).
     """
     loss = F.cross_entropy(
-        logits.flatten(0, 1), targets.flatten(), ignore_index=PAD, reduction="sum",
+        logits.flatten(0, 1),
+        targets.flatten(),
+        ignore_index=PAD,
+        reduction="sum",
         label_smoothing=label_smoothing,
-    )  # fmt: skip
+    )
     return loss, int((targets != PAD).sum())
 
 
 def perplexity(nll: float, tokens: int) -> float:
     return math.exp(min(nll / max(tokens, 1), 50.0))
+
+
+def __getattr__(name: str) -> Any:
+    # The command line's configuration moved to rnnkit.tasks.seq2seq_config; its old names here
+    # stay importable, loaded only when asked for (the library itself never imports a task).
+    if name in ("Seq2SeqConfig", "check_seq2seq_config"):
+        import importlib
+
+        return getattr(importlib.import_module("rnnkit.tasks.seq2seq_config"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

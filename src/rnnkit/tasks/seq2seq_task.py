@@ -28,7 +28,8 @@ from rnnkit.data.pairs import (
 )
 from rnnkit.decoding import beam_search, decode_batch
 from rnnkit.errors import UserError
-from rnnkit.seq2seq import Ensemble, Seq2Seq, check_seq2seq_config, sequence_loss
+from rnnkit.seq2seq import Ensemble, Seq2Seq, sequence_loss
+from rnnkit.tasks.seq2seq_config import check_seq2seq_config
 from rnnkit.train.checkpoint import check_meta, load_checkpoint, load_model_state
 from rnnkit.train.schedules import check_schedule, teacher_forcing_prob
 from rnnkit.train.trainer import check_range, check_train_config
