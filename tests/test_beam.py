@@ -151,7 +151,7 @@ def test_sampling_is_reproducible_with_a_generator():
             max_len=10,
             greedy=False,
             generator=torch.Generator().manual_seed(5),
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     assert runs[0] == runs[1]

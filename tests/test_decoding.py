@@ -358,8 +358,7 @@ def test_generate_is_the_loop_of_sampling_and_decoding():
     eos = counting_reference([1, 2], 2)[-1]  # row 0 reaches this at its 2nd token
     out = generate(model, torch.zeros(2, dtype=torch.long), prime, 6, Greedy(), eos_id=eos)
     assert out[0].tolist()[1:] == [eos] * (out.shape[1] - 1)
-    ids = decode_batch(model, torch.zeros(2, dtype=torch.long), 2, bos_id=1, eos_id=eos,
-                       max_len=6)  # fmt: skip
+    ids = decode_batch(model, torch.zeros(2, dtype=torch.long), 2, bos_id=1, eos_id=eos, max_len=6)
     assert ids[0] == counting_reference([1], 6)[: counting_reference([1], 6).index(eos)]
 
 

@@ -94,9 +94,14 @@ def test_command_prints_the_table(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "args, word",
-    [(["--schedule", "free"], "--schedule"), (["--schedule", "exponential", "--k", "2"], "--k"),
-     (["--T", "2"], "--T"), (["--steps", "0"], "--steps"), (["--lr", "nan"], "--lr")],
-)  # fmt: skip
+    [
+        (["--schedule", "free"], "--schedule"),
+        (["--schedule", "exponential", "--k", "2"], "--k"),
+        (["--T", "2"], "--T"),
+        (["--steps", "0"], "--steps"),
+        (["--lr", "nan"], "--lr"),
+    ],
+)
 def test_bad_options_are_one_line_errors(tmp_path, args, word):
     from rnnkit.lab.teacher import main as lab_main
 

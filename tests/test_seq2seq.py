@@ -27,9 +27,14 @@ def batch():
 
 
 MODES = [
-    ("none", "init"), ("none", "input"), ("none", "both"), ("bahdanau", "init"),
-    ("bahdanau", "none"), ("luong-dot", "init"), ("luong-general", "both"),
-]  # fmt: skip
+    ("none", "init"),
+    ("none", "input"),
+    ("none", "both"),
+    ("bahdanau", "init"),
+    ("bahdanau", "none"),
+    ("luong-dot", "init"),
+    ("luong-general", "both"),
+]
 
 
 @pytest.mark.parametrize("attention,context", MODES)
@@ -56,8 +61,12 @@ def test_shapes_weights_and_padding(attention, context, cell):
         torch.testing.assert_close(alone[:, 0], logits[:t, i], atol=1e-5, rtol=1e-5)
 
 
-STEPPED = [("luong-general", "both", "gru", 1), ("bahdanau", "init", "lstm", 1),
-           ("bahdanau", "none", "gru", 2), ("luong-dot", "init", "lstm", 2)]  # fmt: skip
+STEPPED = [
+    ("luong-general", "both", "gru", 1),
+    ("bahdanau", "init", "lstm", 1),
+    ("bahdanau", "none", "gru", 2),
+    ("luong-dot", "init", "lstm", 2),
+]
 
 
 @pytest.mark.parametrize("attention,context,cell,layers", STEPPED)
@@ -74,9 +83,12 @@ def test_step_loop_equals_teacher_forced_forward(attention, context, cell, layer
 
 
 PARALLEL = [
-    ("none", "init", True), ("none", "input", True), ("none", "both", True),
-    ("luong-dot", "init", False), ("luong-general", "both", False),
-]  # fmt: skip
+    ("none", "init", True),
+    ("none", "input", True),
+    ("none", "both", True),
+    ("luong-dot", "init", False),
+    ("luong-general", "both", False),
+]
 
 
 @pytest.mark.parametrize("attention,context,feeding", PARALLEL)
@@ -85,8 +97,9 @@ def test_whole_sequence_decoder_equals_the_step_loop(attention, context, feeding
     """Without Bahdanau attention or input feeding, the teacher-forced forward runs the decoder
     as a whole sequence (Decoder.sequence): the same logits, weights and gradients as stepping."""
     torch.manual_seed(0)
-    m = model(attention=attention, context=context, cell=cell, input_feeding=feeding,
-              decoder_layers=2).double()  # fmt: skip
+    m = model(
+        attention=attention, context=context, cell=cell, input_feeding=feeding, decoder_layers=2
+    ).double()
     assert m.decoder.parallel
     b = batch()
     logits, alpha = m(b.src, b.src_lengths, b.tgt_in)
@@ -111,8 +124,10 @@ def test_whole_sequence_decoder_equals_the_step_loop(attention, context, feeding
 
 
 def test_input_feeding_off_drops_the_fed_back_input():
-    fed, unfed = model(attention="luong-general"), model(attention="luong-general",
-                                                         input_feeding=False)  # fmt: skip
+    fed, unfed = (
+        model(attention="luong-general"),
+        model(attention="luong-general", input_feeding=False),
+    )
     assert not fed.decoder.parallel and unfed.decoder.parallel
     E, H = 8, 8
     assert fed.decoder.cells[0].input_size == E + H and unfed.decoder.cells[0].input_size == E
@@ -180,8 +195,9 @@ def test_config_errors_are_one_line():
         check_seq2seq_config(Seq2SeqConfig(attention="bahdanau", input_feeding=False))
 
 
-@pytest.mark.parametrize("attention,feeding", [("bahdanau", True), ("luong-general", True),
-                                               ("luong-general", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    "attention,feeding", [("bahdanau", True), ("luong-general", True), ("luong-general", False)]
+)
 def test_learns_to_reverse(attention, feeding):
     """Reversing 4-token sequences: the loss falls a lot in 120 steps."""
     torch.manual_seed(0)
@@ -237,9 +253,17 @@ def test_ensemble_averages_the_members_probabilities():
             beam_width=1,
             reorder=both.reorder_state,
         )
-        wide = beam_search(both.step, both.encode(b.src, b.src_lengths), 3, bos_id=BOS,
-                           eos_id=EOS, max_len=7, beam_width=4, n_best=2,
-                           reorder=both.reorder_state)  # fmt: skip
+        wide = beam_search(
+            both.step,
+            both.encode(b.src, b.src_lengths),
+            3,
+            bos_id=BOS,
+            eos_id=EOS,
+            max_len=7,
+            beam_width=4,
+            n_best=2,
+            reorder=both.reorder_state,
+        )
     assert [h[0][0] for h in beams] == greedy(both)
     assert all(len(h) == 2 for h in wide)
 
