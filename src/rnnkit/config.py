@@ -27,15 +27,15 @@ import functools
 import json
 import math
 import os
-import secrets
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from rnnkit.errors import UserError
+from rnnkit.files import atomic_write
 
 __all__ = [
     "option",
@@ -511,47 +511,6 @@ def _describe(cls: type, cfg: Any, prefix: str, rows: list) -> None:
         else:
             shown = "(required)" if value is dataclasses.MISSING else repr(value)
             rows.append((prefix + name, _type_name(tp), shown, f.metadata.get("help", "")))
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing files
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
-    """Write a file so that a crash leaves either the old complete file or the new one.
-
-    ``write(tmp)`` writes the whole content to ``tmp``, a fresh name in the same directory (so
-    the rename stays on one file system). The file is then fsync'ed and ``os.replace``d onto
-    ``path`` (atomic on POSIX and Windows), and the directory is fsync'ed so that the rename
-    itself survives a power cut. On any error the temporary file is removed.
-
-    Args:
-        path: the final file; missing parent directories are created.
-        write: writes the content to the path it is given.
-
-    Raises:
-        UserError: the file cannot be written (an ``OSError``), naming ``path``.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise UserError(f"cannot write {path}: {e.strerror or e}") from e
-        raise
-    with contextlib.suppress(OSError):  # not every platform can open a directory
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def save_config(cfg: Any, path: str | os.PathLike, argv: list[str] | None = None) -> None:
