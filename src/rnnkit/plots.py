@@ -108,23 +108,52 @@ def _bits(record: Mapping) -> float:
     return bpc if _is_number(bpc) else record["loss"] / math.log(2)
 
 
-def _figure(figsize: tuple[float, float], nrows: int = 1):
-    """A (figure, axes) pair on an Agg canvas, outside pyplot."""
+def figure(
+    figsize: tuple[float, float],
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    sharex: bool = False,
+    dpi: int = DPI,
+):
+    """A new figure on an Agg canvas, outside pyplot: every picture of rnnkit starts here.
+
+    Args:
+        figsize: (width, height) in inches.
+        nrows: rows of axes.
+        ncols: columns of axes.
+        sharex: whether the axes share their x axis.
+        dpi: dots per inch, kept by ``save_figure``.
+
+    Returns:
+        (figure, axes): axes as an ``nrows x ncols`` array, e.g. ``fig, [[ax]] = figure(...)``.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, 1, sharex=True, squeeze=False)[:, 0]
-    return fig, axes
+    return fig, fig.subplots(nrows, ncols, sharex=sharex, squeeze=False)
 
 
-def _save(fig, path: PathLike) -> Path:
+def save_figure(fig, path: PathLike) -> Path:
+    """Write a figure from ``figure`` as an image (PNG, SVG, PDF: by the suffix) at its dpi.
+
+    Args:
+        fig: the figure.
+        path: the image file; missing parent directories are created.
+
+    Returns:
+        The path.
+
+    Raises:
+        UserError: the path cannot be written or its format is unknown, naming the path.
+    """
     path = Path(path)
     check_writable(path, "the plot")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=DPI)
+        fig.savefig(path, dpi="figure")
     except OSError as e:
         raise UserError(f"cannot write the plot {path}: {e.strerror or e}") from None
     except ValueError as e:  # e.g. "Format 'pgn' is not supported (supported formats: ...)"
@@ -193,12 +222,12 @@ def plot_curves(
     """
     if not series:
         raise ValueError(f"plot_curves needs at least one series for {title!r}")
-    fig, (ax,) = _figure((8, 4.5))
+    fig, [[ax]] = figure((8, 4.5))
     _draw(ax, series, hlines)
     if logy:
         ax.set_yscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def wrap_title(title: str, width_inches: float) -> str:
@@ -248,7 +277,7 @@ def plot_heatmap(
         if labels is not None and len(labels) != n:
             raise ValueError(f"{name} has {len(labels)} labels for {n} {name[0]} positions")
     figsize = (min(max(3.0 + 0.25 * cols, 5.0), 12.0), min(max(1.5 + 0.25 * rows, 3.5), 9.0))
-    fig, (ax,) = _figure(figsize)
+    fig, [[ax]] = figure(figsize)
     image = ax.imshow(m, aspect="auto", interpolation="nearest", cmap=cmap)
     fig.colorbar(image, ax=ax)
     for labels, n, set_ticks, set_labels, axis in (
@@ -264,7 +293,7 @@ def plot_heatmap(
             set_ticks(ticks)
             set_labels(shown, rotation=rotation, fontsize=8)
     ax.set(title=wrap_title(title, figsize[0]), xlabel=xlabel, ylabel=ylabel)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _clip_norm(run_dir: Path) -> float | None:
@@ -312,12 +341,12 @@ def plot_run(run_dir: PathLike, out_dir: PathLike | None = None) -> list[Path]:
 
     loss = _series(records, "loss")
     if loss:
-        fig, (ax_nats, ax_bits) = _figure((8, 6.5), nrows=2)
+        fig, [[ax_nats], [ax_bits]] = figure((8, 6.5), nrows=2, sharex=True)
         _draw(ax_nats, loss)
         ax_nats.set(ylabel="loss (nats/token)", title=f"{name}: loss")
         _draw(ax_bits, _series(records, "loss", _bits))
         ax_bits.set(xlabel="step", ylabel="bits/token")
-        written.append(_save(fig, out / "loss.png"))
+        written.append(save_figure(fig, out / "loss.png"))
 
     grad_norm = _series(records, "grad_norm")
     if grad_norm:
@@ -394,7 +423,7 @@ def plot_by_length(
     if not results:
         raise ValueError("plot_by_length needs at least one system")
     buckets = list(next(iter(results.values())))
-    fig, (ax,) = _figure((8, 4.5))
+    fig, [[ax]] = figure((8, 4.5))
     width = 0.8 / len(results)
     for i, (label, values) in enumerate(results.items()):
         xs = [j + (i - (len(results) - 1) / 2) * width for j in range(len(buckets))]
@@ -405,4 +434,4 @@ def plot_by_length(
     ax.set(xlabel="source length (tokens)", ylabel=metric, title=title)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

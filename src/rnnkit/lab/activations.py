@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from rnnkit.errors import UserError
-from rnnkit.lab._b_common import check_int, figure, lab_parser, out_dir, parse, save, write_json
+from rnnkit.lab.experiment import DPI, check_int, lab_parser, out_dir, parse, write_json
+from rnnkit.plots import figure, save_figure
 from rnnkit.tasks.runs import LoadedRun, load_run
 
 DEFAULT_TEXT = """CLEOPATRA.
@@ -195,7 +196,9 @@ def draw_text_panels(text: str, acts: np.ndarray, picks: list[dict], path: Path,
         rows.pop()
     cols = max(len(r) for r in rows)
     n = len(picks)
-    fig, axes = figure(n, 1, (min(0.13 * cols + 1.5, 16), (0.2 * len(rows) + 0.5) * n + 0.3))
+    fig, axes = figure(
+        (min(0.13 * cols + 1.5, 16), (0.2 * len(rows) + 0.5) * n + 0.3), n, 1, dpi=DPI
+    )
     for ax, pick in zip(axes[:, 0], picks, strict=True):
         values = acts[pick["layer"], :, pick["unit"]]
         grid = np.full((len(rows), cols), np.nan)
@@ -212,7 +215,7 @@ def draw_text_panels(text: str, acts: np.ndarray, picks: list[dict], path: Path,
         ax.set_title(f"layer {pick['layer'] + 1} unit {pick['unit']}: {pick['class']} "
                      f"(r = {pick['r']:+.2f})", fontsize=9, loc="left")  # fmt: skip
         fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01)
-    return save(fig, path)
+    return save_figure(fig, path)
 
 
 def draw_heatmap(text: str, acts: np.ndarray, picks: list[dict], path: Path, max_chars: int,
@@ -220,7 +223,7 @@ def draw_heatmap(text: str, acts: np.ndarray, picks: list[dict], path: Path, max
     """Units (rows) against characters (columns, every one labelled)."""
     n_chars = min(len(text), max_chars)
     matrix = np.stack([acts[p["layer"], :n_chars, p["unit"]] for p in picks])
-    fig, axes = figure(1, 1, (min(0.12 * n_chars + 3.5, 20), 0.35 * len(picks) + 1.6))
+    fig, axes = figure((min(0.12 * n_chars + 3.5, 20), 0.35 * len(picks) + 1.6), 1, 1, dpi=DPI)
     ax = axes[0, 0]
     image = ax.imshow(matrix, cmap="coolwarm", vmin=-vmax, vmax=vmax, aspect="auto",
                       interpolation="nearest")  # fmt: skip
@@ -231,7 +234,7 @@ def draw_heatmap(text: str, acts: np.ndarray, picks: list[dict], path: Path, max
                         for p in picks], fontsize=8)  # fmt: skip
     ax.set_title(f"hidden units over the first {n_chars} characters", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01)
-    return save(fig, path)
+    return save_figure(fig, path)
 
 
 def run(

@@ -175,7 +175,7 @@ def train_one(task_name: str, cfg, run_dir: Path, cell: str, T: int, seed: int) 
 def main(argv: list[str]) -> int:
     from tqdm import tqdm
 
-    from rnnkit.config import atomic_write
+    from rnnkit.files import atomic_write
 
     if any(a in ("-h", "--help") for a in argv):
         parser().print_help()
@@ -199,8 +199,7 @@ def main(argv: list[str]) -> int:
     def done(record: dict) -> None:  # results.json after every run: a long grid shows progress
         records.append(record)
         records.sort(key=lambda r: runs.index((r["cell"], r["T"], r["seed"])))  # the grid order
-        text = json.dumps(records, indent=1) + "\n"
-        atomic_write(out / RESULTS_JSON, lambda tmp: tmp.write_text(text))
+        atomic_write(out / RESULTS_JSON, json.dumps(records, indent=1) + "\n")
         bar.set_postfix(cell=record["cell"], T=record["T"], seed=record["seed"])
         bar.update()
 
@@ -296,21 +295,20 @@ def table_markdown(records: list[dict]) -> str:
 
 
 def write_table(records: list[dict], path: Path) -> Path:
-    from rnnkit.config import atomic_write
+    from rnnkit.files import atomic_write
 
-    text = table_markdown(records)
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(path, table_markdown(records))
     return path
 
 
 def plot_compare(records: list[dict], path: Path) -> Path:
     """The final metric against T per cell (mean, error bars ± std over seeds), baseline dashed;
     a log y axis for losses (lower is better), linear for accuracies."""
-    from rnnkit.plots import _figure, _save
+    from rnnkit.plots import figure, save_figure
 
     cells, Ts, values = _group(records)
     metric, task = records[0]["metric"], records[0]["task"]
-    fig, (ax,) = _figure((7, 4.5))
+    fig, [[ax]] = figure((7, 4.5))
     for cell in cells:
         pts = [(T, *_mean_std(values[(cell, T)])) for T in Ts if (cell, T) in values]
         lost = [f"{p[0]}" + (f" ({p[3]} of {len(values[(cell, p[0])])})"
@@ -332,4 +330,4 @@ def plot_compare(records: list[dict], path: Path) -> Path:
            title=f"{task}: {metric} against T")  # fmt: skip
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -30,19 +30,19 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.synthetic import adding, adding_baseline_mse
-from rnnkit.lab._b_common import (
+from rnnkit.lab.experiment import (
+    DPI,
     check_float,
     check_int,
-    figure,
     finite_or_none,
     lab_parser,
     out_dir,
     parse,
     progress,
-    save,
     write_json,
 )
 from rnnkit.lab.gradflow import AddingModel, adding_loss, state_gradient_norms
+from rnnkit.plots import figure, save_figure
 
 MODES = ("none", "norm", "value")
 LABELS = {"none": "no clipping", "norm": "clip by norm", "value": "clip by value"}
@@ -149,7 +149,7 @@ def run(cfg: ExplodeConfig, out: Path, quiet: bool = False) -> dict:
 
 def draw(result: dict, curves: dict, path: Path) -> Path:
     cfg = result["config"]
-    fig, axes = figure(1, 2, (12, 4.6))
+    fig, axes = figure((12, 4.6), 1, 2, dpi=DPI)
     loss_ax, norm_ax = axes[0]
     for i, mode in enumerate(MODES):
         c, r = curves[mode], result["modes"][mode]
@@ -176,7 +176,7 @@ def draw(result: dict, curves: dict, path: Path) -> Path:
     norm_ax.set(yscale="log", xlabel="SGD step", ylabel="||g|| before clipping",
                 title=f"gradient norm (clip value v = {cfg['clip_value']:g})")  # fmt: skip
     norm_ax.legend(fontsize=8)
-    return save(fig, path)
+    return save_figure(fig, path)
 
 
 def main(argv: list[str]) -> int:

@@ -31,19 +31,19 @@ from torch import Tensor, nn
 
 from rnnkit.data.synthetic import adding, adding_baseline_mse
 from rnnkit.diagnostics import gradient_norms
-from rnnkit.lab._b_common import (
+from rnnkit.lab.experiment import (
+    DPI,
     check_float,
     check_int,
     choice_list,
-    figure,
     lab_parser,
     out_dir,
     parse,
     progress,
-    save,
     write_json,
 )
 from rnnkit.layers.torch_compat import BY_NAME
+from rnnkit.plots import figure, save_figure
 
 CELLS = ("elman", "lstm", "gru", "mingru", "jordan")
 
@@ -149,7 +149,7 @@ def run(cfg: GradflowConfig, out: Path, quiet: bool = False) -> dict:
 def draw(result: dict, path: Path) -> Path:
     cfg = result["config"]
     T = cfg["T"]
-    fig, axes = figure(1, 3, (15, 4.6))
+    fig, axes = figure((15, 4.6), 1, 3, dpi=DPI)
     at_init, trained, curves = axes[0]
     ts = range(1, T + 1)
     for i, (cell, r) in enumerate(result["cells"].items()):
@@ -172,7 +172,7 @@ def draw(result: dict, path: Path) -> Path:
     curves.set(yscale="log", xlabel="training step", ylabel="training MSE (smoothed)",
                title="adding problem: training loss")  # fmt: skip
     curves.legend(fontsize=8)
-    return save(fig, path)
+    return save_figure(fig, path)
 
 
 def main(argv: list[str]) -> int:

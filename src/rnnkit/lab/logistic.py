@@ -27,18 +27,18 @@ from pathlib import Path
 import numpy as np
 
 from rnnkit.errors import UserError
-from rnnkit.lab._b_common import (
+from rnnkit.lab.experiment import (
+    DPI,
     check_float,
     check_int,
-    figure,
     float_list,
     lab_parser,
     out_dir,
     parse,
     progress,
-    save,
     write_json,
 )
+from rnnkit.plots import figure, save_figure
 
 R_INF = 3.5699456718695445  # the accumulation point of the period doublings (Feigenbaum)
 
@@ -171,7 +171,7 @@ def run(
 
 def draw(result, grid, bif, lyap, by_x0, by_r, path: Path) -> Path:
     r, n, x0s, rs = result["r"], result["n"], result["x0"], [row["r"] for row in result["by_r"]]
-    fig, axes = figure(3, 2, (11, 11))
+    fig, axes = figure((11, 11), 3, 2, dpi=DPI)
     (cob, its), (dx0, dr), (bifax, lyax) = axes
     colors = [f"C{i}" for i in range(10)]
 
@@ -233,7 +233,7 @@ def draw(result, grid, bif, lyap, by_x0, by_r, path: Path) -> Path:
     lyax.set(xlabel="r", ylabel="Lyapunov exponent λ (clipped at -3)",
              title="λ(r) = lim (1/n) ln|d f^n/dx|", xlim=(grid[0], grid[-1]))  # fmt: skip
     lyax.legend(fontsize=8, loc="lower left")
-    return save(fig, path)
+    return save_figure(fig, path)
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,118 @@
+"""What every lab experiment (gradient flow, exploding gradients, logistic map, activations,
+teacher forcing) has: an option parser whose mistakes are one-line UserErrors, option checks,
+an output directory, a results file and a progress bar. Figures are drawn by ``rnnkit.plots``
+(``figure``, ``save_figure``) at the lab's ``DPI``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from rnnkit.errors import UserError
+from rnnkit.files import atomic_write
+
+DPI = 100  # the lab's figures: rnnkit.plots.figure(..., dpi=DPI)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print usage and exit; we want one line
+        raise UserError(f"{self.prog}: {message}")
+
+
+def lab_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """``rnnkit lab NAME``'s parser with the options every experiment has: --out, --seed,
+    --quiet."""
+    p = _Parser(prog=f"rnnkit lab {name}", description=description)
+    p.add_argument("--out", default=f"runs/lab-{name}", help="output directory (created)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (data and initial weights)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | None:
+    """Parsed options, or None when --help was printed."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # only --help exits; errors raise UserError
+        if exit_.code not in (0, None):
+            raise
+        return None
+    if isinstance(getattr(args, "seed", None), int):  # torch, numpy: no negative seeds
+        check_int("--seed", args.seed, 0, 2**63 - 1)
+    return args
+
+
+def check_int(name: str, value: int, low: int, high: float = math.inf) -> int:
+    if not low <= value <= high:
+        bound = f">= {low}" if high == math.inf else f"in [{low}, {int(high)}]"
+        raise UserError(f"option {name}: expected an integer {bound}, got {value}")
+    return value
+
+
+def check_float(name: str, value: float, low: float, high: float = math.inf) -> float:
+    if not (math.isfinite(value) and low <= value <= high):
+        bound = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
+        raise UserError(f"option {name}: expected a number {bound}, got {value}")
+    return value
+
+
+def float_list(name: str):
+    """An argparse type: comma-separated numbers."""
+
+    def parse_list(text: str) -> list[float]:
+        try:
+            values = [float(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name}: expected comma-separated numbers, got {text!r}"
+            ) from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"{name}: expected at least one number")
+        return values
+
+    return parse_list
+
+
+def choice_list(name: str, choices: Iterable[str]):
+    """An argparse type: comma-separated names from ``choices``, without repeats."""
+    choices = tuple(choices)
+
+    def parse_list(text: str) -> list[str]:
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in values if v not in choices]
+        if bad or not values or len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(
+                f"{name}: expected distinct comma-separated names from {', '.join(choices)}, "
+                f"got {text!r}"
+            )
+        return values
+
+    return parse_list
+
+
+def out_dir(path: str) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"option --out: {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """Written to a temporary name and renamed, so a reader never sees half a file."""
+    atomic_write(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def progress(iterable, *, desc: str, total: int | None = None, quiet: bool = False):
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, disable=quiet, unit="step", leave=False)
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no inf/nan: a diverged figure is written as null."""
+    return value if math.isfinite(value) else None
