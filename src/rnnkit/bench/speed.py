@@ -55,307 +55,53 @@ characters per repeat; config C is left out.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
-import rnnkit
-from rnnkit.config import atomic_write
+from rnnkit.bench.common import (
+    BenchParser,
+    check_json_target,
+    cpu_seconds,
+    others_share,
+    parse_args,
+    summary,
+    write_json,
+)
+from rnnkit.bench.rows import (
+    CONFIGS,
+    CUSTOM,
+    FULL_REPEATS,
+    INFER,
+    NOISY_SHARE,
+    PEAK_SIZES,
+    QUICK_CONFIGS,
+    QUICK_REPEATS,
+    RNNKIT,
+    RNNKIT_TORCH_STEP,
+    ROWS,
+    SAMPLE,
+    TORCH,
+    TORCH_NO_ONEDNN,
+    TRAIN,
+    SpeedConfig,
+    flops_per_token,
+    workloads,
+)
 from rnnkit.errors import UserError
-
-VOCAB = 65
-TRAIN, INFER, SAMPLE = "train", "infer", "sample"
-TORCH, RNNKIT, CUSTOM = "torch.nn", "rnnkit", "custom loop"
-TORCH_NO_ONEDNN = "torch.nn -oneDNN"
-RNNKIT_TORCH_STEP = "rnnkit torch-step"
-
-
-# ---- the reference row: an LSTM as users write it -----------------------------------------
-class CustomLSTM(nn.Module):
-    """A multi-layer LSTM written plainly: a Python loop over ``xs.unbind(0)``, ``F.linear`` per
-    step, trained through autograd. torch.nn.LSTM's gate order, initialisation and interface:
-    ``forward(xs (T, B, I), hx=None) -> (ys, (h_n, c_n))``."""
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
-        super().__init__()
-        self.hidden_size, self.num_layers = hidden_size, num_layers
-        H, bound = hidden_size, 1.0 / math.sqrt(hidden_size)
-        self.weight_ih, self.weight_hh = nn.ParameterList(), nn.ParameterList()
-        self.bias_ih, self.bias_hh = nn.ParameterList(), nn.ParameterList()
-        for l in range(num_layers):
-            width = input_size if l == 0 else H
-            self.weight_ih.append(nn.Parameter(torch.empty(4 * H, width).uniform_(-bound, bound)))
-            self.weight_hh.append(nn.Parameter(torch.empty(4 * H, H).uniform_(-bound, bound)))
-            self.bias_ih.append(nn.Parameter(torch.empty(4 * H).uniform_(-bound, bound)))
-            self.bias_hh.append(nn.Parameter(torch.empty(4 * H).uniform_(-bound, bound)))
-
-    def forward(self, xs: Tensor, hx: tuple[Tensor, Tensor] | None = None):
-        B, H = xs.shape[1], self.hidden_size
-        hs, cs = [], []
-        for l in range(self.num_layers):
-            if hx is None:
-                h = c = xs.new_zeros(B, H)
-            else:
-                h, c = hx[0][l], hx[1][l]
-            ys = []
-            for x in xs.unbind(0):
-                gates = F.linear(x, self.weight_ih[l], self.bias_ih[l]) + F.linear(
-                    h, self.weight_hh[l], self.bias_hh[l]
-                )
-                i, f, g, o = gates.chunk(4, dim=1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
-                ys.append(h)
-            xs = torch.stack(ys)
-            hs.append(h)
-            cs.append(c)
-        return xs, (torch.stack(hs), torch.stack(cs))
-
-
-class WithoutOneDNN(nn.Module):
-    """Runs the wrapped module with oneDNN (mkldnn) switched off. On the CPU, torch.nn.LSTM goes
-    through oneDNN's RNN primitive, whose set-up on every call dominates at T = 1, B = 1 (the
-    sampling config); this row shows torch's native kernel for comparison."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, *args):
-        before = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = False
-        try:
-            return self.module(*args)
-        finally:
-            torch.backends.mkldnn.enabled = before
-
-
-class WithStepBackend(nn.Module):
-    """Runs an rnnkit layer with one backend of its one-step path (``rnnkit.layers.stepper``):
-    the sampling rows show the default (numpy on the CPU) and the torch backend side by side."""
-
-    def __init__(self, module: nn.Module, backend: str) -> None:
-        super().__init__()
-        self.module, self.backend = module, backend
-
-    def forward(self, *args):
-        from rnnkit.layers import stepper
-
-        before = stepper.BACKEND
-        stepper.set_step_backend(self.backend)
-        try:
-            return self.module(*args)
-        finally:
-            stepper.set_step_backend(before)
-
-
-# ---- rows, configs, FLOPs -------------------------------------------------------------------
-Builder = Callable[[int, int, int], nn.Module]  # (input_size, hidden_size, num_layers)
-ROWS: dict[tuple[str, str], Builder] = {  # (cell, impl): builder, in table order
-    ("lstm", TORCH): lambda I, H, L: nn.LSTM(I, H, L),
-    ("lstm", RNNKIT): lambda I, H, L: rnnkit.LSTM(I, H, L),
-    ("gru", TORCH): lambda I, H, L: nn.GRU(I, H, L),
-    ("gru", RNNKIT): lambda I, H, L: rnnkit.GRU(I, H, L),
-    ("rnn_tanh", TORCH): lambda I, H, L: nn.RNN(I, H, L),
-    ("rnn_tanh", RNNKIT): lambda I, H, L: rnnkit.RNN(I, H, L),
-    ("lstm_peephole", RNNKIT): lambda I, H, L: rnnkit.LSTM(I, H, L, peephole=True),
-    ("lstm_layernorm", RNNKIT): lambda I, H, L: rnnkit.LSTM(I, H, L, layer_norm=True),
-    ("minimal_gru", RNNKIT): lambda I, H, L: rnnkit.MinimalGRU(I, H, L),
-    ("jordan", RNNKIT): lambda I, H, L: rnnkit.JordanRNN(I, H, L),
-    ("gru_reset_before", RNNKIT): lambda I, H, L: rnnkit.GRU(I, H, L, reset_after=False),
-    ("lstm", CUSTOM): lambda I, H, L: CustomLSTM(I, H, L),
-    ("lstm", TORCH_NO_ONEDNN): lambda I, H, L: WithoutOneDNN(nn.LSTM(I, H, L)),
-    ("lstm", RNNKIT_TORCH_STEP): lambda I, H, L: WithStepBackend(rnnkit.LSTM(I, H, L), "torch"),
-}
-TWINS = (("lstm", TORCH), ("lstm", RNNKIT), ("gru", TORCH), ("gru", RNNKIT),
-         ("rnn_tanh", TORCH), ("rnn_tanh", RNNKIT))  # fmt: skip
-TABLE_ROWS = tuple(key for key in ROWS if key[1] not in (TORCH_NO_ONEDNN, RNNKIT_TORCH_STEP))
-SAMPLE_ROWS = (("lstm", TORCH), ("lstm", TORCH_NO_ONEDNN), ("lstm", RNNKIT),
-               ("lstm", RNNKIT_TORCH_STEP), *TWINS[2:], ("lstm", CUSTOM))  # fmt: skip
-
-# multiply-adds per token of one layer's forward, as a multiple of H·(I+H) (jordan: see below)
-GATES = {"rnn_tanh": 1, "lstm": 4, "lstm_peephole": 4, "lstm_layernorm": 4, "gru": 3,
-         "gru_reset_before": 3, "minimal_gru": 2, "jordan": 1}  # fmt: skip
-
-
-def layer_flops(cell: str, input_size: int, hidden_size: int) -> int:
-    """Forward FLOPs per token of one layer: matrix products only, 2 per multiply-add.
-
-    2·G·H·(I+H) with G gate blocks (rnn_tanh 1, gru 3, lstm 4, minimal_gru 2); the Jordan cell
-    adds its output product W_hy (H×H, output size H): 2·H·(I+H) + 2·H·H."""
-    I, H = input_size, hidden_size
-    flops = 2 * GATES[cell] * H * (I + H)
-    return flops + 2 * H * H if cell == "jordan" else flops
-
-
-@dataclass(frozen=True)
-class SpeedConfig:
-    """One benchmark setting. ``input_size=None``: token ids through an embedding of width
-    hidden_size; an int: random float inputs of that width. ``sample``: batch 1, T = characters
-    generated per timed repeat. ``rows``: the (cell, impl) rows (default: all); ``infer``: also
-    time forward-only for these rows."""
-
-    name: str
-    hidden_size: int
-    num_layers: int
-    T: int
-    B: int
-    vocab: int = VOCAB
-    input_size: int | None = None
-    sample: bool = False
-    rows: tuple[tuple[str, str], ...] | None = None
-    infer: bool = True
-
-    @property
-    def width(self) -> int:
-        """The first recurrent layer's input width."""
-        return self.hidden_size if self.input_size is None else self.input_size
-
-    def describe(self) -> str:
-        source = (
-            f"vocab {self.vocab} → embedding {self.hidden_size}"
-            if self.input_size is None
-            else f"float inputs {self.input_size}"
-        )
-        shape = f"{source} → {self.num_layers}×{self.hidden_size} → linear {self.vocab}"
-        if self.sample:
-            return f"{shape}, batch 1, {self.T} chars per repeat"
-        return f"{shape}, T {self.T}, B {self.B}"
-
-    def row_keys(self) -> tuple[tuple[str, str], ...]:
-        if self.rows is not None:
-            return self.rows
-        return SAMPLE_ROWS if self.sample else TABLE_ROWS
-
-    def modes(self) -> tuple[str, ...]:
-        if self.sample:
-            return (SAMPLE,)
-        return (TRAIN, INFER) if self.infer else (TRAIN,)
-
-
-def forward_flops_per_token(cell: str, cfg: SpeedConfig) -> int:
-    """Forward FLOPs per token: every recurrent layer plus the linear head (2·H·vocab)."""
-    H = cfg.hidden_size
-    layers = sum(layer_flops(cell, cfg.width if l == 0 else H, H) for l in range(cfg.num_layers))
-    return layers + 2 * H * cfg.vocab
-
-
-def flops_per_token(cell: str, cfg: SpeedConfig, mode: str) -> int:
-    """Training counts 3× the forward matmul FLOPs; infer and sample 1×."""
-    return forward_flops_per_token(cell, cfg) * (3 if mode == TRAIN else 1)
-
-
-CONFIGS = {
-    "A": SpeedConfig("A", hidden_size=512, num_layers=2, T=100, B=32),
-    "B": SpeedConfig("B", hidden_size=128, num_layers=1, T=100, B=32),
-    "C": SpeedConfig("C", hidden_size=1024, num_layers=1, T=50, B=128, input_size=256),
-    "S": SpeedConfig("S", hidden_size=512, num_layers=2, T=100, B=1, sample=True),
-}
-QUICK_CONFIGS = {
-    "B": CONFIGS["B"],
-    "A-short": SpeedConfig("A-short", hidden_size=512, num_layers=2, T=25, B=32),
-    "S": SpeedConfig("S", hidden_size=512, num_layers=2, T=50, B=1, sample=True),
-}
-PEAK_SIZES = ((1024, 1024, 1024), (2048, 2048, 2048))  # (M, K, N): M×K @ K×N
-FULL_REPEATS, QUICK_REPEATS = 5, 3
-NOISY_SHARE = 0.1  # warn when other processes used more than this share of the CPUs
 
 
 # ---- the timed work ------------------------------------------------------------------------
-def _workloads(cfg: SpeedConfig, cell: str, impl: str, seed: int) -> dict[str, Callable]:
-    """{mode: a function that does one timed unit of work} for one row of one config."""
-    torch.manual_seed(seed)
-    rnn = ROWS[(cell, impl)](cfg.width, cfg.hidden_size, cfg.num_layers)
-    head = nn.Linear(cfg.hidden_size, cfg.vocab)
-    embed = nn.Embedding(cfg.vocab, cfg.hidden_size) if cfg.input_size is None else None
-    gen = torch.Generator().manual_seed(seed)
-    work: dict[str, Callable] = {}
-    if cfg.sample:
-
-        def sample() -> None:
-            with torch.no_grad():
-                token, state = torch.zeros(1, 1, dtype=torch.long), None
-                for _ in range(cfg.T):
-                    ys, state = rnn(embed(token), state)  # (1, 1, H): T = 1, B = 1
-                    probs = head(ys[-1]).softmax(-1)
-                    token = torch.multinomial(probs, 1, generator=gen)  # (1, 1)
-
-        work[SAMPLE] = sample
-        return work
-
-    if embed is None:
-        inputs = torch.randn(cfg.T, cfg.B, cfg.width, generator=gen)
-        targets = torch.randint(0, cfg.vocab, (cfg.T, cfg.B), generator=gen)
-        modules = [rnn, head]
-    else:
-        ids = torch.randint(0, cfg.vocab, (cfg.T + 1, cfg.B), generator=gen)
-        inputs, targets = ids[:-1], ids[1:]  # next-character prediction
-        modules = [embed, rnn, head]
-    params = [p for m in modules for p in m.parameters()]
-    opt = torch.optim.Adam(params, lr=1e-3)
-
-    def loss() -> Tensor:
-        xs = inputs if embed is None else embed(inputs)
-        ys, _ = rnn(xs)
-        return F.cross_entropy(head(ys).flatten(0, 1), targets.flatten())
-
-    def train() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss().backward()
-        opt.step()
-
-    def infer() -> None:
-        with torch.no_grad():
-            loss()
-
-    work[TRAIN] = train
-    if cfg.infer:
-        work[INFER] = infer
-    return work
-
-
 def _matmul(size: tuple[int, int, int], seed: int) -> Callable:
     M, K, N = size
     gen = torch.Generator().manual_seed(seed)
     a, b = torch.randn(M, K, generator=gen), torch.randn(K, N, generator=gen)
     out = torch.empty(M, N)
     return lambda: torch.mm(a, b, out=out)
-
-
-def _cpu_seconds() -> tuple[float, float] | None:
-    """(CPU-seconds all processes have used on this machine, CPU-seconds this process has used),
-    from /proc/stat and os.times(); None where /proc/stat is missing (not Linux)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
-    own = os.times()
-    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
-
-
-def _others_share(before, after, seconds: float) -> float | None:
-    """The share of all CPUs that other processes used between two ``_cpu_seconds`` readings."""
-    if before is None or after is None or seconds <= 0:
-        return None
-    others = (after[0] - before[0]) - (after[1] - before[1])
-    return max(0.0, others / (seconds * (os.cpu_count() or 1)))
-
-
-def _summary(times: list[float]) -> tuple[float, float, float]:
-    """(median, min, max) of a list of durations."""
-    return statistics.median(times), min(times), max(times)
 
 
 def run_speed(
@@ -388,7 +134,7 @@ def run_speed(
         start = time.perf_counter()
         jobs: dict[tuple, Callable] = {}
         for cell, impl in cfg.row_keys():
-            for mode, fn in _workloads(cfg, cell, impl, seed).items():
+            for mode, fn in workloads(cfg, cell, impl, seed).items():
                 jobs[(cfg.name, cell, impl, mode)] = fn
         sizes = list(peak_sizes)
         if not cfg.sample:
@@ -398,7 +144,7 @@ def run_speed(
         keys = list(jobs)
         for round_ in range(warmup + repeats):
             if round_ == warmup:
-                cpu_before, timed_start = _cpu_seconds(), time.perf_counter()
+                cpu_before, timed_start = cpu_seconds(), time.perf_counter()
             shuffler.shuffle(keys)
             for key in keys:
                 t0 = time.perf_counter()
@@ -415,19 +161,24 @@ def run_speed(
                 n = round_ + 1 if round_ < warmup else round_ + 1 - warmup
                 total = warmup if round_ < warmup else repeats
                 log(f"config {cfg.name}: {kind} {n}/{total} ({time.perf_counter() - start:.0f} s)")
-        others[cfg.name] = _others_share(
-            cpu_before, _cpu_seconds(), time.perf_counter() - timed_start
+        others[cfg.name] = others_share(
+            cpu_before, cpu_seconds(), time.perf_counter() - timed_start
         )
         del jobs
 
     peaks = []
     for (M, K, N), ts in mm_times.items():
-        med, lo, hi = _summary(ts)
+        med, lo, hi = summary(ts)
         flops = 2 * M * K * N
-        peaks.append({
-            "size": f"{M}x{K}x{N}", "gflops": flops / med / 1e9, "min_gflops": flops / hi / 1e9,
-            "max_gflops": flops / lo / 1e9, "repeats": len(ts),
-        })  # fmt: skip
+        peaks.append(
+            {
+                "size": f"{M}x{K}x{N}",
+                "gflops": flops / med / 1e9,
+                "min_gflops": flops / hi / 1e9,
+                "max_gflops": flops / lo / 1e9,
+                "repeats": len(ts),
+            }
+        )
     peak = max(p["gflops"] for p in peaks)
     if matmul_records is not None:
         matmul_records.extend(peaks)
@@ -441,25 +192,40 @@ def run_speed(
                 key = (cfg.name, cell, impl, mode)
                 if key not in timings:
                     continue
-                med, lo, hi = _summary(timings[key])
+                med, lo, hi = summary(timings[key])
                 tokens = cfg.T * cfg.B
                 twin = (cell, TORCH) if (cell, TORCH) in ROWS else ("lstm", TORCH)
                 twin_key = (cfg.name, *twin, mode)
                 ratio = medians[twin_key] / med if twin_key in medians else None
                 fpt = flops_per_token(cell, by_name[cfg.name], mode)
                 gflops = fpt * tokens / med / 1e9
-                records.append({
-                    "config": cfg.name, "cell": cell, "impl": impl, "mode": mode,
-                    "tokens_per_s": tokens / med, "min_tokens_per_s": tokens / hi,
-                    "max_tokens_per_s": tokens / lo, "ratio": ratio,
-                    "ratio_to": f"{twin[0]} {twin[1]}", "gflops": gflops,
-                    "pct_peak": 100.0 * gflops / peak, "peak_gflops": peak,
-                    "flops_per_token": fpt, "description": cfg.describe(),
-                    "input_size": cfg.width, "hidden_size": cfg.hidden_size,
-                    "num_layers": cfg.num_layers, "T": cfg.T, "B": cfg.B, "vocab": cfg.vocab,
-                    "repeats": len(timings[key]), "seconds": timings[key],
-                    "others_cpu_share": others[cfg.name],
-                })  # fmt: skip
+                records.append(
+                    {
+                        "config": cfg.name,
+                        "cell": cell,
+                        "impl": impl,
+                        "mode": mode,
+                        "tokens_per_s": tokens / med,
+                        "min_tokens_per_s": tokens / hi,
+                        "max_tokens_per_s": tokens / lo,
+                        "ratio": ratio,
+                        "ratio_to": f"{twin[0]} {twin[1]}",
+                        "gflops": gflops,
+                        "pct_peak": 100.0 * gflops / peak,
+                        "peak_gflops": peak,
+                        "flops_per_token": fpt,
+                        "description": cfg.describe(),
+                        "input_size": cfg.width,
+                        "hidden_size": cfg.hidden_size,
+                        "num_layers": cfg.num_layers,
+                        "T": cfg.T,
+                        "B": cfg.B,
+                        "vocab": cfg.vocab,
+                        "repeats": len(timings[key]),
+                        "seconds": timings[key],
+                        "others_cpu_share": others[cfg.name],
+                    }
+                )
     return records
 
 
@@ -545,22 +311,7 @@ def format_summary(records: list[dict]) -> list[str]:
     return lines
 
 
-def write_json(path: Path, records: list[dict], matmul: list[dict], threads: int) -> None:
-    peak = max((m["gflops"] for m in matmul), default=None)
-    payload = {
-        "torch": torch.__version__, "threads": threads, "peak_gflops": peak,
-        "matmul": matmul, "records": records,
-    }  # fmt: skip
-    text = json.dumps(payload, indent=1) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text))  # UserError naming the file
-
-
 # ---- the command -----------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # a one-line UserError instead of usage + exit
-        raise UserError(f"{message} (see rnnkit bench speed --help)")
-
-
 def _config_list() -> str:
     return "\n".join(f"  {name}: {cfg.describe()}" for name, cfg in CONFIGS.items())
 
@@ -568,7 +319,7 @@ def _config_list() -> str:
 def speed_parser() -> argparse.ArgumentParser:
     quick = "\n".join(f"  {n:8} {c.describe()}" for n, c in QUICK_CONFIGS.items())
     full = "\n".join(f"  {n:8} {c.describe()}" for n, c in CONFIGS.items())
-    p = _Parser(
+    p = BenchParser(
         prog="rnnkit bench speed",
         description=(
             "Tokens/s of rnnkit's RNN layers against torch.nn's on this machine: training,\n"
@@ -587,22 +338,25 @@ LSTM, a Python loop over time) as the reference. Sampling: the twins, the custom
 torch.nn.LSTM with oneDNN off, rnnkit's torch step backend. ratio: to the torch.nn twin,
 or to torch.nn.LSTM.
 Train = embedding -> layers -> linear -> cross-entropy, backward, Adam step. FLOPs:
-matmuls only, training 3x the forward. Details: the docstring of rnnkit.bench.""",
+matmuls only, training 3x the forward. Details: the docstring of rnnkit.bench.speed.""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="a subset, fewer repeats (under 2 min)")
     p.add_argument("--json", metavar="PATH", help="write every record to this JSON file")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument(
-        "--repeats", type=int, default=None,
+        "--repeats",
+        type=int,
+        default=None,
         help=f"timed rounds per config (default: {FULL_REPEATS}, quick {QUICK_REPEATS})",
-    )  # fmt: skip
+    )
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default: 1)")
     p.add_argument(
-        "--configs", default=None,
+        "--configs",
+        default=None,
         help=f"comma-separated subset of {','.join(CONFIGS)} (default: all; with --quick, "
         "of the quick set)",
-    )  # fmt: skip
+    )
     return p
 
 
@@ -614,10 +368,9 @@ def main_speed(
 ) -> int:
     """``rnnkit bench speed [options]``; ``configs`` and ``peak_sizes`` replace the built-in
     ones (for tests)."""
-    try:
-        args = speed_parser().parse_args(argv)
-    except SystemExit as stop:  # --help
-        return int(stop.code or 0)
+    args = parse_args(speed_parser(), argv)
+    if isinstance(args, int):  # --help
+        return args
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be at least 1, got {args.threads}")
@@ -627,10 +380,8 @@ def main_speed(
         repeats = QUICK_REPEATS if args.quick else FULL_REPEATS
     if repeats < 1 or args.warmup < 0:
         raise UserError("--repeats must be at least 1 and --warmup at least 0")
-    if args.json:  # refused now, not after minutes of measuring
-        from rnnkit.plots import check_writable
-
-        check_writable(args.json, "--json")
+    if args.json:
+        check_json_target(args.json)
     chosen = dict(configs or (QUICK_CONFIGS if args.quick else CONFIGS))
     if args.configs:
         names = [n.strip() for n in args.configs.split(",") if n.strip()]
@@ -647,26 +398,28 @@ def main_speed(
     start = time.perf_counter()
     matmul: list[dict] = []
     records = run_speed(
-        chosen, repeats, warmup=args.warmup, peak_sizes=peak_sizes, matmul_records=matmul,
+        chosen,
+        repeats,
+        warmup=args.warmup,
+        peak_sizes=peak_sizes,
+        matmul_records=matmul,
         log=lambda line: print(line, file=sys.stderr, flush=True),
-    )  # fmt: skip
+    )
     print()
     print(format_table(records))
     print("matmul: " + ", ".join(f"{m['size']} {m['gflops']:.1f}" for m in matmul) + " GFLOP/s")
     print(f"wall time {time.perf_counter() - start:.0f} s")
     if args.json:
-        write_json(Path(args.json), records, matmul, threads)
+        peak = max((m["gflops"] for m in matmul), default=None)
+        write_json(
+            args.json,
+            {
+                "torch": torch.__version__,
+                "threads": threads,
+                "peak_gflops": peak,
+                "matmul": matmul,
+                "records": records,
+            },
+        )
         print(f"records written to {args.json}")
     return 0
-
-
-def main_memory(argv: list[str]) -> int:
-    from rnnkit.bench_memory import main_memory as run
-
-    return run(argv)
-
-
-BENCHMARKS = {
-    "speed": (main_speed, "tokens/s of rnnkit's layers against torch.nn"),
-    "memory": (main_memory, "peak training memory over long sequences, and checkpointing"),
-}

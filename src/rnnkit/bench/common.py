@@ -1,0 +1,68 @@
+"""What ``rnnkit bench speed`` and ``rnnkit bench memory`` share: the vocabulary of their
+character-level model, an option parser whose mistakes are one-line ``UserError``s, the JSON
+records file, and the share of the CPUs that other processes used while timing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+from pathlib import Path
+
+from rnnkit.errors import UserError
+from rnnkit.files import atomic_write
+
+VOCAB = 65  # the bundled corpus's characters: the size of the embedding and of the output layer
+
+
+class BenchParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line: a ``UserError`` pointing at --help."""
+
+    def error(self, message: str):  # argparse would print usage and exit
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    """The parsed options, or the exit code (0) when --help was printed."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as stop:  # only --help exits; errors raise UserError
+        return int(stop.code or 0)
+
+
+def check_json_target(path: str) -> None:
+    """Refuse an unwritable --json now, not after minutes of measuring."""
+    from rnnkit.plots import check_writable
+
+    check_writable(path, "--json")
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    """The records, written atomically; a UserError naming the file if it cannot be written."""
+    atomic_write(path, json.dumps(payload, indent=1) + "\n")
+
+
+def summary(times: list[float]) -> tuple[float, float, float]:
+    """(median, min, max) of a list of durations."""
+    return statistics.median(times), min(times), max(times)
+
+
+def cpu_seconds() -> tuple[float, float] | None:
+    """(CPU-seconds all processes have used on this machine, CPU-seconds this process has used),
+    from /proc/stat and os.times(); None where /proc/stat is missing (not Linux)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+def others_share(before, after, seconds: float) -> float | None:
+    """The share of all CPUs that other processes used between two ``cpu_seconds`` readings."""
+    if before is None or after is None or seconds <= 0:
+        return None
+    others = (after[0] - before[0]) - (after[1] - before[1])
+    return max(0.0, others / (seconds * (os.cpu_count() or 1)))
