@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnkit.errors import UserError
+from rnnkit.metrics import bits_per_token
 
 DPI = 120
 LOG_NAME = "log.jsonl"
@@ -105,7 +106,7 @@ def _series(
 
 def _bits(record: Mapping) -> float:
     bpc = record.get("bpc")
-    return bpc if _is_number(bpc) else record["loss"] / math.log(2)
+    return bpc if _is_number(bpc) else bits_per_token(record["loss"])
 
 
 def figure(
