@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rnnkit
+from rnnkit.cells.registry import cell_names
 from rnnkit.errors import UserError
 from rnnkit.layers.torch_compat import BY_NAME
 
@@ -33,7 +34,8 @@ class DemoConfig:
     seed: int = 0
 
 
-LAYERS = {name: BY_NAME[name] for name in ("lstm", "gru", "mingru", "elman")}
+# the cells whose output is their hidden state (all but Jordan's), from the cell registry
+LAYERS = {name: BY_NAME[name] for name in cell_names(output_projection=False)}
 
 
 class EchoModel(nn.Module):

@@ -8,7 +8,7 @@ Presets (plain functions returning a fresh config):
 
 from __future__ import annotations
 
-from rnnkit.tasks import TaskSpec
+from rnnkit.tasks import TaskSpec, lm_commands, register
 from rnnkit.tasks.lm import LanguageModelTask, LMConfig, check_lm_config
 
 
@@ -46,10 +46,13 @@ def build(cfg: LMConfig, cache_dir, rank: int = 0, world_size: int = 1, vocab=No
     return LanguageModelTask(cfg, "char", cache_dir, rank=rank, world_size=world_size, vocab=vocab)
 
 
-SPEC = TaskSpec(
-    name="charlm",
-    description="character-level language model (default data: the bundled Shakespeare)",
-    presets={"default": default, "quick": quick, "tiny": tiny},
-    build=build,
-    check=check_lm_config,
+SPEC = register(
+    TaskSpec(
+        name="charlm",
+        description="character-level language model (default data: the bundled Shakespeare)",
+        presets={"default": default, "quick": quick, "tiny": tiny},
+        build=build,
+        check=check_lm_config,
+        **lm_commands.hooks(),
+    )
 )

@@ -20,7 +20,7 @@ from rnnkit.config import option
 from rnnkit.data.pairs import held_out_bucket
 from rnnkit.errors import UserError
 from rnnkit.seq2seq import Seq2SeqConfig
-from rnnkit.tasks import TaskSpec
+from rnnkit.tasks import TaskSpec, register, seq2seq_commands
 from rnnkit.tasks.seq2seq_task import (
     DecodeConfig,
     ExactMatch,
@@ -166,10 +166,13 @@ def tiny() -> DatesConfig:
 
 RECIPE = Recipe("dates", examples, "char", "char", ExactMatch)
 
-SPEC = TaskSpec(
-    name="dates",
-    description="human-readable dates to ISO 8601 (generated; seq2seq with attention)",
-    presets={"default": default, "tiny": tiny},
-    build=RECIPE.build,
-    check=check,
+SPEC = register(
+    TaskSpec(
+        name="dates",
+        description="human-readable dates to ISO 8601 (generated; seq2seq with attention)",
+        presets={"default": default, "tiny": tiny},
+        build=RECIPE.build,
+        check=check,
+        **seq2seq_commands.hooks(),
+    )
 )

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from rnnkit.config import option
-from rnnkit.tasks import TaskSpec
-from rnnkit.tasks.longrange import (
+from rnnkit.tasks import TaskSpec, register
+from rnnkit.tasks.sequence_task import (
     Problem,
     SeqModelConfig,
     SequenceTask,
@@ -122,10 +122,12 @@ def tiny() -> DigitsConfig:
     return cfg
 
 
-SPEC = TaskSpec(
-    name="digits",
-    description="pixel-by-pixel 8x8 digits (scikit-learn's load_digits), 64 steps, many-to-one",
-    presets={"default": default, "tiny": tiny},
-    build=build,
-    check=check,
+SPEC = register(
+    TaskSpec(
+        name="digits",
+        description="pixel-by-pixel 8x8 digits (scikit-learn's load_digits), 64 steps, many-to-one",
+        presets={"default": default, "tiny": tiny},
+        build=build,
+        check=check,
+    )
 )

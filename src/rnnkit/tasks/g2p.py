@@ -28,7 +28,7 @@ from rnnkit.data.pairs import held_out_bucket
 from rnnkit.data.text import read_text
 from rnnkit.errors import UserError
 from rnnkit.seq2seq import Seq2SeqConfig
-from rnnkit.tasks import TaskSpec
+from rnnkit.tasks import TaskSpec, register, seq2seq_commands
 from rnnkit.tasks.seq2seq_task import (
     DecodeConfig,
     ErrorRates,
@@ -154,10 +154,13 @@ def tiny() -> G2PConfig:
 
 RECIPE = Recipe("g2p", examples, "char", "space", ErrorRates)
 
-SPEC = TaskSpec(
-    name="g2p",
-    description="CMUdict word -> phonemes (PER, WER on a fixed held-out 10% of words)",
-    presets={"default": default, "quick": quick, "tiny": tiny},
-    build=RECIPE.build,
-    check=check,
+SPEC = register(
+    TaskSpec(
+        name="g2p",
+        description="CMUdict word -> phonemes (PER, WER on a fixed held-out 10% of words)",
+        presets={"default": default, "quick": quick, "tiny": tiny},
+        build=RECIPE.build,
+        check=check,
+        **seq2seq_commands.hooks(),
+    )
 )

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.cells.registry import cell_names
 from rnnkit.config import option
 from rnnkit.data.batching import StreamBatcher
 from rnnkit.data.text import Vocab, apply_split, encode_corpus
@@ -29,12 +30,13 @@ from rnnkit.layers.torch_compat import BY_NAME
 from rnnkit.train.bptt import detach_state
 from rnnkit.train.trainer import TrainConfig, check_range, check_train_config
 
-LAYERS = {name: BY_NAME[name] for name in ("lstm", "gru", "mingru", "elman")}
+CELLS = cell_names(output_projection=False)  # from the registry: all but Jordan's
+LAYERS = {name: BY_NAME[name] for name in CELLS}
 
 
 @dataclass
 class ModelConfig:
-    cell: Literal["lstm", "gru", "mingru", "elman"] = option("lstm", "the recurrent cell")
+    cell: Literal[CELLS] = option("lstm", "the recurrent cell")  # type: ignore[valid-type]
     embedding_size: int = option(128, "E, the token embedding width")
     hidden_size: int = option(512, "H, the width of each recurrent layer")
     num_layers: int = option(2, "stacked recurrent layers")
@@ -65,12 +67,13 @@ class LMConfig:
 
 
 def check_lm_config(cfg: LMConfig) -> None:
-    """Reject impossible options (one line naming the option) before a run directory exists."""
+    """Reject impossible options (one line naming the option) before a run directory exists:
+    the model's by the library's own checks, the rest here."""
+    from rnnkit.tasks.base import check_library_options
+
     inf = math.inf
-    check_range("model", cfg.model, {
-        "embedding_size": (1, inf), "hidden_size": (1, inf), "num_layers": (1, inf),
-        "dropout": (0, 0.99), "checkpoint_steps": (0, inf),
-    })  # fmt: skip
+    check_range("model", cfg.model, {"embedding_size": (1, inf)})
+    check_library_options("model", cfg.model, lambda: LanguageModel(2, cfg.model))
     check_range("data", cfg.data, {
         "batch_size": (1, inf), "bptt_len": (1, inf), "max_vocab": (3, inf), "min_count": (1, inf),
     })  # fmt: skip

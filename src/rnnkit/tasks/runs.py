@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from rnnkit.data.text import Vocab
 from rnnkit.errors import UserError
 from rnnkit.tasks.lm import LanguageModel, LMConfig
 from rnnkit.train.checkpoint import check_meta, load_checkpoint, load_model_state
-from rnnkit.train.trainer import BEST, LAST
+from rnnkit.train.run_dir import BEST, LAST
 
 LM_TASKS = ("charlm", "wordlm")
 
@@ -45,12 +46,8 @@ def checkpoint_path(run: Path) -> Path:
     raise UserError(f"{run} holds no checkpoint ({BEST} or {LAST}): has it been trained?")
 
 
-def load_run(run: Path) -> LoadedRun:
-    path = checkpoint_path(Path(run))
-    ckpt = load_checkpoint(path, require=("task",))
-    task = ckpt.meta["task"]
-    if task not in LM_TASKS:
-        raise UserError(f"{path} is a {task!r} checkpoint, not a language model ({LM_TASKS})")
+def load_lm(ckpt, path: Path) -> LoadedRun:
+    """A language model's checkpoint (``TaskSpec.load`` of the language-model tasks)."""
     check_meta(ckpt.meta, ("level", "config", "vocab"), path)
     try:
         cfg = config_from_dict(LMConfig, ckpt.meta["config"])
@@ -61,3 +58,23 @@ def load_run(run: Path) -> LoadedRun:
     load_model_state(model, ckpt.model_state, path)
     model.eval()
     return LoadedRun(model, vocab, ckpt.meta["level"], ckpt.meta, path)
+
+
+def load_run(run: Path, loader: Callable | None = load_lm, what: str = "a language model"):
+    """A trained run of any task (its best checkpoint, else the last), or a checkpoint file,
+    loaded by its task's ``TaskSpec.load``: the model in eval mode and what it needs.
+
+    Args:
+        run: a run directory or a .safetensors checkpoint.
+        loader: accept only tasks loaded by this function (default: ``load_lm``, the language
+            models; None: any task); ``what`` names the accepted tasks in the error.
+    """
+    from rnnkit.tasks.base import registry
+
+    path = checkpoint_path(Path(run))
+    ckpt = load_checkpoint(path, require=("task",))
+    task = ckpt.meta["task"]
+    spec = registry().get(task)
+    if spec is None or spec.load is None or (loader is not None and spec.load is not loader):
+        raise UserError(f"{path} is a {task!r} checkpoint, not {what}")
+    return spec.load(ckpt, path)

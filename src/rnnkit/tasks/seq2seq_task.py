@@ -1,6 +1,6 @@
 """What the sequence-to-sequence tasks (dates, g2p, translate) share: the Task for the trainer,
 their scores (exact match; phoneme and word error rates; sacreBLEU), decoding a list of inputs,
-attention maps, evaluation by source length, and loading a trained run back.
+attention maps and evaluation by source length (loading a run back: ``seq2seq_commands``).
 
 A task module gives a ``Recipe``: how to make its examples (train / val / test, each a list of
 ``Example``), how its texts are cut into tokens, and its scorer. Everything else is here.
@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
 
-from rnnkit.config import config_from_dict, option
+from rnnkit.config import option
 from rnnkit.data.pairs import (
     BOS,
     EOS,
@@ -28,9 +27,8 @@ from rnnkit.data.pairs import (
 )
 from rnnkit.decoding import beam_search, decode_batch
 from rnnkit.errors import UserError
-from rnnkit.seq2seq import Ensemble, Seq2Seq, sequence_loss
+from rnnkit.seq2seq import Seq2Seq, sequence_loss
 from rnnkit.tasks.seq2seq_config import check_seq2seq_config
-from rnnkit.train.checkpoint import check_meta, load_checkpoint, load_model_state
 from rnnkit.train.schedules import check_schedule, teacher_forcing_prob
 from rnnkit.train.trainer import check_range, check_train_config
 
@@ -400,57 +398,10 @@ def evaluate_examples(
     return result, hyps
 
 
-# ---- loading a run ---------------------------------------------------------------------------
-@dataclass
-class LoadedSeq2Seq:
-    name: str
-    cfg: object
-    vocab: PairVocab
-    model: Seq2Seq
-    meta: dict
-    path: Path
-    recipe: Recipe
+def __getattr__(name: str):
+    """The loaders that moved to ``rnnkit.tasks.seq2seq_commands``, still importable here."""
+    if name in ("LoadedSeq2Seq", "load_seq2seq", "load_seq2seq_run", "load_seq2seq_ensemble"):
+        from rnnkit.tasks import seq2seq_commands
 
-
-def load_seq2seq_run(run: Path) -> LoadedSeq2Seq:
-    """A trained sequence-to-sequence run (its best checkpoint, else the last) or checkpoint."""
-    from rnnkit.tasks import registry
-    from rnnkit.tasks.runs import checkpoint_path
-
-    path = checkpoint_path(Path(run))
-    ckpt = load_checkpoint(path, require=("task",))
-    name = ckpt.meta["task"]
-    spec = registry().get(name)
-    recipe = getattr(spec.build, "__self__", None) if spec else None
-    if not isinstance(recipe, Recipe):
-        raise UserError(f"{path} is a {name!r} checkpoint, not a sequence-to-sequence task")
-    check_meta(ckpt.meta, ("config", "vocab"), path)
-    try:
-        cfg = config_from_dict(type(spec.presets[spec.default_preset]()), ckpt.meta["config"])
-        vocab = PairVocab.from_dict(ckpt.meta["vocab"])
-    except UserError as e:
-        raise UserError(f"checkpoint {path}: {e}") from None
-    model = Seq2Seq(len(vocab.source), len(vocab.target), cfg.model)
-    load_model_state(model, ckpt.model_state, path)
-    model.eval()
-    return LoadedSeq2Seq(name, cfg, vocab, model, ckpt.meta, path, recipe)
-
-
-def load_seq2seq_ensemble(runs: list[Path]) -> LoadedSeq2Seq:
-    """Several runs of one task and one vocabulary as an ``Ensemble``: the first run's options
-    (data, splits, decoding limits) apply; a run of another task or vocabulary is an error."""
-    loaded = [load_seq2seq_run(Path(r)) for r in runs]
-    first = loaded[0]
-    for other in loaded[1:]:
-        if other.name != first.name:
-            raise UserError(
-                f"{other.path}: a {other.name!r} run cannot join an ensemble of {first.name!r}"
-            )
-        if other.meta["vocab"] != first.meta["vocab"]:
-            raise UserError(
-                f"{other.path}: its vocabulary differs from {first.path}'s: the models of an "
-                "ensemble must share one (train them on the same data)"
-            )
-    model = Ensemble([x.model for x in loaded]).eval()
-    return LoadedSeq2Seq(first.name, first.cfg, first.vocab, model, first.meta, first.path,
-                         first.recipe)  # fmt: skip
+        return getattr(seq2seq_commands, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

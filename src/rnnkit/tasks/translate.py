@@ -19,7 +19,7 @@ from rnnkit.config import option
 from rnnkit.data.pairs import held_out_bucket, read_tsv, tokenize
 from rnnkit.errors import UserError
 from rnnkit.seq2seq import Seq2SeqConfig
-from rnnkit.tasks import TaskSpec
+from rnnkit.tasks import TaskSpec, register, seq2seq_commands
 from rnnkit.tasks.seq2seq_task import (
     Bleu,
     DecodeConfig,
@@ -129,10 +129,13 @@ RECIPE = Recipe(
     "translate", examples, "word", "word", Bleu, max_vocab=lambda cfg: cfg.data.max_vocab
 )
 
-SPEC = TaskSpec(
-    name="translate",
-    description="translation from a tab-separated file of pairs (sacreBLEU; --preset bible)",
-    presets={"default": default, "bible": bible, "tiny": tiny},
-    build=RECIPE.build,
-    check=check,
+SPEC = register(
+    TaskSpec(
+        name="translate",
+        description="translation from a tab-separated file of pairs (sacreBLEU; --preset bible)",
+        presets={"default": default, "bible": bible, "tiny": tiny},
+        build=RECIPE.build,
+        check=check,
+        **seq2seq_commands.hooks(),
+    )
 )

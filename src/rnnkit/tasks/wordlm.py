@@ -6,7 +6,7 @@ Presets: ``default`` (a 2-layer LSTM, about 10 minutes on 2 CPU cores), ``tiny``
 
 from __future__ import annotations
 
-from rnnkit.tasks import TaskSpec
+from rnnkit.tasks import TaskSpec, lm_commands, register
 from rnnkit.tasks.lm import LanguageModelTask, LMConfig, check_lm_config
 
 
@@ -35,10 +35,13 @@ def build(cfg: LMConfig, cache_dir, rank: int = 0, world_size: int = 1, vocab=No
     return LanguageModelTask(cfg, "word", cache_dir, rank=rank, world_size=world_size, vocab=vocab)
 
 
-SPEC = TaskSpec(
-    name="wordlm",
-    description="word-level language model (capped vocabulary, <unk>, <eos>; perplexity)",
-    presets={"default": default, "tiny": tiny},
-    build=build,
-    check=check_lm_config,
+SPEC = register(
+    TaskSpec(
+        name="wordlm",
+        description="word-level language model (capped vocabulary, <unk>, <eos>; perplexity)",
+        presets={"default": default, "tiny": tiny},
+        build=build,
+        check=check_lm_config,
+        **lm_commands.hooks(),
+    )
 )

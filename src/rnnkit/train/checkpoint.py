@@ -28,7 +28,6 @@ source cannot run code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -44,6 +43,12 @@ from torch import Tensor, nn
 
 from rnnkit.config import atomic_write
 from rnnkit.errors import UserError
+from rnnkit.train.checkpoint_format import checksum as _checksum
+from rnnkit.train.checkpoint_format import decode as _decode
+from rnnkit.train.checkpoint_format import dumps as _dumps
+from rnnkit.train.checkpoint_format import encode as _encode
+from rnnkit.train.checkpoint_format import put_tensor as _put
+from rnnkit.train.checkpoint_format import unshared as _unshared
 
 __all__ = [
     "FORMAT_VERSION",
@@ -58,10 +63,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-
-_TENSOR = "__tensor__"  # {"__tensor__": key}: a tensor stored in the file under `key`
-_TUPLE = "__tuple__"  # {"__tuple__": [...]}: JSON has no tuples (Adam's betas is one)
-_ITEMS = "__items__"  # {"__items__": [[k, v], ...]}: a dict with non-str keys (param ids)
 
 
 @dataclass
@@ -386,17 +387,6 @@ def _json_kind(value: object) -> str:
     return kinds.get(type(value), "number")
 
 
-def _checksum(tensors: dict[str, Tensor]) -> str:
-    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
-    digest = hashlib.sha256()
-    for key in sorted(tensors):
-        t = tensors[key]
-        digest.update(json.dumps([key, str(t.dtype), list(t.shape)]).encode())
-        if t.numel():
-            digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
 def _check_rng(rng: RngState, path: Path) -> None:
     """Try the saved states on fresh generators, so that a bad one is refused here, naming the
     file, rather than failing inside ``restore_rng`` with the global state half restored."""
@@ -406,68 +396,6 @@ def _check_rng(rng: RngState, path: Path) -> None:
         np.random.RandomState().set_state(rng.numpy)
     except (RuntimeError, ValueError, TypeError, IndexError, OverflowError) as e:
         raise _corrupt(path, f"invalid RNG state: {e}") from None
-
-
-def _dumps(obj: object, what: str) -> str:
-    try:
-        return json.dumps(obj)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{what} must hold only JSON values: {e}") from None
-
-
-def _put(tensors: dict[str, Tensor], key: str, t: object) -> None:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{key} must be a tensor, got {type(t).__name__}")
-    if key in tensors:
-        raise ValueError(f"two tensors would be stored as {key!r}")
-    tensors[key] = t.detach().cpu()
-
-
-def _unshared(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Contiguous tensors, none sharing memory with another (safetensors refuses both):
-    tied weights, views and non-contiguous tensors are cloned; the rest are written as they are."""
-    seen: set[int] = set()
-    out = {}
-    for key, t in tensors.items():
-        if not t.is_contiguous():
-            t = t.contiguous()
-        elif t.numel() == 0 or t.untyped_storage().data_ptr() in seen:
-            t = t.clone()
-        if t.numel():
-            seen.add(t.untyped_storage().data_ptr())
-        out[key] = t
-    return out
-
-
-def _encode(obj: object, key: str, tensors: dict[str, Tensor]) -> object:
-    """A JSON value for ``obj``, its tensors moved into ``tensors`` under keys starting ``key``."""
-    if isinstance(obj, Tensor):
-        _put(tensors, key, obj)
-        return {_TENSOR: key}
-    if isinstance(obj, dict):
-        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
-            return {k: _encode(v, f"{key}.{k}", tensors) for k, v in obj.items()}
-        return {_ITEMS: [[k, _encode(v, f"{key}.{k}", tensors)] for k, v in obj.items()]}
-    if isinstance(obj, tuple):
-        return {_TUPLE: [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]}
-    if isinstance(obj, list):
-        return [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]
-    return obj  # json.dumps rejects whatever is not a JSON value
-
-
-def _decode(obj: object, tensors: dict[str, Tensor]) -> object:
-    """The inverse of ``_encode``."""
-    if isinstance(obj, dict):
-        if set(obj) == {_TENSOR}:
-            return tensors[obj[_TENSOR]]
-        if set(obj) == {_TUPLE}:
-            return tuple(_decode(v, tensors) for v in obj[_TUPLE])
-        if set(obj) == {_ITEMS}:
-            return {k: _decode(v, tensors) for k, v in obj[_ITEMS]}
-        return {k: _decode(v, tensors) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_decode(v, tensors) for v in obj]
-    return obj
 
 
 def _capture_rng() -> RngState:

@@ -16,19 +16,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
-from rnnkit.config import atomic_write, option
 from rnnkit.errors import UserError
 from rnnkit.train.checkpoint import (
     check_compatible,
@@ -38,112 +33,20 @@ from rnnkit.train.checkpoint import (
     save_checkpoint,
 )
 from rnnkit.train.distributed import Distributed
+from rnnkit.train.run_dir import BEST as BEST
+from rnnkit.train.run_dir import LAST as LAST
+from rnnkit.train.run_dir import lock_run_dir as lock_run_dir
+from rnnkit.train.run_dir import run_dir_ready as run_dir_ready
+from rnnkit.train.run_dir import tidy_run_dir as tidy_run_dir
 from rnnkit.train.task import Task
-
-LAST, BEST = "last.safetensors", "best.safetensors"
-MAX_SEED = 2**63 - 1  # torch.manual_seed overflows above 2**64 - 1; numpy and hashes want >= 0
-MAX_THREADS = 1024  # more only exhaust the process's thread limit ("can't start new thread")
-
-
-@dataclass
-class TrainConfig:
-    optimizer: Literal["adamw", "adam", "sgd"] = option("adamw", "the optimiser")
-    lr: float = option(2e-3, "peak learning rate")
-    weight_decay: float = option(0.0, "decoupled weight decay (adamw), L2 (adam, sgd)")
-    momentum: float = option(0.9, "momentum (sgd only)")
-    warmup_steps: int = option(100, "linear warm-up from 0 to lr over this many steps")
-    schedule: Literal["constant", "cosine", "linear"] = option(
-        "cosine", "decay after warm-up, down to min_lr_ratio * lr at max_steps"
-    )
-    min_lr_ratio: float = option(0.1, "the schedule's final lr as a fraction of lr")
-    clip_norm: float = option(1.0, "clip the gradient's global norm to this (0: off)")
-    clip_value: float = option(0.0, "clip each gradient element to [-v, v] (0: off)")
-    max_steps: int = option(2000, "stop after this many optimiser steps")
-    max_minutes: float = option(
-        0.0,
-        "stop after this much training time, summed over resumes (0: off); the schedule "
-        "and the progress bar follow it when it binds before max_steps",
-    )
-    eval_every: int = option(200, "evaluate on the validation split every N steps")
-    eval_batches: int = option(0, "validation batches (windows) per evaluation (0: all)")
-    patience: int = option(0, "stop after N evaluations without improvement (0: off)")
-    checkpoint_every: int = option(200, "write last.safetensors every N steps")
-    log_every: int = option(10, "log training loss every N steps")
-    seed: int = option(1337, "seed for weights, dropout and sampling")
-    device: str = option("auto", "auto, cpu, cuda, cuda:1, mps ...")
-    threads: int = option(0, "torch intra-op threads (0: torch's default)")
-    progress: bool = option(True, "show a progress bar")
-    nonfinite: Literal["stop", "skip"] = option(
-        "stop", "a step whose loss or gradient norm is NaN/inf: stop the run, or skip the step"
-    )
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise UserError(f"option 'train.device': {error}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"option 'train.device' is {name!r}, but this torch sees no CUDA device")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"option 'train.device' is {name!r}, but MPS is not available here")
-    return device
-
-
-def check_range(section: str, cfg, rules: dict[str, tuple[float, float]]) -> None:
-    """One-line errors for options outside their range: {name: (low, high)}, both inclusive."""
-    for name, (low, high) in rules.items():
-        value = getattr(cfg, name)
-        if not low <= value <= high:
-            span = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
-            raise UserError(f"option '{section}.{name}' must be {span}, got {value!r}")
-
-
-def check_train_config(cfg: TrainConfig) -> None:
-    """Reject impossible training options before anything is created or written."""
-    inf = math.inf
-    check_range("train", cfg, {
-        "lr": (0, inf), "weight_decay": (0, inf), "momentum": (0, 1), "warmup_steps": (0, inf),
-        "min_lr_ratio": (0, 1), "clip_norm": (0, inf), "clip_value": (0, inf),
-        "max_steps": (1, inf), "max_minutes": (0, inf), "eval_every": (1, inf),
-        "eval_batches": (0, inf), "patience": (0, inf), "checkpoint_every": (1, inf),
-        "log_every": (1, inf), "threads": (0, MAX_THREADS), "seed": (0, MAX_SEED),
-    })  # fmt: skip
-    pick_device(cfg.device)
-
-
-def learning_rate(cfg: TrainConfig, step: int, time_used: float = 0.0) -> float:
-    """Linear warm-up to cfg.lr, then the chosen decay down to min_lr_ratio * lr at max_steps.
-
-    ``time_used`` is the fraction of the time budget (``max_minutes``) spent. When time runs out
-    before the steps do, the decay follows the clock: it runs at the step the run stands at by
-    either budget, ``max(step, time_used * max_steps)``, so the schedule ends at its floor when
-    the time does.
-    """
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return cfg.lr
-    at = max(step, time_used * cfg.max_steps)
-    span = max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, (at - cfg.warmup_steps) / span)
-    floor = cfg.lr * cfg.min_lr_ratio
-    if cfg.schedule == "linear":
-        return cfg.lr - (cfg.lr - floor) * progress
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
-
-
-def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+from rnnkit.train.train_config import MAX_SEED as MAX_SEED
+from rnnkit.train.train_config import MAX_THREADS as MAX_THREADS
+from rnnkit.train.train_config import TrainConfig as TrainConfig
+from rnnkit.train.train_config import check_range as check_range
+from rnnkit.train.train_config import check_train_config as check_train_config
+from rnnkit.train.train_config import learning_rate as learning_rate
+from rnnkit.train.train_config import make_optimizer as make_optimizer
+from rnnkit.train.train_config import pick_device as pick_device
 
 
 class _Stop:
@@ -498,95 +401,3 @@ class Trainer:
         if self.cfg.clip_value > 0:
             nn.utils.clip_grad_value_(params, self.cfg.clip_value)
         return norm
-
-
-def started_without_checkpoint(run_dir: Path) -> bool:
-    """A run directory whose run was stopped before its first checkpoint: it has the lock file
-    and config.json that a run writes first (or one of them), and neither checkpoint."""
-    return (
-        ((run_dir / "config.json").is_file() or (run_dir / ".lock").is_file())
-        and not (run_dir / LAST).exists()
-        and not (run_dir / BEST).exists()
-    )
-
-
-def run_dir_ready(run_dir: Path, resume: bool) -> bool:
-    """Refuse to overwrite a run; require one to resume. One-line errors.
-
-    A run stopped before its first checkpoint has nothing to lose: ``--resume`` starts it again
-    from step 0, and so does a fresh start on the same ``--out``.
-
-    Returns:
-        True if there is a checkpoint to resume from.
-    """
-    last = run_dir / LAST
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} is a file: choose another --out")
-    if resume:
-        if last.exists():
-            return True
-        if not started_without_checkpoint(run_dir):
-            raise UserError(f"--resume: no checkpoint at {last} to resume from")
-        if not (run_dir / "config.json").is_file():
-            raise UserError(
-                f"--resume: {run_dir} was stopped before it saved its config: start it again "
-                "without --resume"
-            )
-        return False
-    if run_dir.exists() and any(run_dir.iterdir()) and not started_without_checkpoint(run_dir):
-        raise UserError(
-            f"run directory {run_dir} exists and is not empty: pass --resume to continue it, "
-            "or choose another --out"
-        )
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-    except OSError as e:  # a file where a parent directory should be, no permission, ...
-        raise UserError(f"cannot create the run directory {run_dir}: {e.strerror}") from None
-    return False
-
-
-def lock_run_dir(run_dir: Path):
-    """Take the advisory lock ``run_dir/.lock`` (``fcntl.flock``) for as long as the returned
-    file stays open: a second process training into the same run directory is refused.
-
-    Returns:
-        The open lock file (close it to release), or None where flock does not exist.
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        return None
-    try:
-        f = open(run_dir / ".lock", "a")  # held open for the run's life
-    except OSError as e:
-        raise UserError(f"cannot lock the run directory {run_dir}: {e.strerror}") from None
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        raise UserError(
-            f"run directory {run_dir} is in use by another rnnkit process: wait for it to end, "
-            "or choose another --out"
-        ) from None
-    return f
-
-
-def tidy_run_dir(run_dir: Path, step: int = 0) -> None:
-    """Under the lock, once every check has passed, before training from ``step``: remove the
-    temporary files of a process killed while writing, and the log lines of steps after
-    ``step`` (a killed attempt's, which the resumed run writes again); from step 0, the whole
-    log and the TensorBoard files."""
-    for tmp in run_dir.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-    log = run_dir / "log.jsonl"
-    if not step:
-        log.unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
-    elif log.is_file():
-        kept = []
-        for line in log.read_text(encoding="utf-8").splitlines(keepends=True):
-            with contextlib.suppress(ValueError, TypeError, KeyError):
-                if line.endswith("\n") and json.loads(line)["step"] <= step:
-                    kept.append(line)
-        text = "".join(kept)
-        atomic_write(log, lambda tmp: tmp.write_text(text, encoding="utf-8"))

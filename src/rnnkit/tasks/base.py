@@ -1,0 +1,116 @@
+"""What a task is, and the registry of tasks.
+
+A task is one module in ``rnnkit/tasks/`` that ends with one registration line::
+
+    SPEC = register(TaskSpec(name="copy", description="...", presets={...}, build=build))
+
+``TaskSpec`` holds what the command line and the run machinery need: the name and description,
+the presets (named functions returning a fresh config of the task's dataclasses), ``build``
+(the data, the model, the loss and the metrics: a ``rnnkit.train.task.Task``), the range
+checks, how a finished run is reported, how a checkpoint is loaded back, ``predict`` for one
+input, the plots the run's log gives, and the subcommands the task adds (``sample`` for
+language models, ``predict``/``eval`` for sequence-to-sequence runs). Everything optional has a
+default that suits most tasks. ``cli.py`` knows no task: it dispatches through ``registry()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from rnnkit.errors import UserError
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task, as ``rnnkit train NAME`` and ``load_run`` see it."""
+
+    name: str
+    description: str
+    presets: dict[str, Callable[[], object]]  # name -> a function returning a fresh config
+    build: Callable  # (cfg, cache_dir, rank, world_size, vocab) -> a rnnkit.train.task.Task
+    default_preset: str = "default"
+    check: Callable | None = None  # (cfg) -> None, raises UserError for impossible options
+    # a checkpoint's saved vocabulary (meta["vocab"]) -> what ``build`` takes as ``vocab``
+    load_vocab: Callable[[object], object] | None = None
+    # (task, result, run_dir, dry_run) -> None: print the end of a run; None: task.report
+    finish: Callable | None = None
+    # (checkpoint, path) -> a loaded run (model in eval mode, vocabulary, config) for load_run
+    load: Callable | None = None
+    # (loaded run, input text) -> the output text: the model applied to one input
+    predict: Callable[[object, str], str] | None = None
+    plots: tuple[str, ...] = ("loss", "grad_norm", "lr")  # what ``rnnkit plot RUN`` draws
+    # subcommands this task adds: name -> (function(argv) -> exit status, help line)
+    commands: dict[str, tuple[Callable[[list[str]], int], str]] = field(default_factory=dict)
+
+    def vocab_from_checkpoint(self, saved: object) -> object:
+        return saved if self.load_vocab is None else self.load_vocab(saved)
+
+    def finish_run(self, task, result: dict, run_dir: Path, dry_run: bool) -> None:
+        if self.finish is not None:
+            self.finish(task, result, run_dir, dry_run)
+        else:
+            print(task.report(result) + f"; checkpoints in {run_dir}")
+
+
+_REGISTRY: dict[str, TaskSpec] = {}
+
+
+def register(spec: TaskSpec) -> TaskSpec:
+    """Add ``spec`` to the registry (the one registration line of a task module)."""
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
+        raise ValueError(f"task name {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def registry() -> dict[str, TaskSpec]:
+    """Every task, by name: each module of ``rnnkit.tasks`` is imported, and registers its own."""
+    import rnnkit.tasks as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"rnnkit.tasks.{module.name}")
+    return dict(_REGISTRY)
+
+
+def check_library_options(section: str, options: object, build: Callable[[], object]) -> None:
+    """The library's own checks of ``options`` (a config dataclass), worded as the options.
+
+    ``build()`` makes the model (or the part of it that ``options`` configures) on the meta
+    device, so that no memory is allocated; the library raises ValueError/TypeError naming its
+    argument ("hidden_size must be a positive integer, got 0"), which becomes one line naming
+    the key ("option 'model.hidden_size' must be a positive integer, got 0"). Each option is
+    thus checked once, where it is used.
+    """
+    import torch
+
+    try:
+        with torch.device("meta"):
+            build()
+    except UserError:  # already worded as an option (by the task's own model)
+        raise
+    except (ValueError, TypeError) as e:
+        name, _, rest = str(e).partition(" ")
+        if name in {f.name for f in fields(options)}:
+            raise UserError(f"option '{section}.{name}' {rest}") from None
+        raise UserError(f"option '{section}': {e}") from None
+    except RuntimeError:  # sizes beyond any storage: check_model_memory names the option
+        pass
+
+
+def get_task(name: str) -> TaskSpec:
+    tasks = registry()
+    if name not in tasks:
+        raise UserError(f"unknown task {name!r}; tasks: {', '.join(sorted(tasks))}")
+    return tasks[name]
+
+
+def task_commands() -> dict[str, tuple[Callable[[list[str]], int], str]]:
+    """The subcommands the tasks add (``sample``, ``predict``, ...), each once."""
+    commands: dict[str, tuple[Callable[[list[str]], int], str]] = {}
+    for spec in registry().values():
+        commands.update(spec.commands)
+    return commands

@@ -1,0 +1,134 @@
+"""What the language-model tasks add to the command line: ``rnnkit sample`` and ``rnnkit score``,
+the end-of-run report (bits per token, perplexity, a sample) and ``predict`` for one text."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from rnnkit.data.text import Vocab
+from rnnkit.errors import UserError
+from rnnkit.tasks.runs import load_lm, load_run
+from rnnkit.train.train_config import check_seed
+
+
+def sample_text(run: Path, prime: str | None, length: int, **choose) -> str:
+    import torch
+
+    from rnnkit.decoding import sample_sequence
+
+    loaded = load_run(run)
+    vocab, model = loaded.vocab, loaded.model
+    if prime is None or prime == "":
+        prime_ids = loaded.start_ids()
+        shown = ""
+    else:
+        prime_ids = vocab.encode(prime).tolist()
+        shown = prime
+    seed = choose.pop("seed", None)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    ids = sample_sequence(model.step, None, prime_ids, length, generator=generator, **choose)
+    return shown + vocab.decode(ids)
+
+
+def predict(loaded, text: str, length: int = 200) -> str:
+    """The likeliest continuation of ``text`` (greedy), ``length`` tokens long."""
+    from rnnkit.decoding import sample_sequence
+
+    ids = loaded.start_ids() + loaded.vocab.encode(text).tolist()
+    return loaded.vocab.decode(sample_sequence(loaded.model.step, None, ids, length, greedy=True))
+
+
+def finish(task, result: dict, run_dir: Path, dry_run: bool) -> None:
+    """The end of a language model's run: refuse a diverged one; the validation loss in nats,
+    bits and perplexity; then a sample."""
+    uniform = math.log(len(task.vocab))  # the loss of a uniform guess
+    if not result["loss"] <= 2 * uniform:
+        raise UserError(
+            f"training diverged: validation loss {result['loss']:.4g} nats at step "
+            f"{result['step']}, worse than a uniform guess ({uniform:.3f}); lower --train.lr "
+            f"(checkpoints in {run_dir})"
+        )
+    unit = "bits/char" if task.level == "char" else "bits/word"
+    bits = result.get("bpc", result.get("bits", math.nan))
+    print(
+        f"done: step {result['step']}, validation loss {result['loss']:.4f} nats "
+        f"({bits:.3f} {unit}, perplexity {result['ppl']:.2f}), best {result['best']:.4f}, "
+        f"{result['seconds'] / 60:.1f} min; checkpoints in {run_dir}"
+        + (f"; {result['skipped']} non-finite step(s) skipped" if result["skipped"] else "")
+    )
+    if not dry_run:
+        print("\nsample (temperature 0.8):")
+        print(sample_text(run_dir, prime=None, length=400, temperature=0.8, seed=1))
+
+
+def cmd_sample(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="rnnkit sample", description="Generate text from a run.")
+    p.add_argument("run", help="a run directory or a .safetensors checkpoint")
+    p.add_argument("--prime", default=None, help="text to start from (default: a line start)")
+    p.add_argument("--length", type=int, default=500, help="tokens to generate (default: 500)")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: mass p")
+    p.add_argument("--greedy", action="store_true", help="always take the likeliest token")
+    p.add_argument("--seed", type=int, default=None, help="random seed for a repeatable sample")
+    a = p.parse_args(argv)
+    if a.length < 1:
+        raise UserError(f"--length must be at least 1, got {a.length}")
+    check_seed(a.seed)
+    print(
+        sample_text(
+            Path(a.run), a.prime, a.length, temperature=a.temperature, top_k=a.top_k,
+            top_p=a.top_p, greedy=a.greedy, seed=a.seed,
+        )
+    )  # fmt: skip
+    return 0
+
+
+def cmd_score(argv: list[str]) -> int:
+    from rnnkit.decoding import sequence_log_prob
+
+    p = argparse.ArgumentParser(
+        prog="rnnkit score", description="Log-probability of texts under a trained model."
+    )
+    p.add_argument("run", help="a run directory or a .safetensors checkpoint")
+    p.add_argument("texts", nargs="+", help="the texts to score")
+    a = p.parse_args(argv)
+    loaded = load_run(Path(a.run))
+    unit = "char" if loaded.level == "char" else "token"
+    rows = []
+    for text in a.texts:
+        ids = loaded.start_ids() + loaded.vocab.encode(text).tolist()
+        total, _ = sequence_log_prob(loaded.model.step, None, ids)
+        n = len(ids) - len(loaded.start_ids())
+        if n == 0:
+            raise UserError(f"nothing to score in {text!r}: give a non-empty text")
+        rows.append((total, text))
+        unknown = loaded.vocab.unknown(text) if loaded.level == "word" else []
+        note = (
+            f"  ({len(unknown)} word(s) scored as <unk>: {', '.join(unknown)})" if unknown else ""
+        )
+        print(
+            f"{total:10.3f} nats  {-total / math.log(2) / n:6.3f} bits/{unit}  "
+            f"ppl {math.exp(-total / n):9.2f}  {text!r}{note}"
+        )
+    if len(rows) > 1:
+        best = max(rows)[1]
+        print(f"most likely (highest total log-probability): {best!r}")
+    return 0
+
+
+def hooks() -> dict:
+    """The ``TaskSpec`` fields that every language-model task shares."""
+    return {
+        "load_vocab": Vocab.from_dict,
+        "finish": finish,
+        "load": load_lm,
+        "predict": predict,
+        "plots": ("loss", "bits", "grad_norm", "lr"),
+        "commands": {
+            "sample": (cmd_sample, "generate text from a trained language model"),
+            "score": (cmd_score, "log-probability and bits per token of texts"),
+        },
+    }
