@@ -25,38 +25,43 @@ import argparse
 import json
 import math
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from rnnkit.argparse_config import parser_from_dataclasses
+from rnnkit.config import option
 from rnnkit.errors import UserError
 
 RESULTS_JSON, RESULTS_MD, PLOT = "results.json", "results.md", "compare.png"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage + exit
-        raise UserError(f"{self.prog}: {message}")
+@dataclass
+class CompareOptions:
+    """The options of ``rnnkit lab compare`` (task options are ``--section.key VALUE``)."""
+
+    task: str = field(metadata={"help": "a task with a sequence length data.T: adding, copy, ..."})
+    cells: str = option("elman,lstm,gru", "comma-separated cells (listed below)")
+    T: str = option("50,100,200", "comma-separated sequence lengths")
+    seeds: int = option(1, "runs per (cell, T), seeds 0..N-1")
+    minutes: float | None = option(None, "wall-clock budget per run")
+    steps: int | None = option(None, "optimiser steps per run (at most)")
+    jobs: int = option(1, "runs at a time, one process each")
+    preset: str | None = option(None, "the task's preset (default: its default)")
+    out: str | None = option(None, "output directory (default: runs/compare-TASK)")
+    quiet: bool = option(False, "no progress bars")
 
 
 def parser() -> argparse.ArgumentParser:
     from rnnkit.tasks.longrange import CELLS
 
-    p = _Parser(
-        prog="rnnkit lab compare",
+    return parser_from_dataclasses(
+        "rnnkit lab compare",
+        CompareOptions,
         description="Train each cell at each sequence length; table and plot the final metric.",
-        epilog="Any task option applies to every run: --section.key VALUE (e.g. "
-        "--model.hidden_size 64 --train.lr 3e-3); see rnnkit train TASK --help.",
+        epilog=f"cells: {', '.join(CELLS)}. Any task option applies to every run: "
+        "--section.key VALUE (e.g. --model.hidden_size 64 --train.lr 3e-3); see rnnkit train "
+        "TASK --help.",
     )
-    p.add_argument("task", help="a task with a sequence length data.T: adding, copy, ...")
-    p.add_argument("--cells", default="elman,lstm,gru", help=f"comma-separated: {','.join(CELLS)}")
-    p.add_argument("--T", default="50,100,200", help="comma-separated sequence lengths")
-    p.add_argument("--seeds", type=int, default=1, help="runs per (cell, T), seeds 0..N-1")
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget per run")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps per run (at most)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time, one process each")
-    p.add_argument("--preset", default=None, help="the task's preset (default: its default)")
-    p.add_argument("--out", default=None, help="output directory (default: runs/compare-TASK)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p
 
 
 def _int_list(option: str, text: str) -> list[int]:

@@ -9,26 +9,31 @@ import argparse
 import json
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+from rnnkit.argparse_config import parser_from_dataclasses
+from rnnkit.config import option
 from rnnkit.errors import UserError
 from rnnkit.files import atomic_write
 
 DPI = 100  # the lab's figures: rnnkit.plots.figure(..., dpi=DPI)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse would print usage and exit; we want one line
-        raise UserError(f"{self.prog}: {message}")
+@dataclass
+class LabOptions:
+    """The options every lab experiment has."""
+
+    out: str | None = option(None, "output directory (created; default: runs/lab-EXPERIMENT)")
+    seed: int = option(0, "random seed (data and initial weights)")
+    quiet: bool = option(False, "no progress bar")
 
 
-def lab_parser(name: str, description: str) -> argparse.ArgumentParser:
-    """``rnnkit lab NAME``'s parser with the options every experiment has: --out, --seed,
-    --quiet."""
-    p = _Parser(prog=f"rnnkit lab {name}", description=description)
-    p.add_argument("--out", default=f"runs/lab-{name}", help="output directory (created)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (data and initial weights)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+def lab_parser(name: str, description: str, *options: type) -> argparse.ArgumentParser:
+    """``rnnkit lab NAME``'s parser: the fields of the ``options`` dataclasses, then
+    ``LabOptions`` (--out, --seed, --quiet); an experiment may add arguments of its own."""
+    p = parser_from_dataclasses(f"rnnkit lab {name}", *options, LabOptions, description=description)
+    p.set_defaults(out=f"runs/lab-{name}")
     return p
 
 
