@@ -29,8 +29,11 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
+from rnnkit.argparse_config import parser_from_dataclasses
 from rnnkit.bench.common import VOCAB, BenchParser, check_json_target, parse_args, write_json
+from rnnkit.config import option
 from rnnkit.errors import UserError
 
 # name -> (layer family, options, the row it is compared with)
@@ -186,23 +189,30 @@ def format_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class MemoryOptions:
+    """The options of ``rnnkit bench memory``."""
+
+    T: int = option(5000, "sequence length")
+    batch: int = option(32, "batch size")
+    hidden: int = option(512, "hidden size")
+    layers: int = option(2, "stacked layers")
+    checkpoint_steps: int = option(100, "chunk of the checkpointed rows")
+    repeats: int = option(1, "interleaved repeats")
+    rows: str | None = option(None, f"comma-separated subset of: {', '.join(ROWS)}")
+    quick: bool = option(False, "T 1000, LSTM rows only (a minute)")
+    threads: int | None = option(None, "torch threads (default: torch's)")
+    json: str | None = option(None, "write the records to this JSON file")
+
+
 def memory_parser() -> argparse.ArgumentParser:
-    p = BenchParser(
-        prog="rnnkit bench memory",
+    return parser_from_dataclasses(
+        "rnnkit bench memory",
+        MemoryOptions,
         description="Peak training memory of one step over a long sequence, each row in a fresh"
         " process: torch.nn against rnnkit, and rnnkit with checkpointing through time.",
+        parser_class=BenchParser,
     )
-    p.add_argument("--T", type=int, default=5000, help="sequence length (default: 5000)")
-    p.add_argument("--batch", type=int, default=32, help="batch size (default: 32)")
-    p.add_argument("--hidden", type=int, default=512, help="hidden size (default: 512)")
-    p.add_argument("--layers", type=int, default=2, help="stacked layers (default: 2)")
-    p.add_argument("--checkpoint-steps", type=int, default=100, help="chunk (default: 100)")
-    p.add_argument("--repeats", type=int, default=1, help="interleaved repeats (default: 1)")
-    p.add_argument("--rows", default=None, help=f"comma-separated subset of: {', '.join(ROWS)}")
-    p.add_argument("--quick", action="store_true", help="T 1000, LSTM rows only (a minute)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--json", metavar="PATH", help="write the records to this JSON file")
-    return p
 
 
 def main_memory(argv: list[str]) -> int:

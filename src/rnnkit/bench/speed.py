@@ -60,9 +60,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
+from rnnkit.argparse_config import parser_from_dataclasses
 from rnnkit.bench.common import (
     BenchParser,
     check_json_target,
@@ -92,6 +94,7 @@ from rnnkit.bench.rows import (
     flops_per_token,
     workloads,
 )
+from rnnkit.config import option
 from rnnkit.errors import UserError
 
 
@@ -312,15 +315,30 @@ def format_summary(records: list[dict]) -> list[str]:
 
 
 # ---- the command -----------------------------------------------------------------------------
-def _config_list() -> str:
-    return "\n".join(f"  {name}: {cfg.describe()}" for name, cfg in CONFIGS.items())
+@dataclass
+class SpeedOptions:
+    """The options of ``rnnkit bench speed``."""
+
+    quick: bool = option(False, "a subset, fewer repeats (under 2 min)")
+    json: str | None = option(None, "write every record to this JSON file")
+    threads: int | None = option(None, "torch threads (default: torch's)")
+    repeats: int | None = option(
+        None, f"timed rounds per config (default: {FULL_REPEATS}, quick {QUICK_REPEATS})"
+    )
+    warmup: int = option(1, "untimed rounds first")
+    configs: str | None = option(
+        None,
+        f"comma-separated subset of {','.join(CONFIGS)} (default: all; with --quick, of the "
+        "quick set)",
+    )
 
 
 def speed_parser() -> argparse.ArgumentParser:
     quick = "\n".join(f"  {n:8} {c.describe()}" for n, c in QUICK_CONFIGS.items())
     full = "\n".join(f"  {n:8} {c.describe()}" for n, c in CONFIGS.items())
-    p = BenchParser(
-        prog="rnnkit bench speed",
+    return parser_from_dataclasses(
+        "rnnkit bench speed",
+        SpeedOptions,
         description=(
             "Tokens/s of rnnkit's RNN layers against torch.nn's on this machine: training,\n"
             "inference and sampling, interleaved repeats, GFLOP/s and % of a matmul peak\n"
@@ -339,25 +357,9 @@ torch.nn.LSTM with oneDNN off, rnnkit's torch step backend. ratio: to the torch.
 or to torch.nn.LSTM.
 Train = embedding -> layers -> linear -> cross-entropy, backward, Adam step. FLOPs:
 matmuls only, training 3x the forward. Details: the docstring of rnnkit.bench.speed.""",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parser_class=BenchParser,
+        raw_text=True,
     )
-    p.add_argument("--quick", action="store_true", help="a subset, fewer repeats (under 2 min)")
-    p.add_argument("--json", metavar="PATH", help="write every record to this JSON file")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help=f"timed rounds per config (default: {FULL_REPEATS}, quick {QUICK_REPEATS})",
-    )
-    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default: 1)")
-    p.add_argument(
-        "--configs",
-        default=None,
-        help=f"comma-separated subset of {','.join(CONFIGS)} (default: all; with --quick, "
-        "of the quick set)",
-    )
-    return p
 
 
 def main_speed(
