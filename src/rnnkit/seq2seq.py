@@ -53,7 +53,6 @@ from rnnkit.attention import ATTENTION, make_attention
 from rnnkit.cells import REGISTRY, cell_names
 from rnnkit.decoding import select_rows
 from rnnkit.ensemble import Ensemble  # noqa: F401 (its old home)
-from rnnkit.errors import UserError
 from rnnkit.layers.torch_compat import BY_NAME
 from rnnkit.scheduled_sampling import feed_back
 
@@ -65,36 +64,37 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3  # the special token ids of rnnkit.data.pairs vo
 
 
 def check_seq2seq_options(cfg: Any) -> None:
-    """Refuse impossible options of ``Seq2Seq`` with a ``ValueError`` (a ``UserError``) whose
-    message starts with the option's name, e.g. "hidden_size must be >= 1, got 0"."""
+    """Refuse impossible options of ``Seq2Seq`` with a ``ValueError`` whose message starts with
+    the option's name, e.g. "hidden_size must be >= 1, got 0" (the command line words it as
+    the option: ``rnnkit.tasks.seq2seq_config.check_seq2seq_config``)."""
     for name, choices in (("cell", CELLS), ("attention", ATTENTIONS), ("context", CONTEXTS)):
         if getattr(cfg, name) not in choices:
-            raise UserError(
+            raise ValueError(
                 f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}"
             )
     for name in ("embedding_size", "hidden_size", "encoder_layers", "decoder_layers"):
         if getattr(cfg, name) < 1:
-            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     for name in ("encoder_size", "attention_size"):
         if getattr(cfg, name) < 0:
-            raise UserError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     for name in ("dropout", "label_smoothing"):
         if not 0 <= getattr(cfg, name) < 1:
-            raise UserError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+            raise ValueError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
     if cfg.attention == "none" and cfg.context == "none":
-        raise UserError(
+        raise ValueError(
             "context none with attention none leaves the decoder blind to the source: choose "
             "init, input or both"
         )
     after = [k for k, cls in ATTENTION.items() if not cls.queries_before_step]
     if not cfg.input_feeding and cfg.attention not in after:
-        raise UserError(
+        raise ValueError(
             f"input_feeding false applies to attention queried after the step "
             f"({', '.join(after)}), not attention {cfg.attention}"
         )
     D = 2 if cfg.bidirectional else 1
     if cfg.encoder_size == 0 and cfg.hidden_size % D:
-        raise UserError(
+        raise ValueError(
             f"hidden_size must be even for a bidirectional encoder with encoder_size 0, "
             f"got {cfg.hidden_size}"
         )
@@ -104,7 +104,7 @@ def check_seq2seq_options(cfg: Any) -> None:
         and ATTENTION[cfg.attention].same_widths
         and memory != cfg.hidden_size
     ):
-        raise UserError(
+        raise ValueError(
             f"attention {cfg.attention} needs the memory width ({memory}) == hidden_size "
             f"({cfg.hidden_size}): set encoder_size 0"
         )
