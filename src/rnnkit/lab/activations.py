@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
+from rnnkit.config import option
 from rnnkit.errors import UserError
 from rnnkit.lab.experiment import DPI, check_int, lab_parser, out_dir, parse, write_json
 from rnnkit.plots import figure, save_figure
@@ -272,21 +275,21 @@ def run(
     return result
 
 
+@dataclass
+class ActivationsOptions:
+    """The options of ``rnnkit lab activations``."""
+
+    run: str = field(metadata={"help": "a `rnnkit train charlm` run directory or checkpoint"})
+    text: str | None = option(None, "the text to read (default: a passage in the corpus's style)")
+    text_file: str | None = option(None, "read the text from this UTF-8 file instead")
+    state: Literal["h", "c"] = option("h", "h: hidden state; c: the LSTM's cell state")
+    width: int = option(64, "characters per line in the picture")
+    max_chars: int = option(150, "characters in the heat map")
+    panels: int = option(6, "activations.png: the units with the largest |r|, one panel each")
+
+
 def main(argv: list[str]) -> int:
-    p = lab_parser("activations", __doc__.split("\n\n")[0])
-    p.add_argument("run", help="a `rnnkit train charlm` run directory or checkpoint")
-    p.add_argument("--text", help="the text to read (default: a passage in the corpus's style)")
-    p.add_argument("--text-file", help="read the text from this UTF-8 file instead")
-    p.add_argument("--state", choices=("h", "c"), default="h",
-                   help="h: hidden state; c: the LSTM's cell state")  # fmt: skip
-    p.add_argument("--width", type=int, default=64, help="characters per line in the picture")
-    p.add_argument("--max-chars", type=int, default=150, help="characters in the heat map")
-    p.add_argument(
-        "--panels",
-        type=int,
-        default=6,
-        help="activations.png: the units with the largest |r|, one panel each",
-    )
+    p = lab_parser("activations", __doc__.split("\n\n")[0], ActivationsOptions)
     args = parse(p, argv)
     if args is None:
         return 0

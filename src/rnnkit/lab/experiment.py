@@ -6,9 +6,9 @@ an output directory, a results file and a progress bar. Figures are drawn by ``r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +25,23 @@ class LabOptions:
     """The options every lab experiment has."""
 
     out: str | None = option(None, "output directory (created; default: runs/lab-EXPERIMENT)")
-    seed: int = option(0, "random seed (data and initial weights)")
     quiet: bool = option(False, "no progress bar")
 
 
+@dataclass
+class SeedOption:
+    """--seed, for an experiment whose options do not declare it."""
+
+    seed: int = option(0, "random seed (data and initial weights)")
+
+
 def lab_parser(name: str, description: str, *options: type) -> argparse.ArgumentParser:
-    """``rnnkit lab NAME``'s parser: the fields of the ``options`` dataclasses, then
-    ``LabOptions`` (--out, --seed, --quiet); an experiment may add arguments of its own."""
-    p = parser_from_dataclasses(f"rnnkit lab {name}", *options, LabOptions, description=description)
+    """``rnnkit lab NAME``'s parser: the fields of the ``options`` dataclasses, then --out,
+    --quiet and (unless declared) --seed; an experiment may add arguments of its own."""
+    declared = {f.name for cls in options for f in dataclasses.fields(cls)}
+    common = (LabOptions,) if "seed" in declared else (LabOptions, SeedOption)
+    prog = f"rnnkit lab {name}"
+    p = parser_from_dataclasses(prog, *options, *common, description=description)
     p.set_defaults(out=f"runs/lab-{name}")
     return p
 
@@ -64,38 +73,15 @@ def check_float(name: str, value: float, low: float, high: float = math.inf) -> 
     return value
 
 
-def float_list(name: str):
-    """An argparse type: comma-separated numbers."""
-
-    def parse_list(text: str) -> list[float]:
-        try:
-            values = [float(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name}: expected comma-separated numbers, got {text!r}"
-            ) from None
-        if not values:
-            raise argparse.ArgumentTypeError(f"{name}: expected at least one number")
-        return values
-
-    return parse_list
-
-
-def choice_list(name: str, choices: Iterable[str]):
-    """An argparse type: comma-separated names from ``choices``, without repeats."""
-    choices = tuple(choices)
-
-    def parse_list(text: str) -> list[str]:
-        values = [v.strip() for v in text.split(",") if v.strip()]
-        bad = [v for v in values if v not in choices]
-        if bad or not values or len(set(values)) != len(values):
-            raise argparse.ArgumentTypeError(
-                f"{name}: expected distinct comma-separated names from {', '.join(choices)}, "
-                f"got {text!r}"
-            )
-        return values
-
-    return parse_list
+def check_choices(name: str, values: tuple[str, ...], choices: tuple[str, ...]) -> tuple[str, ...]:
+    """Distinct names from ``choices``, at least one."""
+    bad = [v for v in values if v not in choices]
+    if bad or not values or len(set(values)) != len(values):
+        raise UserError(
+            f"option {name}: expected distinct comma-separated names from {', '.join(choices)}, "
+            f"got {','.join(values)!r}"
+        )
+    return values
 
 
 def out_dir(path: str) -> Path:

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from rnnkit.argparse_config import from_args
+from rnnkit.config import option
 from rnnkit.data.synthetic import adding, adding_baseline_mse
 from rnnkit.lab.experiment import (
     DPI,
@@ -50,16 +52,16 @@ LABELS = {"none": "no clipping", "norm": "clip by norm", "value": "clip by value
 
 @dataclass
 class ExplodeConfig:
-    rho: float = 1.5  # spectral radius W_hh is scaled to
-    T: int = 50
-    hidden_size: int = 32
-    batch_size: int = 32
-    steps: int = 300  # SGD steps per model
-    lr: float = 0.1  # plain SGD: no adaptive step to hide the explosion
-    clip_norm: float = 1.0
-    clip_value: float = 0.01
-    test_size: int = 256
-    seed: int = 0
+    rho: float = option(1.5, "spectral radius W_hh is scaled to")
+    T: int = option(50, "sequence length")
+    hidden_size: int = option(32, "H")
+    batch_size: int = option(32, "sequences per step")
+    steps: int = option(300, "SGD steps per model")
+    lr: float = option(0.1, "SGD learning rate (plain SGD: no adaptive step to hide the explosion)")
+    clip_norm: float = option(1.0, "c of clipping by norm")
+    clip_value: float = option(0.01, "v of clipping by value")
+    test_size: int = option(256, "test sequences")
+    seed: int = option(0, "random seed (data and initial weights)")
 
 
 def spectral_radius(W: Tensor) -> float:
@@ -180,30 +182,20 @@ def draw(result: dict, curves: dict, path: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    d = ExplodeConfig()
-    p = lab_parser("explode", __doc__.split("\n\n")[0])
-    p.add_argument("--rho", type=float, default=d.rho, help="spectral radius of W_hh")
-    p.add_argument("--T", type=int, default=d.T, help=f"sequence length (default {d.T})")
-    p.add_argument("--hidden-size", type=int, default=d.hidden_size, help="H")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences per step")
-    p.add_argument("--steps", type=int, default=d.steps, help="SGD steps per model")
-    p.add_argument("--lr", type=float, default=d.lr, help="SGD learning rate")
-    p.add_argument("--clip-norm", type=float, default=d.clip_norm, help="c of clipping by norm")
-    p.add_argument("--clip-value", type=float, default=d.clip_value, help="v of clip by value")
+    p = lab_parser("explode", __doc__.split("\n\n")[0], ExplodeConfig)
     args = parse(p, argv)
     if args is None:
         return 0
-    cfg = ExplodeConfig(
-        rho=check_float("--rho", args.rho, 1e-3, 100.0),
-        T=check_int("--T", args.T, 2, 100_000),
-        hidden_size=check_int("--hidden-size", args.hidden_size, 1),
-        batch_size=check_int("--batch-size", args.batch_size, 1),
-        steps=check_int("--steps", args.steps, 1),
-        lr=check_float("--lr", args.lr, 1e-8, 100.0),
-        clip_norm=check_float("--clip-norm", args.clip_norm, 1e-8),
-        clip_value=check_float("--clip-value", args.clip_value, 1e-8),
-        seed=args.seed,
-    )
+    check_float("--rho", args.rho, 1e-3, 100.0)
+    check_int("--T", args.T, 2, 100_000)
+    check_int("--hidden-size", args.hidden_size, 1)
+    check_int("--batch-size", args.batch_size, 1)
+    check_int("--steps", args.steps, 1)
+    check_float("--lr", args.lr, 1e-8, 100.0)
+    check_float("--clip-norm", args.clip_norm, 1e-8)
+    check_float("--clip-value", args.clip_value, 1e-8)
+    check_int("--test-size", args.test_size, 1)
+    cfg = from_args(ExplodeConfig, args)
     out = out_dir(args.out)
     torch.set_num_threads(1)  # small matrices: see gradflow.main
     result = run(cfg, out, quiet=args.quiet)

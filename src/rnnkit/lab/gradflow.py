@@ -29,13 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.argparse_config import from_args
+from rnnkit.config import option
 from rnnkit.data.synthetic import adding, adding_baseline_mse
 from rnnkit.diagnostics import gradient_norms
 from rnnkit.lab.experiment import (
     DPI,
+    check_choices,
     check_float,
     check_int,
-    choice_list,
     lab_parser,
     out_dir,
     parse,
@@ -86,15 +88,17 @@ def state_gradient_norms(model: AddingModel, x: Tensor, y: Tensor) -> Tensor:
 
 @dataclass
 class GradflowConfig:
-    cells: tuple[str, ...] = ("elman", "lstm", "gru")
-    T: int = 100  # sequence length
-    hidden_size: int = 32
-    batch_size: int = 32
-    steps: int = 300  # Adam steps per cell
-    lr: float = 3e-3
-    clip_norm: float = 1.0
-    test_size: int = 256
-    seed: int = 0
+    cells: tuple[str, ...] = option(
+        ("elman", "lstm", "gru"), f"comma-separated: {', '.join(CELLS)}"
+    )
+    T: int = option(100, "sequence length")
+    hidden_size: int = option(32, "H")
+    batch_size: int = option(32, "sequences per step")
+    steps: int = option(300, "Adam steps per cell")
+    lr: float = option(3e-3, "Adam learning rate")
+    clip_norm: float = option(1.0, "gradient clipping by norm")
+    test_size: int = option(256, "test sequences")
+    seed: int = option(0, "random seed (data and initial weights)")
 
 
 def train_cell(cell: str, cfg: GradflowConfig, test: tuple[Tensor, Tensor], quiet: bool) -> dict:
@@ -176,27 +180,19 @@ def draw(result: dict, path: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    d = GradflowConfig()
-    p = lab_parser("gradflow", __doc__.split("\n\n")[0])
-    p.add_argument("--cells", type=choice_list("--cells", CELLS), default=list(d.cells),
-                   help=f"comma-separated cells from {', '.join(CELLS)}")  # fmt: skip
-    p.add_argument("--T", type=int, default=d.T, help=f"sequence length (default {d.T})")
-    p.add_argument("--hidden-size", type=int, default=d.hidden_size, help="H")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="sequences per step")
-    p.add_argument("--steps", type=int, default=d.steps, help="training steps per cell")
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    p = lab_parser("gradflow", __doc__.split("\n\n")[0], GradflowConfig)
     args = parse(p, argv)
     if args is None:
         return 0
-    cfg = GradflowConfig(
-        cells=tuple(args.cells),
-        T=check_int("--T", args.T, 2, 100_000),
-        hidden_size=check_int("--hidden-size", args.hidden_size, 1),
-        batch_size=check_int("--batch-size", args.batch_size, 1),
-        steps=check_int("--steps", args.steps, 1),
-        lr=check_float("--lr", args.lr, 1e-8, 10.0),
-        seed=args.seed,
-    )
+    check_choices("--cells", args.cells, CELLS)
+    check_int("--T", args.T, 2, 100_000)
+    check_int("--hidden-size", args.hidden_size, 1)
+    check_int("--batch-size", args.batch_size, 1)
+    check_int("--steps", args.steps, 1)
+    check_float("--lr", args.lr, 1e-8, 10.0)
+    check_float("--clip-norm", args.clip_norm, 1e-8)
+    check_int("--test-size", args.test_size, 1)
+    cfg = from_args(GradflowConfig, args)
     out = out_dir(args.out)
     # Matrices of a few dozen units: threads cost more than they save, and on a shared machine
     # they spin-wait for each other (the tests do the same in conftest.py).

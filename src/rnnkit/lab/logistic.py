@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rnnkit.config import option
 from rnnkit.errors import UserError
 from rnnkit.lab.experiment import (
     DPI,
     check_float,
     check_int,
-    float_list,
     lab_parser,
     out_dir,
     parse,
@@ -236,18 +237,23 @@ def draw(result, grid, bif, lyap, by_x0, by_r, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+@dataclass
+class LogisticOptions:
+    """The options of ``rnnkit lab logistic``."""
+
+    r: float = option(3.5, "the map's parameter")
+    x0: tuple[float, ...] = option((0.1, 0.3, 0.6, 0.9), "starting points in (0, 1)")
+    n: int = option(60, "iterates for the derivative panels")
+    rs: tuple[float, ...] = option(
+        (2.8, 3.2, 3.5, 3.56, 3.7, 3.9, 4.0), "r values for the derivative-against-n panel"
+    )
+    r_min: float = option(2.5, "bifurcation diagram: lowest r")
+    r_max: float = option(4.0, "bifurcation diagram: highest r")
+    points: int = option(800, "bifurcation diagram: r values")
+
+
 def main(argv: list[str]) -> int:
-    p = lab_parser("logistic", __doc__.split("\n\n")[0])
-    p.add_argument("--r", type=float, default=3.5, help="the map's parameter (default 3.5)")
-    p.add_argument("--x0", type=float_list("--x0"), default=[0.1, 0.3, 0.6, 0.9],
-                   help="starting points in (0, 1), comma-separated")  # fmt: skip
-    p.add_argument("--n", type=int, default=60, help="iterates for the derivative panels")
-    p.add_argument("--rs", type=float_list("--rs"),
-                   default=[2.8, 3.2, 3.5, 3.56, 3.7, 3.9, 4.0],
-                   help="r values for the derivative-against-n panel")  # fmt: skip
-    p.add_argument("--r-min", type=float, default=2.5, help="bifurcation diagram: lowest r")
-    p.add_argument("--r-max", type=float, default=4.0, help="bifurcation diagram: highest r")
-    p.add_argument("--points", type=int, default=800, help="bifurcation diagram: r values")
+    p = lab_parser("logistic", __doc__.split("\n\n")[0], LogisticOptions)
     args = parse(p, argv)
     if args is None:
         return 0
