@@ -32,12 +32,16 @@ def run(out: Path) -> dict:
     val = [r for r in records if r["split"] == "val"]
     rates = [r["tokens_per_s"] for r in records if r["split"] == "train"]
     return {
-        "val_loss": val[-1]["loss"], "val_bpc": val[-1]["bpc"], "steps": val[-1]["step"],
+        "val_loss": val[-1]["loss"],
+        "val_bpc": val[-1]["bpc"],
+        "steps": val[-1]["step"],
         "minutes_including_setup": minutes,
         "train_minutes": max(r["time"] for r in records if r["split"] == "train") / 60,
-        "tokens_per_s_median": statistics.median(rates), "target": TARGET,
-        "budget_minutes": BUDGET_MINUTES, "curve": [(r["step"], r["loss"]) for r in val],
-    }  # fmt: skip
+        "tokens_per_s_median": statistics.median(rates),
+        "target": TARGET,
+        "budget_minutes": BUDGET_MINUTES,
+        "curve": [(r["step"], r["loss"]) for r in val],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,10 +93,14 @@ def plot_curves_at(records: list[dict], T: int, path: Path) -> Path:
                 label += f", diverged after step {kept[-1]['step'] if kept else 0}"
             series[label] = ([x["step"] for x in kept], [x["mse"] for x in kept])
     return plot_curves(
-        series, path, xlabel="step", ylabel="validation MSE", logy=True,
+        series,
+        path,
+        xlabel="step",
+        ylabel="validation MSE",
+        logy=True,
         title=f"adding, T = {T}: validation MSE during training (seed 0)",
         hlines={"baseline": 1 / 6},
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,11 +115,25 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--stages: expected numbers among {', '.join(map(str, STAGES))}, got {a.stages!r}")
     for stage in map(int, stages):
         for i, (cells, Ts, minutes, *extra) in enumerate(STAGES[stage]):
-            compare([
-                "adding", "--cells", cells, "--T", Ts, "--seeds", str(SEEDS),
-                "--minutes", str(minutes), "--out", str(out / f"stage{stage}-{i}"),
-                "--train.threads", "1", "--quiet", *extra,
-            ])  # fmt: skip
+            compare(
+                [
+                    "adding",
+                    "--cells",
+                    cells,
+                    "--T",
+                    Ts,
+                    "--seeds",
+                    str(SEEDS),
+                    "--minutes",
+                    str(minutes),
+                    "--out",
+                    str(out / f"stage{stage}-{i}"),
+                    "--train.threads",
+                    "1",
+                    "--quiet",
+                    *extra,
+                ]
+            )
     records, extended = [], []
     for path in sorted(out.glob(f"stage*/{RESULTS_JSON}")):
         stage = int(path.parent.name[len("stage") :].split("-")[0])

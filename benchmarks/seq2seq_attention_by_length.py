@@ -34,8 +34,16 @@ SYSTEMS = {
 
 def train_and_eval(run: Path, args, options: list[str]) -> dict:
     start = time.perf_counter()
-    train = ["train", "translate", "--preset", args.preset, "--out", str(run),
-             "--train.progress", "false"]  # fmt: skip
+    train = [
+        "train",
+        "translate",
+        "--preset",
+        args.preset,
+        "--out",
+        str(run),
+        "--train.progress",
+        "false",
+    ]
     if args.minutes:
         train += ["--train.max_minutes", str(args.minutes)]
     if args.steps:
@@ -56,8 +64,12 @@ def train_and_eval(run: Path, args, options: list[str]) -> dict:
     records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     val = [r for r in records if r["split"] == "val"]
     train_minutes = max(r["time"] for r in records if r["split"] == "train") / 60
-    result.update(train_minutes=train_minutes, steps=val[-1]["step"], val_loss=val[-1]["loss"],
-                  minutes_this_call=minutes)  # fmt: skip
+    result.update(
+        train_minutes=train_minutes,
+        steps=val[-1]["step"],
+        val_loss=val[-1]["loss"],
+        minutes_this_call=minutes,
+    )
     return result
 
 
@@ -92,11 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     first = next(iter(results.values()))
     counts = {b: r["examples"] for b, r in first["by_source_length"].items()}
     plot_by_length(
-        {label: {b: r["bleu"] for b, r in res["by_source_length"].items()}
-         for label, res in results.items()},
-        args.png, metric="BLEU (sacreBLEU, test split)", counts=counts,
+        {
+            label: {b: r["bleu"] for b, r in res["by_source_length"].items()}
+            for label, res in results.items()
+        },
+        args.png,
+        metric="BLEU (sacreBLEU, test split)",
+        counts=counts,
         title=f"translate ({args.preset}): BLEU by source length, {first['steps']:,} steps each",
-    )  # fmt: skip
+    )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.png} and {args.json}")

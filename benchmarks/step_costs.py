@@ -41,10 +41,12 @@ def layers(repeats: int) -> dict[str, float]:
     T, B, I, H = 200, 50, 2, 128
     x = torch.randn(T, B, I)
     makers = {
-        "torch.nn.LSTM": lambda: torch.nn.LSTM(I, H), "rnnkit.LSTM": lambda: rnnkit.LSTM(I, H),
-        "torch.nn.GRU": lambda: torch.nn.GRU(I, H), "rnnkit.GRU": lambda: rnnkit.GRU(I, H),
+        "torch.nn.LSTM": lambda: torch.nn.LSTM(I, H),
+        "rnnkit.LSTM": lambda: rnnkit.LSTM(I, H),
+        "torch.nn.GRU": lambda: torch.nn.GRU(I, H),
+        "rnnkit.GRU": lambda: rnnkit.GRU(I, H),
         "rnnkit.MinimalGRU": lambda: rnnkit.MinimalGRU(I, H),
-    }  # fmt: skip
+    }
     out = {}
     for name, make in makers.items():
         layer = make()
@@ -62,9 +64,10 @@ def g2p_steps(repeats: int, data: str | None = None) -> dict[str, float]:
     variants = {
         "bahdanau": {},
         "luong-general, no input feeding": {
-            "model.attention": "luong-general", "model.input_feeding": False,
+            "model.attention": "luong-general",
+            "model.input_feeding": False,
         },
-    }  # fmt: skip
+    }
     out = {}
     for name, overrides in variants.items():
         torch.manual_seed(0)
@@ -97,8 +100,9 @@ def beams(repeats: int) -> dict[str, float]:
     for name, reorder in (("select_rows", None), ("Seq2Seq.reorder_state", model.reorder_state)):
 
         def run(reorder=reorder):
-            beam_search(model.step, state, B, bos_id=2, eos_id=3, max_len=12, beam_width=5,
-                        reorder=reorder)  # fmt: skip
+            beam_search(
+                model.step, state, B, bos_id=2, eos_id=3, max_len=12, beam_width=5, reorder=reorder
+            )
 
         out[name] = median_seconds(run, max(3, repeats // 4), warmup=1)
     return out

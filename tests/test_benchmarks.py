@@ -31,8 +31,12 @@ def test_step_costs_rows_and_json(tmp_path):
     results = script.main(["--repeats", "1", "--json", str(out), "--g2p-data", str(data)])
     assert json.loads(out.read_text()) == results
     assert set(results["layers_train_step_s"]) == {
-        "torch.nn.LSTM", "rnnkit.LSTM", "torch.nn.GRU", "rnnkit.GRU", "rnnkit.MinimalGRU"
-    }  # fmt: skip
+        "torch.nn.LSTM",
+        "rnnkit.LSTM",
+        "torch.nn.GRU",
+        "rnnkit.GRU",
+        "rnnkit.MinimalGRU",
+    }
     assert len(results["g2p_train_step_s"]) == 2 and len(results["beam_search_s"]) == 2
     assert all(v > 0 for rows in results.values() for v in rows.values())
 
@@ -48,9 +52,28 @@ def test_lab_compare_merges_stages_into_the_budget_table(tmp_path, capsys):
     records, the table with each seed's MSE and the first step below 0.01, the figures."""
     script = load("lab_compare")
     out = tmp_path / "bench"
-    argv = ["lab", "compare", "adding", "--preset", "tiny", "--cells", "gru", "--T", "200",
-            "--seeds", "2", "--steps", "4", "--out", str(out / "stage1-0"), "--quiet",
-            "--train.eval_every", "2", "--model.hidden_size", "4"]  # fmt: skip
+    argv = [
+        "lab",
+        "compare",
+        "adding",
+        "--preset",
+        "tiny",
+        "--cells",
+        "gru",
+        "--T",
+        "200",
+        "--seeds",
+        "2",
+        "--steps",
+        "4",
+        "--out",
+        str(out / "stage1-0"),
+        "--quiet",
+        "--train.eval_every",
+        "2",
+        "--model.hidden_size",
+        "4",
+    ]
     assert rnnkit(argv) == 0
     script.main(["--out", str(out), "--stages", ""])
     merged = json.loads((out / "results.json").read_text())
@@ -81,8 +104,22 @@ def test_attention_experiment_script_end_to_end(tmp_path):
     script = load("seq2seq_attention_by_length")
     data = write_pairs(tmp_path / "pairs.tsv")
     png, out = tmp_path / "bleu.png", tmp_path / "bleu.json"
-    argv = ["--preset", "tiny", "--data", str(data), "--steps", "12", "--limit", "20",
-            "--out", str(tmp_path / "exp"), "--png", str(png), "--json", str(out)]  # fmt: skip
+    argv = [
+        "--preset",
+        "tiny",
+        "--data",
+        str(data),
+        "--steps",
+        "12",
+        "--limit",
+        "20",
+        "--out",
+        str(tmp_path / "exp"),
+        "--png",
+        str(png),
+        "--json",
+        str(out),
+    ]
     assert script.main(argv) == 0
     results = json.loads(out.read_text())
     assert len(results) == 2 and png.stat().st_size > 0

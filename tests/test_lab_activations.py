@@ -27,12 +27,30 @@ FIXTURE = Path(__file__).parent / "fixtures" / "tiny_shakespeare.txt"
 def lstm_run(tmp_path_factory) -> Path:
     """A 2-layer LSTM char LM trained for a few seconds (the loss going down is checked)."""
     run = tmp_path_factory.mktemp("act") / "run"
-    argv = ["train", "charlm", "--preset", "tiny", "--train.progress", "false",
-            "--data", str(FIXTURE), "--out", str(run), "--model.cell", "lstm",
-            "--model.num_layers", "2", "--train.max_steps", "40"]  # fmt: skip
+    argv = [
+        "train",
+        "charlm",
+        "--preset",
+        "tiny",
+        "--train.progress",
+        "false",
+        "--data",
+        str(FIXTURE),
+        "--out",
+        str(run),
+        "--model.cell",
+        "lstm",
+        "--model.num_layers",
+        "2",
+        "--train.max_steps",
+        "40",
+    ]
     assert main(argv) == 0
-    losses = [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()
-              if json.loads(line)["split"] == "train"]  # fmt: skip
+    losses = [
+        json.loads(line)["loss"]
+        for line in (run / "log.jsonl").read_text().splitlines()
+        if json.loads(line)["split"] == "train"
+    ]
     assert losses[-1] < 0.85 * losses[0]
     return run
 
@@ -95,8 +113,17 @@ def test_stepped_states_equal_the_models_forward_pass(lstm_run):
 
 def test_command_writes_pictures_and_results(lstm_run, tmp_path, capsys):
     out = tmp_path / "act"
-    argv = ["lab", "activations", str(lstm_run), "--out", str(out), "--state", "c",
-            "--text", "KING.\nGood morrow, [aside] cousin.\nAnd you?\n"]  # fmt: skip
+    argv = [
+        "lab",
+        "activations",
+        str(lstm_run),
+        "--out",
+        str(out),
+        "--state",
+        "c",
+        "--text",
+        "KING.\nGood morrow, [aside] cousin.\nAnd you?\n",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "newline" in printed and "position in line" in printed

@@ -15,9 +15,28 @@ from rnnkit.lab.compare import plot_compare, table_markdown
 
 def test_a_tiny_grid_writes_records_table_and_plot(tmp_path, capsys):
     out = tmp_path / "cmp"
-    argv = ["lab", "compare", "adding", "--preset", "tiny", "--cells", "elman,gru",
-            "--T", "4,8", "--seeds", "2", "--steps", "4", "--out", str(out), "--quiet",
-            "--train.eval_every", "2", "--model.hidden_size", "4"]  # fmt: skip
+    argv = [
+        "lab",
+        "compare",
+        "adding",
+        "--preset",
+        "tiny",
+        "--cells",
+        "elman,gru",
+        "--T",
+        "4,8",
+        "--seeds",
+        "2",
+        "--steps",
+        "4",
+        "--out",
+        str(out),
+        "--quiet",
+        "--train.eval_every",
+        "2",
+        "--model.hidden_size",
+        "4",
+    ]
     assert main(argv) == 0
     records = json.loads((out / "results.json").read_text())
     assert len(records) == 2 * 2 * 2
@@ -43,13 +62,33 @@ def test_a_tiny_grid_writes_records_table_and_plot(tmp_path, capsys):
 def test_jobs_run_in_worker_processes_with_the_serial_results(tmp_path):
     """--jobs 2 trains the same runs as one after another (each run is seeded and
     deterministic), in grid order in results.json."""
-    common = ["lab", "compare", "adding", "--preset", "tiny", "--cells", "elman,gru", "--T", "4",
-              "--seeds", "2", "--steps", "3", "--quiet", "--train.eval_every", "3",
-              "--model.hidden_size", "4", "--train.threads", "1"]  # fmt: skip
+    common = [
+        "lab",
+        "compare",
+        "adding",
+        "--preset",
+        "tiny",
+        "--cells",
+        "elman,gru",
+        "--T",
+        "4",
+        "--seeds",
+        "2",
+        "--steps",
+        "3",
+        "--quiet",
+        "--train.eval_every",
+        "3",
+        "--model.hidden_size",
+        "4",
+        "--train.threads",
+        "1",
+    ]
     assert main([*common, "--out", str(tmp_path / "serial")]) == 0
     assert main([*common, "--jobs", "2", "--out", str(tmp_path / "parallel")]) == 0
-    serial, parallel = (json.loads((tmp_path / d / "results.json").read_text())
-                        for d in ("serial", "parallel"))  # fmt: skip
+    serial, parallel = (
+        json.loads((tmp_path / d / "results.json").read_text()) for d in ("serial", "parallel")
+    )
     key = [(r["cell"], r["T"], r["seed"]) for r in parallel]
     assert key == [("elman", 4, 0), ("elman", 4, 1), ("gru", 4, 0), ("gru", 4, 1)]
     assert [r["final"] for r in parallel] == [r["final"] for r in serial]
@@ -58,12 +97,25 @@ def test_jobs_run_in_worker_processes_with_the_serial_results(tmp_path):
 
 def test_table_mean_and_std_over_seeds(tmp_path):
     records = [
-        {"task": "copy", "cell": c, "T": T, "seed": s, "metric": "ce", "final": v,
-         "baseline": 10 * 2.0794415416798357 / (T + 20), "baseline_name": "baseline_ce"}
-        for c, T, s, v in [("lstm", 10, 0, 0.2), ("lstm", 10, 1, 0.4), ("elman", 10, 0, 0.5),
-                           ("elman", 20, 0, 0.6), ("lstm", 20, 0, math.nan),
-                           ("elman", 40, 0, 0.7)]
-    ]  # fmt: skip
+        {
+            "task": "copy",
+            "cell": c,
+            "T": T,
+            "seed": s,
+            "metric": "ce",
+            "final": v,
+            "baseline": 10 * 2.0794415416798357 / (T + 20),
+            "baseline_name": "baseline_ce",
+        }
+        for c, T, s, v in [
+            ("lstm", 10, 0, 0.2),
+            ("lstm", 10, 1, 0.4),
+            ("elman", 10, 0, 0.5),
+            ("elman", 20, 0, 0.6),
+            ("lstm", 20, 0, math.nan),
+            ("elman", 40, 0, 0.7),
+        ]
+    ]
     text = table_markdown(records)
     std = statistics.stdev([0.2, 0.4])
     assert f"| 10 | {0.3:.4g} ± {std:.2g} (2) | 0.5 | 0.6931 |" in text
@@ -102,8 +154,24 @@ def test_bad_options_are_one_line_errors(args, message, tmp_path, capsys):
 
 def test_a_file_in_the_way_of_the_runs_is_one_line(tmp_path, capsys):
     (tmp_path / "runs").write_text("not a directory")
-    argv = ["lab", "compare", "adding", "--preset", "tiny", "--cells", "elman", "--T", "4",
-            "--steps", "2", "--quiet", "--jobs", "2", "--out", str(tmp_path)]  # fmt: skip
+    argv = [
+        "lab",
+        "compare",
+        "adding",
+        "--preset",
+        "tiny",
+        "--cells",
+        "elman",
+        "--T",
+        "4",
+        "--steps",
+        "2",
+        "--quiet",
+        "--jobs",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("choose another --out") and "Traceback" not in err

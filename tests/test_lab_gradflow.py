@@ -27,8 +27,21 @@ def test_norms_of_a_scalar_linear_rnn_are_powers_of_w():
 
 
 def test_short_run_lowers_the_loss_and_writes_files(tmp_path, capsys):
-    argv = ["lab", "gradflow", "--out", str(tmp_path), "--cells", "elman,gru", "--T", "10",
-            "--steps", "60", "--hidden-size", "8", "--quiet"]  # fmt: skip
+    argv = [
+        "lab",
+        "gradflow",
+        "--out",
+        str(tmp_path),
+        "--cells",
+        "elman,gru",
+        "--T",
+        "10",
+        "--steps",
+        "60",
+        "--hidden-size",
+        "8",
+        "--quiet",
+    ]
     assert main(argv) == 0
     result = json.loads((tmp_path / "results.json").read_text())
     for cell, r in result["cells"].items():

@@ -84,9 +84,14 @@ def test_command_writes_its_files(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "args, word",
-    [(["--r", "4.5"], "--r"), (["--x0", "0.2,abc"], "--x0"), (["--n", "0"], "--n"),
-     (["--r-min", "3.9", "--r-max", "3.0"], "--r-min"), (["--bogus"], "unrecognized")],
-)  # fmt: skip
+    [
+        (["--r", "4.5"], "--r"),
+        (["--x0", "0.2,abc"], "--x0"),
+        (["--n", "0"], "--n"),
+        (["--r-min", "3.9", "--r-max", "3.0"], "--r-min"),
+        (["--bogus"], "unrecognized"),
+    ],
+)
 def test_bad_options_are_one_line_errors(tmp_path, args, word):
     with pytest.raises(UserError, match=word) as info:
         from rnnkit.lab.logistic import main as lab_main

@@ -399,9 +399,15 @@ def plot_attention(
         title: the figure's title.
     """
     return plot_heatmap(
-        weights, path, xlabels=list(source), ylabels=list(output), title=title,
-        xlabel="input", ylabel="output", cmap="Greys",
-    )  # fmt: skip
+        weights,
+        path,
+        xlabels=list(source),
+        ylabels=list(output),
+        title=title,
+        xlabel="input",
+        ylabel="output",
+        cmap="Greys",
+    )
 
 
 def plot_by_length(

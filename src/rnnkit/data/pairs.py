@@ -64,8 +64,10 @@ class TokenVocab:
     ) -> TokenVocab:
         """The tokens of ``texts`` by count (ties by token), at most ``max_size`` (0: all)."""
         counts = Counter(t for text in texts for t in tokenize(text, split))
-        ranked = sorted((t for t, c in counts.items() if c >= min_count and t not in SPECIALS),
-                        key=lambda t: (-counts[t], t))  # fmt: skip
+        ranked = sorted(
+            (t for t, c in counts.items() if c >= min_count and t not in SPECIALS),
+            key=lambda t: (-counts[t], t),
+        )
         if max_size:
             ranked = ranked[: max(0, max_size - len(SPECIALS))]
         if split == "char":
@@ -159,8 +161,12 @@ class PairBatch:
     index: Tensor
 
     def to(self, device: torch.device) -> PairBatch:
-        return PairBatch(*(t.to(device) for t in (
-            self.src, self.src_lengths, self.tgt_in, self.tgt_out, self.index)))  # fmt: skip
+        return PairBatch(
+            *(
+                t.to(device)
+                for t in (self.src, self.src_lengths, self.tgt_in, self.tgt_out, self.index)
+            )
+        )
 
 
 def pad(seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:

@@ -109,7 +109,7 @@ def character_classes(text: str) -> dict[str, np.ndarray]:
         "punctuation": where(lambda c: bool(re.match(r"[^\w\s]", c))),
         "end of line next": np.array(
             [1.0 if text[i + 1 : i + 2] == "\n" else 0.0 for i in range(len(text))]
-        ),  # fmt: skip
+        ),
         "speaker line": _speaker_lines(text),
         "inside [ ]": _brackets(text, "[", "]"),
         "inside ( )": _brackets(text, "(", ")"),
@@ -136,8 +136,10 @@ def hidden_states(loaded: LoadedRun, text: str, state: str = "h") -> np.ndarray:
     time with its state carried, exactly as when sampling.
     """
     if loaded.level != "char":
-        raise UserError(f"{loaded.path} is a {loaded.level}-level model; activations needs a "
-                        "character-level run (rnnkit train charlm)")  # fmt: skip
+        raise UserError(
+            f"{loaded.path} is a {loaded.level}-level model; activations needs a "
+            "character-level run (rnnkit train charlm)"
+        )
     try:
         ids = torch.from_numpy(loaded.vocab.encode(text))
     except UserError as e:
@@ -173,11 +175,16 @@ def pick_units(acts: np.ndarray, classes: dict[str, np.ndarray]) -> list[dict]:
         k = next(int(u) for u in order if int(u) not in taken)
         taken.add(k)
         per_layer = np.abs(r).reshape(L, H).max(1)
-        picks.append({
-            "class": name, "layer": k // H, "unit": k % H, "r": float(r[k]),
-            "best_abs_r_by_layer": [float(v) for v in per_layer],
-            "characters_in_class": int((target > 0).sum()),
-        })  # fmt: skip
+        picks.append(
+            {
+                "class": name,
+                "layer": k // H,
+                "unit": k % H,
+                "r": float(r[k]),
+                "best_abs_r_by_layer": [float(v) for v in per_layer],
+                "characters_in_class": int((target > 0).sum()),
+            }
+        )
     return picks
 
 
@@ -185,8 +192,9 @@ def _shown(ch: str) -> str:
     return {"\n": "↵", " ": "·", "\t": "→", "$": r"\$"}.get(ch, ch)
 
 
-def draw_text_panels(text: str, acts: np.ndarray, picks: list[dict], path: Path, width: int,
-                     vmax: float) -> Path:  # fmt: skip
+def draw_text_panels(
+    text: str, acts: np.ndarray, picks: list[dict], path: Path, width: int, vmax: float
+) -> Path:
     """Karpathy's picture: the text in lines, each character's cell coloured by a unit."""
     rows: list[list[int]] = [[]]  # character indices per displayed line
     for i, ch in enumerate(text):
@@ -207,34 +215,43 @@ def draw_text_panels(text: str, acts: np.ndarray, picks: list[dict], path: Path,
         grid = np.full((len(rows), cols), np.nan)
         for y, row in enumerate(rows):
             grid[y, : len(row)] = values[row]
-        image = ax.imshow(grid, cmap="coolwarm", vmin=-vmax, vmax=vmax, aspect="auto",
-                          interpolation="nearest")  # fmt: skip
+        image = ax.imshow(
+            grid, cmap="coolwarm", vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest"
+        )
         for y, row in enumerate(rows):
             for x, i in enumerate(row):
-                ax.text(x, y, _shown(text[i]), ha="center", va="center", fontsize=7,
-                        family="monospace")  # fmt: skip
+                ax.text(
+                    x, y, _shown(text[i]), ha="center", va="center", fontsize=7, family="monospace"
+                )
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"layer {pick['layer'] + 1} unit {pick['unit']}: {pick['class']} "
-                     f"(r = {pick['r']:+.2f})", fontsize=9, loc="left")  # fmt: skip
+        ax.set_title(
+            f"layer {pick['layer'] + 1} unit {pick['unit']}: {pick['class']} "
+            f"(r = {pick['r']:+.2f})",
+            fontsize=9,
+            loc="left",
+        )
         fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01)
     return save_figure(fig, path)
 
 
-def draw_heatmap(text: str, acts: np.ndarray, picks: list[dict], path: Path, max_chars: int,
-                 vmax: float) -> Path:  # fmt: skip
+def draw_heatmap(
+    text: str, acts: np.ndarray, picks: list[dict], path: Path, max_chars: int, vmax: float
+) -> Path:
     """Units (rows) against characters (columns, every one labelled)."""
     n_chars = min(len(text), max_chars)
     matrix = np.stack([acts[p["layer"], :n_chars, p["unit"]] for p in picks])
     fig, axes = figure((min(0.12 * n_chars + 3.5, 20), 0.35 * len(picks) + 1.6), 1, 1, dpi=DPI)
     ax = axes[0, 0]
-    image = ax.imshow(matrix, cmap="coolwarm", vmin=-vmax, vmax=vmax, aspect="auto",
-                      interpolation="nearest")  # fmt: skip
+    image = ax.imshow(
+        matrix, cmap="coolwarm", vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest"
+    )
     ax.set_xticks(range(n_chars))
     ax.set_xticklabels([_shown(c) for c in text[:n_chars]], fontsize=7, family="monospace")
     ax.set_yticks(range(len(picks)))
-    ax.set_yticklabels([f"L{p['layer'] + 1} u{p['unit']} {p['class']} ({p['r']:+.2f})"
-                        for p in picks], fontsize=8)  # fmt: skip
+    ax.set_yticklabels(
+        [f"L{p['layer'] + 1} u{p['unit']} {p['class']} ({p['r']:+.2f})" for p in picks], fontsize=8
+    )
     ax.set_title(f"hidden units over the first {n_chars} characters", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01)
     return save_figure(fig, path)
@@ -253,8 +270,10 @@ def run(
     acts = hidden_states(loaded, text, state)
     picks = pick_units(acts, character_classes(text))
     if not picks:
-        raise UserError("option --text: the text shows no character class (it needs at least "
-                        "two different characters)")  # fmt: skip
+        raise UserError(
+            "option --text: the text shows no character class (it needs at least "
+            "two different characters)"
+        )
     vmax = 1.0 if state == "h" else float(max(np.abs(acts).max(), 1e-6))
     L, N, H = acts.shape
     result = {
@@ -311,12 +330,18 @@ def main(argv: list[str]) -> int:
     loaded = load_run(Path(args.run))
     out = out_dir(args.out)
     result = run(loaded, text, args.state, out, args.width, args.max_chars, args.panels)
-    print(f"{result['cell']} x {result['layers']} layer(s) x {result['hidden_size']} units, "
-          f"state {args.state}, {result['characters']} characters; the unit most correlated "
-          "with each character class:")  # fmt: skip
+    print(
+        f"{result['cell']} x {result['layers']} layer(s) x {result['hidden_size']} units, "
+        f"state {args.state}, {result['characters']} characters; the unit most correlated "
+        "with each character class:"
+    )
     for u in result["units"]:
-        print(f"  {u['class']:18} layer {u['layer'] + 1} unit {u['unit']:4d}  r = {u['r']:+.3f}"
-              f"  ({u['characters_in_class']} characters)")  # fmt: skip
-    print(f"wrote {out / 'activations.png'}, {out / 'activations_heatmap.png'}, "
-          f"{out / 'results.json'}")  # fmt: skip
+        print(
+            f"  {u['class']:18} layer {u['layer'] + 1} unit {u['unit']:4d}  r = {u['r']:+.3f}"
+            f"  ({u['characters_in_class']} characters)"
+        )
+    print(
+        f"wrote {out / 'activations.png'}, {out / 'activations_heatmap.png'}, "
+        f"{out / 'results.json'}"
+    )
     return 0

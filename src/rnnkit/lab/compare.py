@@ -92,8 +92,10 @@ def plan(argv: list[str]):
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     unknown = [c for c in cells if c not in CELLS]
     if unknown or not cells:
-        raise UserError(f"option --cells: unknown cell {unknown[0] if unknown else args.cells!r}; "
-                        f"cells: {', '.join(CELLS)}")  # fmt: skip
+        raise UserError(
+            f"option --cells: unknown cell {unknown[0] if unknown else args.cells!r}; "
+            f"cells: {', '.join(CELLS)}"
+        )
     Ts = _int_list("--T", args.T)
     if min(Ts) < 1:
         raise UserError(f"option --T: sequence lengths must be >= 1, got {min(Ts)}")
@@ -107,8 +109,10 @@ def plan(argv: list[str]):
         raise UserError(f"option --steps: expected an integer >= 1, got {args.steps}")
     preset = args.preset or spec.default_preset
     if preset not in spec.presets:
-        raise UserError(f"option --preset: unknown preset {preset!r} for {spec.name}; "
-                        f"presets: {', '.join(spec.presets)}")  # fmt: skip
+        raise UserError(
+            f"option --preset: unknown preset {preset!r} for {spec.name}; "
+            f"presets: {', '.join(spec.presets)}"
+        )
     budget = []
     if args.minutes is not None:
         budget.append(("train.max_minutes", args.minutes))
@@ -144,10 +148,12 @@ def best_metric(run_dir: Path, metric: str, lower_is_better: bool) -> float:
     from rnnkit.plots import read_log
 
     values = [
-        r[metric] for r in read_log(run_dir / "log.jsonl")
-        if r.get("split") == "val" and isinstance(r.get(metric), (int, float))
+        r[metric]
+        for r in read_log(run_dir / "log.jsonl")
+        if r.get("split") == "val"
+        and isinstance(r.get(metric), (int, float))
         and math.isfinite(r[metric])
-    ]  # fmt: skip
+    ]
     if not values:
         return math.nan
     return min(values) if lower_is_better else max(values)
@@ -168,13 +174,21 @@ def train_one(task_name: str, cfg, run_dir: Path, cell: str, T: int, seed: int) 
     problem = task.problem
     name, baseline = problem.baseline
     return {
-        "task": spec.name, "cell": cell, "T": T, "seed": seed, "metric": problem.metric,
+        "task": spec.name,
+        "cell": cell,
+        "T": T,
+        "seed": seed,
+        "metric": problem.metric,
         "final": result[problem.metric],
         "best": best_metric(run_dir, problem.metric, problem.lower_is_better),
-        "baseline": baseline, "baseline_name": name, "steps": result["step"],
-        "seconds": round(result["seconds"], 2), "max_minutes": cfg.train.max_minutes,
-        "max_steps": cfg.train.max_steps, "run": str(run_dir),
-    }  # fmt: skip
+        "baseline": baseline,
+        "baseline_name": name,
+        "steps": result["step"],
+        "seconds": round(result["seconds"], 2),
+        "max_minutes": cfg.train.max_minutes,
+        "max_steps": cfg.train.max_steps,
+        "run": str(run_dir),
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -209,10 +223,16 @@ def main(argv: list[str]) -> int:
         bar.update()
 
     jobs = [
-        (spec.name, run_config(base, cell, T, seed), out / "runs" / f"{cell}-T{T}-seed{seed}",
-         cell, T, seed)
+        (
+            spec.name,
+            run_config(base, cell, T, seed),
+            out / "runs" / f"{cell}-T{T}-seed{seed}",
+            cell,
+            T,
+            seed,
+        )
         for cell, T, seed in runs
-    ]  # fmt: skip
+    ]
     if args.jobs == 1:
         for job in jobs:
             done(train_one(*job))
@@ -316,23 +336,41 @@ def plot_compare(records: list[dict], path: Path) -> Path:
     fig, [[ax]] = figure((7, 4.5))
     for cell in cells:
         pts = [(T, *_mean_std(values[(cell, T)])) for T in Ts if (cell, T) in values]
-        lost = [f"{p[0]}" + (f" ({p[3]} of {len(values[(cell, p[0])])})"
-                             if len(values[(cell, p[0])]) > 1 else "")
-                for p in pts if p[3]]  # fmt: skip
+        lost = [
+            f"{p[0]}"
+            + (f" ({p[3]} of {len(values[(cell, p[0])])})" if len(values[(cell, p[0])]) > 1 else "")
+            for p in pts
+            if p[3]
+        ]
         label = f"{cell} (diverged at T = {', '.join(lost)})" if lost else cell
         pts = [p for p in pts if math.isfinite(p[1])]
         ax.errorbar(
-            [p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
-            marker="o", markersize=4, capsize=3, linewidth=1.4, label=label,
-        )  # fmt: skip
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            yerr=[p[2] for p in pts],
+            marker="o",
+            markersize=4,
+            capsize=3,
+            linewidth=1.4,
+            label=label,
+        )
     baselines = {r["T"]: r["baseline"] for r in records}
-    ax.plot(Ts, [baselines[T] for T in Ts], "--", color="0.35", linewidth=1.2,
-            label=records[0]["baseline_name"].replace("_", " "))  # fmt: skip
+    ax.plot(
+        Ts,
+        [baselines[T] for T in Ts],
+        "--",
+        color="0.35",
+        linewidth=1.2,
+        label=records[0]["baseline_name"].replace("_", " "),
+    )
     if "accuracy" not in metric:
         ax.set_yscale("log")
     ax.set_xticks(Ts)
-    ax.set(xlabel="sequence length T", ylabel=f"final validation {metric}",
-           title=f"{task}: {metric} against T")  # fmt: skip
+    ax.set(
+        xlabel="sequence length T",
+        ylabel=f"final validation {metric}",
+        title=f"{task}: {metric} against T",
+    )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=9)
     return save_figure(fig, path)

@@ -139,7 +139,7 @@ def run(cfg: ExplodeConfig, out: Path, quiet: bool = False) -> dict:
         "modes": {
             m: {k: v for k, v in r.items() if k not in ("losses", "grad_norms")}
             for m, r in modes.items()
-        },  # fmt: skip
+        },
         "seconds": time.perf_counter() - start,
     }
     curves = {m: {"loss": r["losses"], "grad_norm": r["grad_norms"]} for m, r in modes.items()}
@@ -158,14 +158,29 @@ def draw(result: dict, curves: dict, path: Path) -> Path:
         steps = range(1, len(c["loss"]) + 1)
         nan = float("nan")
         end = f", inf/NaN at step {r['diverged_at'] + 1}" if r["diverged_at"] is not None else ""
-        loss_ax.plot(steps, [nan if v is None else v for v in c["loss"]], color=f"C{i}", lw=1,
-                     label=f"{LABELS[mode]}{end}")  # fmt: skip
-        norm_ax.plot(steps, [nan if v is None else v for v in c["grad_norm"]], color=f"C{i}",
-                     lw=1, label=LABELS[mode])  # fmt: skip
+        loss_ax.plot(
+            steps,
+            [nan if v is None else v for v in c["loss"]],
+            color=f"C{i}",
+            lw=1,
+            label=f"{LABELS[mode]}{end}",
+        )
+        norm_ax.plot(
+            steps,
+            [nan if v is None else v for v in c["grad_norm"]],
+            color=f"C{i}",
+            lw=1,
+            label=LABELS[mode],
+        )
         if r["diverged_at"] is not None:
             loss_ax.axvline(r["diverged_at"] + 1, color=f"C{i}", ls=":", lw=1)
-    loss_ax.axhline(result["baseline_mse"], color="0.4", ls="--", lw=1,
-                    label=f"predict 1: {result['baseline_mse']:.4f}")  # fmt: skip
+    loss_ax.axhline(
+        result["baseline_mse"],
+        color="0.4",
+        ls="--",
+        lw=1,
+        label=f"predict 1: {result['baseline_mse']:.4f}",
+    )
     loss_ax.set(
         yscale="log",
         xlabel="SGD step",
@@ -173,10 +188,15 @@ def draw(result: dict, curves: dict, path: Path) -> Path:
         title=f"Elman, ρ(W_hh) = {cfg['rho']:g}, T = {cfg['T']}, lr {cfg['lr']:g}",
     )
     loss_ax.legend(fontsize=8)
-    norm_ax.axhline(cfg["clip_norm"], color="C1", ls="--", lw=0.8,
-                    label=f"clip norm c = {cfg['clip_norm']:g}")  # fmt: skip
-    norm_ax.set(yscale="log", xlabel="SGD step", ylabel="||g|| before clipping",
-                title=f"gradient norm (clip value v = {cfg['clip_value']:g})")  # fmt: skip
+    norm_ax.axhline(
+        cfg["clip_norm"], color="C1", ls="--", lw=0.8, label=f"clip norm c = {cfg['clip_norm']:g}"
+    )
+    norm_ax.set(
+        yscale="log",
+        xlabel="SGD step",
+        ylabel="||g|| before clipping",
+        title=f"gradient norm (clip value v = {cfg['clip_value']:g})",
+    )
     norm_ax.legend(fontsize=8)
     return save_figure(fig, path)
 
@@ -213,6 +233,8 @@ def main(argv: list[str]) -> int:
         big = "-" if r["max_grad_norm"] is None else f"{r['max_grad_norm']:10.3g}"
         med = "-" if r["median_grad_norm"] is None else f"{r['median_grad_norm']:10.3g}"
         print(f"  {LABELS[mode]:14} {big:>10} {med:>10} {tail}")
-    print(f"(predicting 1 scores {result['baseline_mse']:.4f}); {result['seconds']:.0f} s; "
-          f"wrote {out / 'explode.png'}, results.json, curves.json")  # fmt: skip
+    print(
+        f"(predicting 1 scores {result['baseline_mse']:.4f}); {result['seconds']:.0f} s; "
+        f"wrote {out / 'explode.png'}, results.json, curves.json"
+    )
     return 0

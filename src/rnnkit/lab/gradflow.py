@@ -162,19 +162,39 @@ def draw(result: dict, path: Path) -> Path:
         trained.plot(ts, r["trained"], color=color, lw=1.5, label=cell)
         losses = r["losses"]
         window = max(1, len(losses) // 50)
-        smooth = [sum(losses[max(0, k - window + 1) : k + 1]) / min(k + 1, window)
-                  for k in range(len(losses))]  # fmt: skip
-        curves.plot(range(1, len(losses) + 1), smooth, color=color, lw=1.2,
-                    label=f"{cell}: test MSE {r['test_mse']:.4f}")  # fmt: skip
+        smooth = [
+            sum(losses[max(0, k - window + 1) : k + 1]) / min(k + 1, window)
+            for k in range(len(losses))
+        ]
+        curves.plot(
+            range(1, len(losses) + 1),
+            smooth,
+            color=color,
+            lw=1.2,
+            label=f"{cell}: test MSE {r['test_mse']:.4f}",
+        )
     for ax, when in ((at_init, "at initialisation"), (trained, f"after {cfg['steps']} steps")):
         ax.axvline(T // 2, color="0.6", lw=0.8, ls=":", label="T/2: last first marker")
-        ax.set(yscale="log", xlabel="t", ylabel="||∂L/∂h_t||",
-               title=f"gradient reaching step t, {when} (T = {T})")  # fmt: skip
+        ax.set(
+            yscale="log",
+            xlabel="t",
+            ylabel="||∂L/∂h_t||",
+            title=f"gradient reaching step t, {when} (T = {T})",
+        )
         ax.legend(fontsize=8)
-    curves.axhline(result["baseline_mse"], color="0.4", ls="--", lw=1,
-                   label=f"predict 1: MSE {result['baseline_mse']:.4f}")  # fmt: skip
-    curves.set(yscale="log", xlabel="training step", ylabel="training MSE (smoothed)",
-               title="adding problem: training loss")  # fmt: skip
+    curves.axhline(
+        result["baseline_mse"],
+        color="0.4",
+        ls="--",
+        lw=1,
+        label=f"predict 1: MSE {result['baseline_mse']:.4f}",
+    )
+    curves.set(
+        yscale="log",
+        xlabel="training step",
+        ylabel="training MSE (smoothed)",
+        title="adding problem: training loss",
+    )
     curves.legend(fontsize=8)
     return save_figure(fig, path)
 
@@ -198,12 +218,16 @@ def main(argv: list[str]) -> int:
     # they spin-wait for each other (the tests do the same in conftest.py).
     torch.set_num_threads(1)
     result = run(cfg, out, quiet=args.quiet)
-    print(f"adding problem, T = {cfg.T}, H = {cfg.hidden_size}, {cfg.steps} steps per cell "
-          f"(predicting 1 scores MSE {result['baseline_mse']:.4f}):")  # fmt: skip
+    print(
+        f"adding problem, T = {cfg.T}, H = {cfg.hidden_size}, {cfg.steps} steps per cell "
+        f"(predicting 1 scores MSE {result['baseline_mse']:.4f}):"
+    )
     print("  ||∂L/∂h_1|| / ||∂L/∂h_T|| at initialisation and trained; test MSE")
     print(f"  {'cell':7} {'init':>13} {'trained':>13} {'test MSE':>10}")
     for cell, r in result["cells"].items():
-        print(f"  {cell:7} {r['init_ratio']:13.3e} {r['trained_ratio']:13.3e} "
-              f"{r['init_test_mse']:10.4f} -> {r['test_mse']:.4f}")  # fmt: skip
+        print(
+            f"  {cell:7} {r['init_ratio']:13.3e} {r['trained_ratio']:13.3e} "
+            f"{r['init_test_mse']:10.4f} -> {r['test_mse']:.4f}"
+        )
     print(f"{result['seconds']:.0f} s; wrote {out / 'gradflow.png'} and {out / 'results.json'}")
     return 0

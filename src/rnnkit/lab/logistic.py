@@ -145,11 +145,15 @@ def run(
     for i, rr in enumerate(rs):
         period = attractor_period(rr)
         lam = float(lyapunov_exponent(rr))
-        rows.append({
-            "r": rr, "period": period, "lyapunov": lam,
-            "log10_abs_dfn_dx": float(by_r[-1, i] / math.log(10)),
-            "cycle": cycle_points(rr, period) if 0 < period <= 8 else None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "r": rr,
+                "period": period,
+                "lyapunov": lam,
+                "log10_abs_dfn_dx": float(by_r[-1, i] / math.log(10)),
+                "cycle": cycle_points(rr, period) if 0 < period <= 8 else None,
+            }
+        )
     period = attractor_period(r)
     result = {
         "r": r,
@@ -191,8 +195,14 @@ def draw(result, grid, bif, lyap, by_x0, by_r, path: Path) -> Path:
 
     steps = min(n, 40)
     for i, x0 in enumerate(x0s):
-        its.plot(iterates(x0, r, steps), marker="o", ms=2.5, lw=0.8, color=colors[i % 10],
-                 label=f"x0 = {x0:g}")  # fmt: skip
+        its.plot(
+            iterates(x0, r, steps),
+            marker="o",
+            ms=2.5,
+            lw=0.8,
+            color=colors[i % 10],
+            label=f"x0 = {x0:g}",
+        )
     period = result["period"]
     attractor = f"{period}-cycle" if period > 1 else "fixed point" if period == 1 else "chaos"
     its.set(xlabel="n", ylabel="x_n", title=f"iterates at r = {r:g}: attractor {attractor}")
@@ -203,13 +213,22 @@ def draw(result, grid, bif, lyap, by_x0, by_r, path: Path) -> Path:
         dx0.plot(ns, np.exp(by_x0[:, i]), color=colors[i % 10], lw=1.2, label=f"x0 = {x0:g}")
     lam = result["lyapunov"]
     dx0.plot(ns, np.exp(lam * ns), color="k", ls="--", lw=1, label=f"e^(λn), λ = {lam:.3f}")
-    dx0.set(yscale="log", xlabel="n", ylabel="|d f^n/dx (x0)|",
-            title=f"gradient through n steps, r = {r:g}")  # fmt: skip
+    dx0.set(
+        yscale="log",
+        xlabel="n",
+        ylabel="|d f^n/dx (x0)|",
+        title=f"gradient through n steps, r = {r:g}",
+    )
     dx0.legend(fontsize=8)
 
     for i, row in enumerate(result["by_r"]):
-        dr.plot(ns, np.exp(by_r[:, i]), color=colors[i % 10], lw=1.2,
-                label=f"r = {row['r']:g} (λ = {row['lyapunov']:+.2f})")  # fmt: skip
+        dr.plot(
+            ns,
+            np.exp(by_r[:, i]),
+            color=colors[i % 10],
+            lw=1.2,
+            label=f"r = {row['r']:g} (λ = {row['lyapunov']:+.2f})",
+        )
     dr.axhline(1.0, color="0.5", lw=0.8)
     dr.set(
         yscale="log",
@@ -223,16 +242,25 @@ def draw(result, grid, bif, lyap, by_x0, by_r, path: Path) -> Path:
     bifax.plot(reps.ravel(), bif.ravel(), ",", color="k", alpha=0.35)
     for rr in rs:
         bifax.axvline(rr, color="C3", lw=0.5, alpha=0.6)
-    bifax.set(xlabel="r", ylabel="x on the attractor", title="bifurcation diagram",
-              xlim=(grid[0], grid[-1]))  # fmt: skip
+    bifax.set(
+        xlabel="r",
+        ylabel="x on the attractor",
+        title="bifurcation diagram",
+        xlim=(grid[0], grid[-1]),
+    )
 
     lyax.plot(grid, np.maximum(lyap, -3), color="k", lw=0.7)
     lyax.axhline(0, color="C3", lw=0.8)
     lyax.axvline(R_INF, color="C0", lw=0.8, ls="--", label=f"r∞ = {R_INF:.4f}")
-    lyax.fill_between(grid, 0, np.clip(lyap, 0, None), color="C3", alpha=0.3,
-                      label="λ > 0: gradients explode")  # fmt: skip
-    lyax.set(xlabel="r", ylabel="Lyapunov exponent λ (clipped at -3)",
-             title="λ(r) = lim (1/n) ln|d f^n/dx|", xlim=(grid[0], grid[-1]))  # fmt: skip
+    lyax.fill_between(
+        grid, 0, np.clip(lyap, 0, None), color="C3", alpha=0.3, label="λ > 0: gradients explode"
+    )
+    lyax.set(
+        xlabel="r",
+        ylabel="Lyapunov exponent λ (clipped at -3)",
+        title="λ(r) = lim (1/n) ln|d f^n/dx|",
+        xlim=(grid[0], grid[-1]),
+    )
     lyax.legend(fontsize=8, loc="lower left")
     return save_figure(fig, path)
 
@@ -267,20 +295,33 @@ def main(argv: list[str]) -> int:
     check_float("--r-min", args.r_min, 0.0, 4.0)
     check_float("--r-max", args.r_max, 0.0, 4.0)
     if args.r_min >= args.r_max:
-        raise UserError(f"options --r-min/--r-max: need r-min < r-max, got {args.r_min}, "
-                        f"{args.r_max}")  # fmt: skip
+        raise UserError(
+            f"options --r-min/--r-max: need r-min < r-max, got {args.r_min}, {args.r_max}"
+        )
     out = out_dir(args.out)
-    result = run(args.r, args.x0, args.n, args.rs, (args.r_min, args.r_max), args.points, out,
-                 quiet=args.quiet)  # fmt: skip
+    result = run(
+        args.r,
+        args.x0,
+        args.n,
+        args.rs,
+        (args.r_min, args.r_max),
+        args.points,
+        out,
+        quiet=args.quiet,
+    )
     period = result["period"]
     cycle = ", ".join(f"{c:.4f}" for c in result["cycle"] or [])
-    print(f"f(x) = {args.r:g} x (1 - x): attractor period {period} ({cycle}); "
-          f"Lyapunov exponent {result['lyapunov']:.4f}")  # fmt: skip
+    print(
+        f"f(x) = {args.r:g} x (1 - x): attractor period {period} ({cycle}); "
+        f"Lyapunov exponent {result['lyapunov']:.4f}"
+    )
     for x0, v in result["log10_abs_dfn_dx_by_x0"].items():
         print(f"  x0 = {x0}: |d f^{args.n}/dx| = 10^{v:.1f}")
     print(f"{'r':>6} {'period':>6} {'lyapunov':>9}  log10|d f^{args.n}/dx(0.3)|")
     for row in result["by_r"]:
-        print(f"{row['r']:6g} {row['period'] or 'chaos':>6} {row['lyapunov']:9.4f}  "
-              f"{row['log10_abs_dfn_dx']:.1f}")  # fmt: skip
+        print(
+            f"{row['r']:6g} {row['period'] or 'chaos':>6} {row['lyapunov']:9.4f}  "
+            f"{row['log10_abs_dfn_dx']:.1f}"
+        )
     print(f"wrote {out / 'logistic.png'} and {out / 'results.json'}")
     return 0
