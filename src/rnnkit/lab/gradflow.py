@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.argparse_config import from_args
+from rnnkit.cells import cell_names
 from rnnkit.config import option
 from rnnkit.data.synthetic import adding, adding_baseline_mse
 from rnnkit.diagnostics import gradient_norms
@@ -47,7 +48,7 @@ from rnnkit.lab.experiment import (
 from rnnkit.layers.torch_compat import BY_NAME
 from rnnkit.plots import figure, save_figure
 
-CELLS = ("elman", "lstm", "gru", "mingru", "jordan")
+CELLS = cell_names()  # every built-in cell (rnnkit.cells.REGISTRY)
 
 
 class AddingModel(nn.Module):
