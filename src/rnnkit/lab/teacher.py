@@ -39,17 +39,17 @@ from torch import Tensor, nn
 
 from rnnkit.cells import JordanCell
 from rnnkit.errors import UserError
-from rnnkit.lab._b_common import (
+from rnnkit.lab.experiment import (
+    DPI,
     check_float,
     check_int,
-    figure,
     lab_parser,
     out_dir,
     parse,
     progress,
-    save,
     write_json,
 )
+from rnnkit.plots import figure, save_figure
 from rnnkit.scheduled_sampling import KINDS, check_schedule, feed_back, teacher_forcing_prob
 
 MODES = ("teacher", "free", "scheduled")
@@ -195,7 +195,7 @@ def run(cfg: TeacherConfig, out: Path, quiet: bool = False) -> dict:
 
 
 def draw(result: dict, curves: dict, cells: dict, test, path: Path) -> Path:
-    fig, axes = figure(2, 2, (11, 8.5))
+    fig, axes = figure((11, 8.5), 2, 2, dpi=DPI)
     (during, by_step), (traj, sched) = axes
     T = result["config"]["T"]
     for i, mode in enumerate(MODES):
@@ -260,7 +260,7 @@ def draw(result: dict, curves: dict, cells: dict, test, path: Path) -> Path:
         ylim=(-0.05, 1.05),
     )
     sched.legend(fontsize=8)
-    return save(fig, path)
+    return save_figure(fig, path)
 
 
 def main(argv: list[str]) -> int:
