@@ -236,6 +236,9 @@ def test_registry_names_each_cell_once_and_derives_the_layers():
     assert cell_names(chrono_init=True) == ("lstm", "gru", "mingru")
     assert cell_names(cell_state=True, peephole=True) == ("lstm",)
     assert REGISTRY["elman"].nonlinearities == ("tanh", "relu", "sigmoid", "identity")
+    for info in REGISTRY.values():
+        cell = info.cls(2, 3)
+        assert cell.weight_ih.shape == (info.gates * 3, 2), info
     from rnnkit.layers.initialisation import KEEP_GATES
 
     assert tuple(KEEP_GATES) == cell_names(chrono_init=True)

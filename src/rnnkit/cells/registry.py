@@ -22,6 +22,7 @@ class CellInfo:
     """One cell: its class and the options it supports (False / () where it has none)."""
 
     cls: type[Cell]
+    gates: int = 1  # G: weight_ih is (G·H, I), weight_hh (G·H, H) (Jordan's weight_yh (H, O))
     cell_state: bool = False  # a memory cell beside h: the state is (h, c)
     output_projection: bool = False  # y is its own projection of h (output_size), not h
     nonlinearities: tuple[str, ...] = ()  # the choices of ``nonlinearity`` (hidden layer)
@@ -36,14 +37,15 @@ class CellInfo:
 REGISTRY: dict[str, CellInfo] = {
     "lstm": CellInfo(
         LSTMCell,
+        gates=4,
         cell_state=True,
         peephole=True,
         layer_norm=True,
         forget_bias=True,
         chrono_init=True,
     ),
-    "gru": CellInfo(GRUCell, reset_after=True, chrono_init=True),
-    "mingru": CellInfo(MinimalGRUCell, chrono_init=True),
+    "gru": CellInfo(GRUCell, gates=3, reset_after=True, chrono_init=True),
+    "mingru": CellInfo(MinimalGRUCell, gates=2, chrono_init=True),
     "elman": CellInfo(ElmanCell, nonlinearities=tuple(ACTIVATIONS)),
     "jordan": CellInfo(
         JordanCell,
@@ -54,7 +56,7 @@ REGISTRY: dict[str, CellInfo] = {
 }
 """Every built-in cell by the short name that configurations and commands use."""
 
-_CAPABILITIES = {f.name for f in fields(CellInfo)} - {"cls"}
+_CAPABILITIES = {f.name for f in fields(CellInfo)} - {"cls", "gates"}
 
 
 def cell_names(**supports: bool) -> tuple[str, ...]:
