@@ -86,14 +86,14 @@ def measure_row(row: str, T: int, B: int, H: int, L: int, k: int, threads: int) 
     import torch.nn.functional as F
     from torch import nn
 
-    from rnnkit.kernels import lstm as lstm_kernels
+    from rnnkit.kernels.backends import set_backend
     from rnnkit.layers import torch_compat
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     family, options, _ = ROWS[row]
     options = dict(options)
-    lstm_kernels.set_lstm_backend(options.pop("backend", "auto"))
+    set_backend("lstm", options.pop("backend", "auto"))
     steps = k if options.pop("checkpoint", False) else 0
     if family.startswith("nn."):
         rnn = getattr(nn, family[3:])(H, H, L)

@@ -78,11 +78,7 @@ class WithStepBackend(nn.Module):
         self.module, self.backend = module, backend
 
     def forward(self, *args):
-        from rnnkit.layers import stepper
+        from rnnkit.kernels.backends import set_backend
 
-        before = stepper.BACKEND
-        stepper.set_step_backend(self.backend)
-        try:
+        with set_backend("step", self.backend):
             return self.module(*args)
-        finally:
-            stepper.set_step_backend(before)
