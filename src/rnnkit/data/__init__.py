@@ -8,20 +8,10 @@ by blocks (``split_blocks``, ``apply_split``) -> ``StreamBatcher`` windows of ``
 from __future__ import annotations
 
 from rnnkit.data.batching import StreamBatcher
-from rnnkit.data.text import (
-    EOS,
-    UNK,
-    Vocab,
-    apply_split,
-    default_cache_dir,
-    default_corpus_text,
-    encode_corpus,
-    id_dtype,
-    iter_text,
-    read_text,
-    split_blocks,
-    tokenize_words,
-)
+from rnnkit.data.corpus import default_cache_dir, encode_corpus, id_dtype
+from rnnkit.data.reading import default_corpus_text, iter_text, read_text
+from rnnkit.data.splits import apply_split, split_blocks
+from rnnkit.data.vocab import EOS, UNK, Vocab, tokenize_words
 
 __all__ = [
     "EOS",

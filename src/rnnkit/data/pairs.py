@@ -26,7 +26,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from rnnkit.data.text import read_text, tokenize_words
+from rnnkit.data.reading import read_text
+from rnnkit.data.vocab import tokenize_words
 from rnnkit.errors import UserError
 
 SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
