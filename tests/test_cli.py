@@ -33,7 +33,7 @@ def test_no_command_prints_help(capsys):
 
 def test_bad_demo_numbers_are_one_line_errors(capsys):
     for args, message in [
-        (["--hidden-size", "0"], "hidden_size must be at least 1, got 0"),
+        (["--hidden-size", "0"], "hidden_size must be a positive integer, got 0"),
         (["--steps", "0"], "steps must be at least 1, got 0"),
         (["--batch-size", "-2"], "batch_size must be at least 1, got -2"),
         (["--lr", "nan"], "lr must be a finite number > 0, got nan"),

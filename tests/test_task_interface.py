@@ -83,3 +83,14 @@ def test_one_load_run_and_predict_for_one_input(tmp_path):
     loaded = load_run(run, None, "any task")  # any task's loader; the default: language models
     spec = registry()[loaded.meta["task"]]
     assert isinstance(spec.predict(loaded, "To be"), str)
+
+
+def test_load_run_loads_a_sequence_task(tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    args = ["train", "adding", "--preset", "tiny", "--out", str(run), "--dry-run"]
+    assert main([*args, "--train.progress", "false"]) == 0
+    loaded = load_run(run, None, "any task")
+    x, _ = loaded.problem.generate(3, torch.Generator().manual_seed(0))
+    assert loaded.model(x).shape == (3, 1) and not loaded.model.training

@@ -108,9 +108,11 @@ def cmd_demo(argv: list[str]) -> int:
     )
     for f in dataclasses.fields(DemoConfig):
         p.add_argument(
-            f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+            f"--{f.name.replace('_', '-')}",
+            type=type(f.default),
+            default=f.default,
             help=f"(default: {f.default})",
-        )  # fmt: skip
+        )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     cfg = DemoConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(DemoConfig)})

@@ -64,7 +64,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
         raise UserError(f"cell must be one of {sorted(LAYERS)}, got {cfg.cell!r}")
     if not 0 < cfg.delay < cfg.seq_len:
         raise UserError(f"delay must lie in [1, seq_len), got {cfg.delay}")
-    for name in ("hidden_size", "batch_size", "steps"):
+    for name in ("batch_size", "steps"):  # hidden_size: the layer checks it
         if getattr(cfg, name) < 1:
             raise UserError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
@@ -75,7 +75,10 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
         raise UserError(f"seed must be in [0, 2**63 - 1], got {cfg.seed}")
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    model = EchoModel(cfg)
+    try:
+        model = EchoModel(cfg)
+    except ValueError as e:  # the library's check of its own argument, e.g. hidden_size
+        raise UserError(str(e)) from None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     d = cfg.delay
     losses = []

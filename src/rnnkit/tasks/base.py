@@ -68,12 +68,13 @@ def register(spec: TaskSpec) -> TaskSpec:
 
 
 def registry() -> dict[str, TaskSpec]:
-    """Every task, by name: each module of ``rnnkit.tasks`` is imported, and registers its own."""
+    """Every task, by name, in name order: each module of ``rnnkit.tasks`` is imported, and
+    registers its own."""
     import rnnkit.tasks as package
 
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"rnnkit.tasks.{module.name}")
-    return dict(_REGISTRY)
+    return dict(sorted(_REGISTRY.items()))
 
 
 def check_library_options(section: str, options: object, build: Callable[[], object]) -> None:

@@ -26,9 +26,8 @@ def quick() -> LMConfig:
     cfg = default()
     m, t = cfg.model, cfg.train
     m.hidden_size, m.num_layers = 256, 1
-    t.max_steps, t.max_minutes, t.eval_every, t.checkpoint_every, t.eval_batches = (
-        1200, 3.0, 200, 200, 40,
-    )  # fmt: skip
+    t.max_steps, t.max_minutes, t.eval_every = 1200, 3.0, 200
+    t.checkpoint_every, t.eval_batches = 200, 40
     return cfg
 
 

@@ -43,11 +43,18 @@ def ordinal(n: int) -> str:
 
 def _fields(d: dt.date) -> dict[str, str]:
     return {
-        "d": str(d.day), "dd": f"{d.day:02d}", "th": ordinal(d.day), "m": str(d.month),
-        "mm": f"{d.month:02d}", "month": calendar.month_name[d.month],
-        "mon": calendar.month_abbr[d.month], "yyyy": str(d.year), "yy": f"{d.year % 100:02d}",
-        "weekday": calendar.day_name[d.weekday()], "wkd": calendar.day_abbr[d.weekday()],
-    }  # fmt: skip
+        "d": str(d.day),
+        "dd": f"{d.day:02d}",
+        "th": ordinal(d.day),
+        "m": str(d.month),
+        "mm": f"{d.month:02d}",
+        "month": calendar.month_name[d.month],
+        "mon": calendar.month_abbr[d.month],
+        "yyyy": str(d.year),
+        "yy": f"{d.year % 100:02d}",
+        "weekday": calendar.day_name[d.weekday()],
+        "wkd": calendar.day_abbr[d.weekday()],
+    }
 
 
 FORMATS = (
@@ -120,9 +127,15 @@ EXAMPLE_BYTES = 1000  # about: a generated pair (~230 bytes) and its token ids, 
 
 
 def check(cfg: DatesConfig) -> None:
-    check_range("data", cfg.data, {"train_examples": (1, float("inf")),
-                                   "val_examples": (1, float("inf")),
-                                   "test_examples": (1, float("inf"))})  # fmt: skip
+    check_range(
+        "data",
+        cfg.data,
+        {
+            "train_examples": (1, float("inf")),
+            "val_examples": (1, float("inf")),
+            "test_examples": (1, float("inf")),
+        },
+    )
     d, memory = cfg.data, physical_memory()
     n = d.train_examples + d.val_examples + d.test_examples
     if memory and n * EXAMPLE_BYTES > memory:

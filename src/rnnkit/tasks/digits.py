@@ -28,6 +28,7 @@ from rnnkit.tasks.sequence_task import (
     SeqModelConfig,
     SequenceTask,
     check_model_config,
+    loader,
 )
 from rnnkit.train.trainer import TrainConfig, check_range, check_train_config
 
@@ -82,18 +83,29 @@ def digits_problem(cfg: DigitsConfig) -> Problem:
     majority = int(torch.bincount(y[train], minlength=CLASSES).argmax())
     baseline = float((y[val] == majority).float().mean())
     return Problem(
-        generate=generate, scoring="ce", many_to_one=True, input_size=1, output_size=CLASSES,
-        baseline=("baseline_accuracy", baseline), metric="accuracy",
+        generate=generate,
+        scoring="ce",
+        many_to_one=True,
+        input_size=1,
+        output_size=CLASSES,
+        baseline=("baseline_accuracy", baseline),
+        metric="accuracy",
         validation=(x[:, val], y[val]),
-    )  # fmt: skip
+    )
 
 
 def check(cfg: DigitsConfig) -> None:
     check_model_config(cfg.model)
     n_train = len(split(cfg.data.val_fraction, cfg.data.split_seed)[0])
-    check_range("data", cfg.data, {
-        "batch_size": (1, n_train), "epoch_batches": (1, math.inf), "val_fraction": (0.01, 0.5),
-    })  # fmt: skip
+    check_range(
+        "data",
+        cfg.data,
+        {
+            "batch_size": (1, n_train),
+            "epoch_batches": (1, math.inf),
+            "val_fraction": (0.01, 0.5),
+        },
+    )
     check_train_config(cfg.train)
 
 
@@ -107,9 +119,8 @@ def default() -> DigitsConfig:
     m, t = cfg.model, cfg.train
     m.cell, m.hidden_size = "lstm", 64
     t.lr, t.warmup_steps, t.schedule, t.clip_norm = 3e-3, 50, "cosine", 1.0
-    t.max_steps, t.max_minutes, t.eval_every, t.checkpoint_every, t.log_every = (
-        3000, 5.0, 250, 500, 25,
-    )  # fmt: skip
+    t.max_steps, t.max_minutes, t.eval_every = 3000, 5.0, 250
+    t.checkpoint_every, t.log_every = 500, 25
     return cfg
 
 
@@ -129,5 +140,6 @@ SPEC = register(
         presets={"default": default, "tiny": tiny},
         build=build,
         check=check,
+        load=loader(DigitsConfig, digits_problem),
     )
 )

@@ -74,9 +74,16 @@ def check_lm_config(cfg: LMConfig) -> None:
     inf = math.inf
     check_range("model", cfg.model, {"embedding_size": (1, inf)})
     check_library_options("model", cfg.model, lambda: LanguageModel(2, cfg.model))
-    check_range("data", cfg.data, {
-        "batch_size": (1, inf), "bptt_len": (1, inf), "max_vocab": (3, inf), "min_count": (1, inf),
-    })  # fmt: skip
+    check_range(
+        "data",
+        cfg.data,
+        {
+            "batch_size": (1, inf),
+            "bptt_len": (1, inf),
+            "max_vocab": (3, inf),
+            "min_count": (1, inf),
+        },
+    )
     check_train_config(cfg.train)
 
 
@@ -101,9 +108,14 @@ class LanguageModel(nn.Module):
             raise UserError("options 'model.peephole' and 'model.layer_norm' need model.cell lstm")
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_size)
         self.rnn = LAYERS[cfg.cell](
-            cfg.embedding_size, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout,
-            residual=cfg.residual, checkpoint_steps=cfg.checkpoint_steps, **options,
-        )  # fmt: skip
+            cfg.embedding_size,
+            cfg.hidden_size,
+            cfg.num_layers,
+            dropout=cfg.dropout,
+            residual=cfg.residual,
+            checkpoint_steps=cfg.checkpoint_steps,
+            **options,
+        )
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden_size, vocab_size)
         if cfg.tie_weights:
@@ -148,9 +160,13 @@ class LanguageModelTask:
     ) -> None:
         self.cfg, self.level, self.rank = cfg, level, rank
         ids, self.vocab = encode_corpus(
-            cfg.data.path, level, vocab=vocab, max_vocab=cfg.data.max_vocab,
-            min_count=cfg.data.min_count, cache_dir=cache_dir,
-        )  # fmt: skip
+            cfg.data.path,
+            level,
+            vocab=vocab,
+            max_vocab=cfg.data.max_vocab,
+            min_count=cfg.data.min_count,
+            cache_dir=cache_dir,
+        )
         train_ids, val_ids = apply_split(ids, cache_dir=cache_dir)
         self.data_sizes = {"train": len(train_ids), "val": len(val_ids)}
         B, k = cfg.data.batch_size, cfg.data.bptt_len
@@ -194,8 +210,15 @@ class LanguageModelTask:
         state, nll, tokens = None, 0.0, 0
         n = len(self.val_data) if not max_batches else min(max_batches, len(self.val_data))
         shown = self.cfg.train.progress and self.rank == 0
-        windows = tqdm(range(n), desc="evaluating", unit="window", leave=False, delay=3.0,
-                       dynamic_ncols=True, disable=not shown)  # fmt: skip
+        windows = tqdm(
+            range(n),
+            desc="evaluating",
+            unit="window",
+            leave=False,
+            delay=3.0,
+            dynamic_ncols=True,
+            disable=not shown,
+        )
         for i in windows:  # the same carrying as in training
             x, y = (t.to(self.device) for t in self.val_data.window(i))
             logits, state = model(x, state)
@@ -205,8 +228,11 @@ class LanguageModelTask:
 
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
         loss = sums["nll"] / max(sums["tokens"], 1)
-        return {"loss": loss, "bpc" if self.level == "char" else "bits": loss / math.log(2),
-                "ppl": math.exp(min(loss, 50.0))}  # fmt: skip
+        return {
+            "loss": loss,
+            "bpc" if self.level == "char" else "bits": loss / math.log(2),
+            "ppl": math.exp(min(loss, 50.0)),
+        }
 
     def carried_state(self) -> dict[str, Tensor]:
         return state_tensors(self.state)

@@ -79,10 +79,16 @@ def cmd_sample(argv: list[str]) -> int:
     check_seed(a.seed)
     print(
         sample_text(
-            Path(a.run), a.prime, a.length, temperature=a.temperature, top_k=a.top_k,
-            top_p=a.top_p, greedy=a.greedy, seed=a.seed,
+            Path(a.run),
+            a.prime,
+            a.length,
+            temperature=a.temperature,
+            top_k=a.top_k,
+            top_p=a.top_p,
+            greedy=a.greedy,
+            seed=a.seed,
         )
-    )  # fmt: skip
+    )
     return 0
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from rnnkit.config import config_from_dict
 from rnnkit.data.pairs import PairVocab
+from rnnkit.ensemble import Ensemble
 from rnnkit.errors import UserError
-from rnnkit.seq2seq import Ensemble, Seq2Seq
+from rnnkit.seq2seq import Seq2Seq
 from rnnkit.tasks.runs import load_run
 from rnnkit.tasks.seq2seq_task import Recipe, attention_map, evaluate_examples, predict
 from rnnkit.train.checkpoint import check_meta, load_model_state
@@ -72,8 +73,9 @@ def load_seq2seq_ensemble(runs: list[Path]) -> LoadedSeq2Seq:
                 "ensemble must share one (train them on the same data)"
             )
     model = Ensemble([x.model for x in loaded]).eval()
-    return LoadedSeq2Seq(first.name, first.cfg, first.vocab, model, first.meta, first.path,
-                         first.recipe)  # fmt: skip
+    return LoadedSeq2Seq(
+        first.name, first.cfg, first.vocab, model, first.meta, first.path, first.recipe
+    )
 
 
 def decode_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -88,9 +90,14 @@ def decode_parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     p.add_argument("--max-len", type=int, default=0, help="longest output (0: the run's)")
     p.add_argument("--batch-size", type=int, default=64, help="inputs decoded at once")
-    p.add_argument("--ensemble", nargs="+", default=None, metavar="RUN",
-                   help="more runs of the same task and vocabulary: decode with all of them, "
-                   "averaging their next-token probabilities")  # fmt: skip
+    p.add_argument(
+        "--ensemble",
+        nargs="+",
+        default=None,
+        metavar="RUN",
+        help="more runs of the same task and vocabulary: decode with all of them, "
+        "averaging their next-token probabilities",
+    )
     return p
 
 
@@ -117,10 +124,17 @@ def decode_options(a, loaded, n_best: int = 1) -> dict:
 
         torch.set_num_threads(loaded.cfg.train.threads)
     return {
-        "method": method, "beam": max(a.beam, 1), "n_best": n_best, "alpha": a.alpha,
-        "temperature": a.temperature, "top_k": a.top_k, "top_p": a.top_p, "seed": a.seed,
-        "max_len": a.max_len or loaded.cfg.decode.max_len, "batch_size": a.batch_size,
-    }  # fmt: skip
+        "method": method,
+        "beam": max(a.beam, 1),
+        "n_best": n_best,
+        "alpha": a.alpha,
+        "temperature": a.temperature,
+        "top_k": a.top_k,
+        "top_p": a.top_p,
+        "seed": a.seed,
+        "max_len": a.max_len or loaded.cfg.decode.max_len,
+        "batch_size": a.batch_size,
+    }
 
 
 def cmd_predict(argv: list[str]) -> int:
@@ -176,12 +190,15 @@ def eval_output(a) -> Path:
     out = Path(a.out)
     check_writable(out, "--out")
     if out.suffix.lower() == ".png":
-        raise UserError(f"--out {out} is the results JSON and its plot goes beside it as .png: "
-                        "give a .json name")  # fmt: skip
+        raise UserError(
+            f"--out {out} is the results JSON and its plot goes beside it as .png: "
+            "give a .json name"
+        )
     for path in (out, out.with_suffix(".png")):
         if path.exists() and not a.force:
-            raise UserError(f"--out: {path} exists; pass --force to replace it, or choose "
-                            "another --out")  # fmt: skip
+            raise UserError(
+                f"--out: {path} exists; pass --force to replace it, or choose another --out"
+            )
     return out
 
 
@@ -194,10 +211,15 @@ def cmd_eval(argv: list[str]) -> int:
     p = decode_parser("rnnkit eval", "Scores of a sequence-to-sequence run on a held-out split.")
     p.add_argument("--split", default="test", choices=("test", "val"), help="(default: test)")
     p.add_argument("--limit", type=int, default=0, help="only the first N examples (0: all)")
-    p.add_argument("--out", default=None, help="results JSON, its plot beside it as .png "
-                   "(default: RUN/eval_SPLIT.json, replaced on each eval)")  # fmt: skip
-    p.add_argument("--force", action="store_true",
-                   help="let --out replace an existing file (and its .png)")  # fmt: skip
+    p.add_argument(
+        "--out",
+        default=None,
+        help="results JSON, its plot beside it as .png "
+        "(default: RUN/eval_SPLIT.json, replaced on each eval)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="let --out replace an existing file (and its .png)"
+    )
     p.add_argument("--show", type=int, default=5, help="print this many wrong outputs")
     a = p.parse_args(argv)
     if a.limit < 0:
@@ -215,16 +237,25 @@ def cmd_eval(argv: list[str]) -> int:
         loaded.model, loaded.vocab, examples, scorer, progress=True, **options
     )
     decoding = {k: v for k, v in options.items() if k != "batch_size"}
-    result = {"task": loaded.name, "checkpoint": str(loaded.path), "split": a.split,
-              "decoding": decoding, **result}  # fmt: skip
+    result = {
+        "task": loaded.name,
+        "checkpoint": str(loaded.path),
+        "split": a.split,
+        "decoding": decoding,
+        **result,
+    }
     if a.ensemble:
         result["ensemble"] = [str(loaded.path), *a.ensemble]
     names = scorer.names
     print(f"{loaded.name} {a.split}: {len(examples)} examples, {options['method']} decoding")
     print("  " + ", ".join(f"{n} {result[n]:.4f}" for n in names))
-    print("  by source length: " + "; ".join(
-        f"{b} (n={r['examples']}): " + ", ".join(f"{n} {r[n]:.3f}" for n in names)
-        for b, r in result["by_source_length"].items()))  # fmt: skip
+    print(
+        "  by source length: "
+        + "; ".join(
+            f"{b} (n={r['examples']}): " + ", ".join(f"{n} {r[n]:.3f}" for n in names)
+            for b, r in result["by_source_length"].items()
+        )
+    )
     wrong = [(ex, h) for ex, h in zip(examples, hyps, strict=True) if h not in ex.references()]
     for ex, h in wrong[: a.show]:
         print(f"  wrong: {ex.source!r} -> {h!r} (expected {ex.target!r})")
@@ -232,10 +263,11 @@ def cmd_eval(argv: list[str]) -> int:
     atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     png = plot_by_length(
         {loaded.name: {b: r[names[0]] for b, r in result["by_source_length"].items()}},
-        out.with_suffix(".png"), metric=names[0],
+        out.with_suffix(".png"),
+        metric=names[0],
         counts={b: r["examples"] for b, r in result["by_source_length"].items()},
         title=f"{loaded.name} ({a.split}): {names[0]} by source length",
-    )  # fmt: skip
+    )
     print(f"results: {out}, {png}")
     return 0
 

@@ -121,8 +121,10 @@ class ErrorRates:
         return {"edits": edits, "ref_tokens": ref_tokens, "wrong": wrong, "examples": len(hyps)}
 
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
-        return {"per": sums["edits"] / max(sums["ref_tokens"], 1),
-                "wer": sums["wrong"] / max(sums["examples"], 1)}  # fmt: skip
+        return {
+            "per": sums["edits"] / max(sums["ref_tokens"], 1),
+            "wer": sums["wrong"] / max(sums["examples"], 1),
+        }
 
 
 class Bleu:
@@ -148,8 +150,9 @@ class Bleu:
         score = BLEU.compute_bleu(
             [int(sums[f"match{n}"]) for n in range(1, 5)],
             [int(sums[f"total{n}"]) for n in range(1, 5)],
-            int(sums["sys_len"]), int(sums["ref_len"]),
-        )  # fmt: skip
+            int(sums["sys_len"]),
+            int(sums["ref_len"]),
+        )
         return {"bleu": score.score}
 
 
@@ -172,8 +175,10 @@ class Recipe:
 
 
 def encode_examples(vocab: PairVocab, examples: list[Example]) -> tuple[list, list]:
-    return ([vocab.source.encode(ex.source) for ex in examples],
-            [vocab.target.encode(ex.target) for ex in examples])  # fmt: skip
+    return (
+        [vocab.source.encode(ex.source) for ex in examples],
+        [vocab.target.encode(ex.target) for ex in examples],
+    )
 
 
 class Seq2SeqTask:
@@ -183,8 +188,9 @@ class Seq2SeqTask:
     level = "pairs"
     unit = "pairs"
 
-    def __init__(self, cfg, recipe: Recipe, *, vocab: PairVocab | None = None, rank=0,
-                 world_size=1) -> None:  # fmt: skip
+    def __init__(
+        self, cfg, recipe: Recipe, *, vocab: PairVocab | None = None, rank=0, world_size=1
+    ) -> None:
         self.cfg, self.recipe, self.rank, self.world_size = cfg, recipe, rank, world_size
         self.splits = recipe.examples(cfg)
         train = self.splits["train"]
@@ -288,9 +294,14 @@ def decode_ids(model: Seq2Seq, vocab: PairVocab, src, src_lengths, max_len: int 
     model.eval()
     with torch.no_grad():
         out = decode_batch(
-            model.step, model.encode(src, src_lengths), src.shape[1], bos_id=BOS, eos_id=EOS,
-            max_len=output_limit(max_len, src_lengths), device=src.device,
-        )  # fmt: skip
+            model.step,
+            model.encode(src, src_lengths),
+            src.shape[1],
+            bos_id=BOS,
+            eos_id=EOS,
+            max_len=output_limit(max_len, src_lengths),
+            device=src.device,
+        )
     model.train(was_training)
     return [vocab.target.decode(ids) for ids in out]
 
@@ -331,17 +342,34 @@ def predict(
             state = model.encode(b.src, b.src_lengths)
             if method == "beam":
                 hyps = beam_search(
-                    model.step, state, len(index), bos_id=BOS, eos_id=EOS, max_len=limit,
-                    beam_width=beam, n_best=n_best, alpha=alpha, device=device,
+                    model.step,
+                    state,
+                    len(index),
+                    bos_id=BOS,
+                    eos_id=EOS,
+                    max_len=limit,
+                    beam_width=beam,
+                    n_best=n_best,
+                    alpha=alpha,
+                    device=device,
                     reorder=model.reorder_state,
-                )  # fmt: skip
+                )
                 outs = [[(vocab.target.decode(ids), score) for ids, score in h] for h in hyps]
             else:
                 ids = decode_batch(
-                    model.step, state, len(index), bos_id=BOS, eos_id=EOS, max_len=limit,
-                    greedy=method == "greedy", temperature=temperature, top_k=top_k,
-                    top_p=top_p, generator=generator, device=device,
-                )  # fmt: skip
+                    model.step,
+                    state,
+                    len(index),
+                    bos_id=BOS,
+                    eos_id=EOS,
+                    max_len=limit,
+                    greedy=method == "greedy",
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                    generator=generator,
+                    device=device,
+                )
                 outs = [[(vocab.target.decode(x), None)] for x in ids]
         for i, out in zip(index, outs, strict=True):
             results[i] = out
@@ -377,9 +405,14 @@ def source_bucket(n_tokens: int, edges=LENGTH_BUCKETS) -> str:
 
 
 def evaluate_examples(
-    model: Seq2Seq, vocab: PairVocab, examples: list[Example], scorer, *, by_length: bool = True,
+    model: Seq2Seq,
+    vocab: PairVocab,
+    examples: list[Example],
+    scorer,
+    *,
+    by_length: bool = True,
     **decode,
-) -> tuple[dict, list[str]]:  # fmt: skip
+) -> tuple[dict, list[str]]:
     """Decode ``examples`` and score them: overall, and per source-length bucket."""
     outs = predict(model, vocab, [ex.source for ex in examples], **decode)
     hyps = [o[0][0] for o in outs]

@@ -52,9 +52,10 @@ class SeqModelConfig:
     bias: bool = option(True, "biases in the recurrent layer and the readout")
     forget_bias: float | None = option(None, "lstm, peephole: initial forget-gate bias")
     chrono_t_max: float | None = option(
-        None, "lstm, peephole, gru, mingru: chrono initialisation of the gate biases for "
+        None,
+        "lstm, peephole, gru, mingru: chrono initialisation of the gate biases for "
         "dependencies of up to this many steps (Tallec & Ollivier 2018), e.g. data.T",
-    )  # fmt: skip
+    )
     embedding_size: int = option(16, "token inputs (copy): the embedding width")
 
 
@@ -324,8 +325,9 @@ class SequenceTask:
         name, value = self.problem.baseline
         shown = ", ".join(
             f"{k.replace('_', ' ')} {result[k]:.4g}"
-            for k in (self.problem.metric, "recall_accuracy") if k in result
-        )  # fmt: skip
+            for k in (self.problem.metric, "recall_accuracy")
+            if k in result
+        )
         if "learned_a" in result:  # the running average's a, read off W_hh
             shown += f", learned a = {result['learned_a']:.6f}"
         return (
@@ -363,8 +365,42 @@ def check_model_config(cfg: SeqModelConfig) -> None:
         if not (math.isfinite(cfg.chrono_t_max) and cfg.chrono_t_max >= 2):
             raise UserError(f"option 'model.chrono_t_max' must be >= 2, got {cfg.chrono_t_max}")
         if cfg.forget_bias is not None:
-            raise UserError("options 'model.chrono_t_max' and 'model.forget_bias' both set the "
-                            "forget-gate bias: give one")  # fmt: skip
+            raise UserError(
+                "options 'model.chrono_t_max' and 'model.forget_bias' both set the "
+                "forget-gate bias: give one"
+            )
         if not cfg.bias:
             raise UserError("option 'model.chrono_t_max' sets gate biases: needs model.bias true")
     check_library_options("model", cfg, lambda: make_layer(cfg, 1))
+
+
+@dataclass
+class LoadedSequenceRun:
+    """A trained sequence task, as ``load_run`` gives it back."""
+
+    model: SequenceModel
+    cfg: object
+    problem: Problem
+    meta: dict
+    path: object
+
+
+def loader(config_class: type, make_problem: Callable) -> Callable:
+    """A ``TaskSpec.load`` for a sequence task: its model rebuilt from the saved config (of
+    ``config_class``) and ``make_problem(cfg)``, the weights loaded, in eval mode."""
+
+    def load(ckpt, path) -> LoadedSequenceRun:
+        from rnnkit.config import config_from_dict
+        from rnnkit.train.checkpoint import check_meta, load_model_state
+
+        check_meta(ckpt.meta, ("config",), path)
+        try:
+            cfg = config_from_dict(config_class, ckpt.meta["config"])
+        except UserError as e:
+            raise UserError(f"checkpoint {path}: {e}") from None
+        problem = make_problem(cfg)
+        model = SequenceModel(problem, cfg.model)
+        load_model_state(model, ckpt.model_state, path)
+        return LoadedSequenceRun(model.eval(), cfg, problem, ckpt.meta, path)
+
+    return load

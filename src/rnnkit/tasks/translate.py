@@ -62,8 +62,16 @@ def check(cfg: TranslateConfig) -> None:
     if cfg.data.path is None:
         raise UserError("translate needs --data FILE.tsv (or --preset bible)")
     inf = float("inf")
-    check_range("data", cfg.data, {"max_vocab": (5, inf), "max_source_len": (0, inf),
-                                   "max_target_len": (0, inf), "max_pairs": (0, inf)})  # fmt: skip
+    check_range(
+        "data",
+        cfg.data,
+        {
+            "max_vocab": (5, inf),
+            "max_source_len": (0, inf),
+            "max_target_len": (0, inf),
+            "max_pairs": (0, inf),
+        },
+    )
     check_seq2seq_task_config(cfg)
 
 

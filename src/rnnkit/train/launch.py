@@ -28,9 +28,12 @@ from rnnkit.train.run_dir import (
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM: stopped by `kill`, `timeout` or a batch scheduler
 DRY_RUN = {  # one batch per split
-    "train.max_steps": 1, "train.eval_batches": 1, "train.eval_every": 1,
-    "train.checkpoint_every": 1, "train.max_minutes": 0.0,
-}  # fmt: skip
+    "train.max_steps": 1,
+    "train.eval_batches": 1,
+    "train.eval_every": 1,
+    "train.checkpoint_every": 1,
+    "train.max_minutes": 0.0,
+}
 
 
 def check_config(spec, cfg) -> None:
@@ -115,8 +118,9 @@ def launch(spec, args, overrides: list, argv: list[str]) -> int:
             cfg = apply_overrides(config_from_dict(config_class, ckpt.meta["config"]), overrides)
             vocab = spec.vocab_from_checkpoint(ckpt.meta["vocab"])
         elif args.resume:  # stopped before its first checkpoint: start again, as configured
-            cfg = apply_overrides(config_from_dict(config_class, read_saved_config(run_dir)),
-                                  overrides)  # fmt: skip
+            cfg = apply_overrides(
+                config_from_dict(config_class, read_saved_config(run_dir)), overrides
+            )
             if dist.is_main:
                 print(f"{run_dir} holds no checkpoint yet: starting it again from step 0")
         cfg = absolute_data_path(cfg)
@@ -136,10 +140,13 @@ def launch(spec, args, overrides: list, argv: list[str]) -> int:
         try:
             task = build_task(spec, cfg, cache, dist, vocab)
             meta = {
-                "task": spec.name, "level": task.level, "config": config_to_dict(cfg),
-                "vocab": task.vocab.to_dict(), "rnnkit_version": __version__,
+                "task": spec.name,
+                "level": task.level,
+                "config": config_to_dict(cfg),
+                "vocab": task.vocab.to_dict(),
+                "rnnkit_version": __version__,
                 "data_sizes": task.data_sizes,
-            }  # fmt: skip
+            }
             # every check (a resumed checkpoint fits the model and optimiser) before any write
             trainer = Trainer(task, cfg.train, run_dir, meta, resume=has_checkpoint)
         except UserError:  # a run refused before it started leaves the directory as it was

@@ -45,3 +45,7 @@ class Task(Protocol):
 
     def load_carried_state(self, tensors: dict[str, Tensor]) -> None:
         """Inverse of ``carried_state``."""
+
+    def report(self, result: dict) -> str:
+        """The line ``rnnkit train`` ends with, from ``Trainer.fit``'s result (a task whose
+        ``TaskSpec.finish`` reports the run itself, as the language models do, needs none)."""

@@ -78,13 +78,28 @@ def check_range(section: str, cfg, rules: dict[str, tuple[float, float]]) -> Non
 def check_train_config(cfg: TrainConfig) -> None:
     """Reject impossible training options before anything is created or written."""
     inf = math.inf
-    check_range("train", cfg, {
-        "lr": (0, inf), "weight_decay": (0, inf), "momentum": (0, 1), "warmup_steps": (0, inf),
-        "min_lr_ratio": (0, 1), "clip_norm": (0, inf), "clip_value": (0, inf),
-        "max_steps": (1, inf), "max_minutes": (0, inf), "eval_every": (1, inf),
-        "eval_batches": (0, inf), "patience": (0, inf), "checkpoint_every": (1, inf),
-        "log_every": (1, inf), "threads": (0, MAX_THREADS), "seed": (0, MAX_SEED),
-    })  # fmt: skip
+    check_range(
+        "train",
+        cfg,
+        {
+            "lr": (0, inf),
+            "weight_decay": (0, inf),
+            "momentum": (0, 1),
+            "warmup_steps": (0, inf),
+            "min_lr_ratio": (0, 1),
+            "clip_norm": (0, inf),
+            "clip_value": (0, inf),
+            "max_steps": (1, inf),
+            "max_minutes": (0, inf),
+            "eval_every": (1, inf),
+            "eval_batches": (0, inf),
+            "patience": (0, inf),
+            "checkpoint_every": (1, inf),
+            "log_every": (1, inf),
+            "threads": (0, MAX_THREADS),
+            "seed": (0, MAX_SEED),
+        },
+    )
     pick_device(cfg.device)
 
 

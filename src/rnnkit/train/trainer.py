@@ -150,9 +150,14 @@ class Trainer:
     """
 
     def __init__(
-        self, task: Task, cfg: TrainConfig, run_dir: Path, meta: dict, resume: bool = False,
+        self,
+        task: Task,
+        cfg: TrainConfig,
+        run_dir: Path,
+        meta: dict,
+        resume: bool = False,
         clock=time.perf_counter,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.task, self.cfg, self.run_dir, self.meta = task, cfg, Path(run_dir), meta
         self.clock = clock
         self.started = clock()
@@ -182,10 +187,15 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------
     def _trainer_state(self) -> dict:
         return {
-            "step": self.step, "epoch": self.epoch, "position": self.position,
-            "best": self.best, "best_metric": self.selection, "bad_evals": self.bad_evals,
-            "elapsed": self.elapsed + self.clock() - self.started, "skipped": self.skipped,
-        }  # fmt: skip
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "best": self.best,
+            "best_metric": self.selection,
+            "bad_evals": self.bad_evals,
+            "elapsed": self.elapsed + self.clock() - self.started,
+            "skipped": self.skipped,
+        }
 
     def save(self, name: str, with_optimizer: bool = True) -> None:
         if not self.dist.is_main:
@@ -265,9 +275,13 @@ class Trainer:
         self.started = self.clock()
         self.logger.open()
         bar = tqdm(
-            total=cfg.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
-            disable=not (cfg.progress and self.dist.is_main), desc=self.meta["task"],
-        )  # fmt: skip
+            total=cfg.max_steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (cfg.progress and self.dist.is_main),
+            desc=self.meta["task"],
+        )
         self.model.train()
         if self.step == 0 and self.position == 0:
             self.task.start_epoch(self.epoch)
@@ -289,10 +303,14 @@ class Trainer:
         self.logger.close()
         self.dist.barrier()
         return {
-            **self.last_metrics, "best": self.best, "best_metric": self.selection,
-            "step": self.step, "skipped": self.skipped,
-            "seconds": self.clock() - self.started, "stopped_early": stopped_early,
-        }  # fmt: skip
+            **self.last_metrics,
+            "best": self.best,
+            "best_metric": self.selection,
+            "step": self.step,
+            "skipped": self.skipped,
+            "seconds": self.clock() - self.started,
+            "stopped_early": stopped_early,
+        }
 
     def time_used(self) -> float:
         """The fraction of the time budget (max_minutes, over all resumes) spent; 0 without one."""
@@ -335,10 +353,15 @@ class Trainer:
                 rate = tokens_since / max(now - time_since, 1e-9)
                 tokens_since, time_since = 0, now
                 record = {
-                    "step": self.step, "split": "train", "loss": value, "grad_norm": grad_norm,
-                    "lr": lr, "tokens_per_s": rate, "time": now - self.started,
+                    "step": self.step,
+                    "split": "train",
+                    "loss": value,
+                    "grad_norm": grad_norm,
+                    "lr": lr,
+                    "tokens_per_s": rate,
+                    "time": now - self.started,
                     "epoch": self.epoch,
-                }  # fmt: skip
+                }
                 if cfg.nonfinite == "skip":
                     record["skipped"] = self.skipped
                 self.logger.write(record)
