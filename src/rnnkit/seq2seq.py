@@ -42,7 +42,6 @@ teacher-forcing experiment shares). The loss is masked on padding.
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
@@ -54,6 +53,7 @@ from rnnkit.cells import REGISTRY, cell_names
 from rnnkit.decoding import select_rows
 from rnnkit.ensemble import Ensemble  # noqa: F401 (its old home)
 from rnnkit.layers.torch_compat import BY_NAME
+from rnnkit.metrics import perplexity  # noqa: F401 (its old home)
 from rnnkit.scheduled_sampling import feed_back
 
 # the cells whose output is their hidden state (Jordan's is a projection of it)
@@ -428,10 +428,6 @@ def sequence_loss(
         label_smoothing=label_smoothing,
     )
     return loss, int((targets != PAD).sum())
-
-
-def perplexity(nll: float, tokens: int) -> float:
-    return math.exp(min(nll / max(tokens, 1), 50.0))
 
 
 def __getattr__(name: str) -> Any:

@@ -27,6 +27,7 @@ from rnnkit.data.batching import StreamBatcher
 from rnnkit.data.text import Vocab, apply_split, encode_corpus
 from rnnkit.errors import UserError
 from rnnkit.layers.torch_compat import BY_NAME
+from rnnkit.metrics import perplexity
 from rnnkit.train.bptt import detach_state
 from rnnkit.train.trainer import TrainConfig, check_range, check_train_config
 
@@ -231,7 +232,7 @@ class LanguageModelTask:
         return {
             "loss": loss,
             "bpc" if self.level == "char" else "bits": loss / math.log(2),
-            "ppl": math.exp(min(loss, 50.0)),
+            "ppl": perplexity(loss),
         }
 
     def carried_state(self) -> dict[str, Tensor]:

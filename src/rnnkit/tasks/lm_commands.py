@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rnnkit.data.text import Vocab
 from rnnkit.errors import UserError
+from rnnkit.metrics import perplexity
 from rnnkit.tasks.runs import load_lm, load_run
 from rnnkit.train.train_config import check_seed
 
@@ -117,7 +118,7 @@ def cmd_score(argv: list[str]) -> int:
         )
         print(
             f"{total:10.3f} nats  {-total / math.log(2) / n:6.3f} bits/{unit}  "
-            f"ppl {math.exp(-total / n):9.2f}  {text!r}{note}"
+            f"ppl {perplexity(-total, n):9.2f}  {text!r}{note}"
         )
     if len(rows) > 1:
         best = max(rows)[1]

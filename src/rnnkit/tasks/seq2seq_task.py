@@ -27,6 +27,7 @@ from rnnkit.data.pairs import (
 )
 from rnnkit.decoding import beam_search, decode_batch
 from rnnkit.errors import UserError
+from rnnkit.metrics import perplexity
 from rnnkit.seq2seq import Seq2Seq, sequence_loss
 from rnnkit.tasks.seq2seq_config import check_seq2seq_config
 from rnnkit.train.schedules import check_schedule, teacher_forcing_prob
@@ -263,7 +264,7 @@ class Seq2SeqTask:
 
     def metrics(self, sums: dict[str, float]) -> dict[str, float]:
         loss = sums["nll"] / max(sums["tokens"], 1)
-        return {"loss": loss, "ppl": math.exp(min(loss, 50.0)), **self.scorer.metrics(sums)}
+        return {"loss": loss, "ppl": perplexity(loss), **self.scorer.metrics(sums)}
 
     def carried_state(self) -> dict[str, torch.Tensor]:
         # the epoch fixes the batch order; a resumed run must cut the same batches
