@@ -11,7 +11,7 @@ import torch
 from torch.testing import assert_close
 
 import rnnkit.kernels.lstm as lstm_kernels
-from rnnkit.bench_memory import main_memory
+from rnnkit.bench.memory import main_memory
 from rnnkit.errors import UserError
 from rnnkit.layers import torch_compat as tc
 from rnnkit.layers.stacked import Stacked

@@ -205,7 +205,7 @@ def eval_output(a) -> Path:
 def cmd_eval(argv: list[str]) -> int:
     import json
 
-    from rnnkit.config import atomic_write
+    from rnnkit.files import atomic_write
     from rnnkit.plots import plot_by_length
 
     p = decode_parser("rnnkit eval", "Scores of a sequence-to-sequence run on a held-out split.")

@@ -41,8 +41,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from rnnkit.config import atomic_write
 from rnnkit.errors import UserError
+from rnnkit.files import atomic_write
 from rnnkit.train.checkpoint_format import checksum as _checksum
 from rnnkit.train.checkpoint_format import decode as _decode
 from rnnkit.train.checkpoint_format import dumps as _dumps

@@ -10,8 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
-from rnnkit.config import atomic_write
 from rnnkit.errors import UserError
+from rnnkit.files import atomic_write
 
 LAST, BEST = "last.safetensors", "best.safetensors"
 
