@@ -10,14 +10,16 @@ import os
 import statistics
 from pathlib import Path
 
+from rnnkit.argparse_config import OneLineParser
 from rnnkit.errors import UserError
 from rnnkit.files import atomic_write
 
 VOCAB = 65  # the bundled corpus's characters: the size of the embedding and of the output layer
 
 
-class BenchParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line: a ``UserError`` pointing at --help."""
+class BenchParser(OneLineParser):
+    """``rnnkit bench``'s one-line errors: the command line names the command, so the message
+    points at its --help instead."""
 
     def error(self, message: str):  # argparse would print usage and exit
         raise UserError(f"{message} (see {self.prog} --help)")
