@@ -11,7 +11,7 @@ from torch import nn
 
 import rnnkit
 from rnnkit.errors import UserError
-from rnnkit.layers.init import chrono_init_
+from rnnkit.layers.initialisation import chrono_init_
 from rnnkit.layers.torch_compat import MinimalGRU
 
 

@@ -16,7 +16,7 @@ from rnnkit.layers import (
     Recurrent,
     Stacked,
 )
-from rnnkit.layers.init import chrono_init_
+from rnnkit.layers.initialisation import chrono_init_
 from rnnkit.train.bptt import detach_state, truncated_bptt
 
 __version__ = "0.1.0"

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnkit.argparse_config import parser_from_dataclasses
+from rnnkit.cells import cell_names
 from rnnkit.config import option
 from rnnkit.errors import UserError
 
@@ -133,11 +134,11 @@ def run_config(base, cell: str, T: int, seed: int):
     from rnnkit.config import apply_overrides
 
     overrides = {"model.cell": cell, "data.T": T, "train.seed": seed, "data.seed": seed + 1}
-    if cell not in ("elman", "jordan"):
+    if cell not in cell_names(nonlinearities=True):
         overrides["model.nonlinearity"] = "tanh"
-    if cell not in ("lstm", "peephole"):
+    if cell not in (*cell_names(forget_bias=True), "peephole"):
         overrides["model.forget_bias"] = None
-    if cell not in ("lstm", "peephole", "gru", "mingru"):
+    if cell not in (*cell_names(chrono_init=True), "peephole"):
         overrides["model.chrono_t_max"] = None
     return apply_overrides(base, overrides)
 
