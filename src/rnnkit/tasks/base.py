@@ -70,9 +70,7 @@ def register(spec: TaskSpec) -> TaskSpec:
 def registry() -> dict[str, TaskSpec]:
     """Every task, by name, in name order: each module of ``rnnkit.tasks`` is imported, and
     registers its own."""
-    import rnnkit.tasks as package
-
-    for module in pkgutil.iter_modules(package.__path__):
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):  # this package's modules
         importlib.import_module(f"rnnkit.tasks.{module.name}")
     return dict(sorted(_REGISTRY.items()))
 
