@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.cells.registry import cell_names
+from rnnkit.cells.registry import REGISTRY, cell_names
 from rnnkit.config import option
 from rnnkit.data import synthetic
 from rnnkit.errors import UserError
@@ -38,6 +38,15 @@ from rnnkit.train.trainer import TrainConfig, check_range
 VARIANTS = {"irnn": "elman", "peephole": "lstm"}  # configured variants of registered cells
 CELLS = (*cell_names(), *VARIANTS)  # every cell of the registry, then the variants
 Cell = Literal[CELLS]  # type: ignore[valid-type]
+
+
+def _cells_with(capability: str) -> tuple[str, ...]:
+    """The names in CELLS whose cell (a variant's: its base cell's) has ``capability``."""
+    return tuple(c for c in CELLS if getattr(REGISTRY[VARIANTS.get(c, c)], capability))
+
+
+NONLINEAR = tuple(c for c in _cells_with("nonlinearities") if c not in VARIANTS)  # irnn: relu
+FORGET_BIAS, CHRONO = _cells_with("forget_bias"), _cells_with("chrono_init")
 
 
 # ---- configuration ---------------------------------------------------------------------------
@@ -152,7 +161,7 @@ def make_layer(cfg: SeqModelConfig, input_size: int) -> nn.Module:
 
 def _make_layer(cfg: SeqModelConfig, input_size: int) -> nn.Module:
     I, H, L = input_size, cfg.hidden_size, cfg.num_layers
-    if cfg.cell in ("elman", "jordan"):
+    if cfg.cell in NONLINEAR:
         return BY_NAME[cfg.cell](I, H, L, nonlinearity=cfg.nonlinearity, bias=cfg.bias)
     if cfg.cell == "irnn":
         layer = BY_NAME["elman"](I, H, L, nonlinearity="relu", bias=cfg.bias)
@@ -163,7 +172,7 @@ def _make_layer(cfg: SeqModelConfig, input_size: int) -> nn.Module:
                 elif name.startswith("bias"):
                     p.zero_()
         return layer
-    if cfg.cell in ("lstm", "peephole"):
+    if cfg.cell in FORGET_BIAS:  # the LSTM, with or without peepholes
         return BY_NAME["lstm"](
             I, H, L, bias=cfg.bias, peephole=cfg.cell == "peephole", forget_bias=cfg.forget_bias
         )
@@ -348,19 +357,22 @@ def learned_decay(model: nn.Module) -> float | None:
 def check_model_config(cfg: SeqModelConfig) -> None:
     """The options' combinations here; their values by the library's own checks."""
     check_range("model", cfg, {"embedding_size": (1, math.inf)})
-    if cfg.cell not in ("elman", "jordan") and cfg.nonlinearity != "tanh":
+    supports = REGISTRY[VARIANTS.get(cfg.cell, cfg.cell)]  # what the registry says the cell has
+    if cfg.nonlinearity != "tanh" and (not supports.nonlinearities or cfg.cell in VARIANTS):
         raise UserError(
-            f"option 'model.nonlinearity' applies to model.cell elman or jordan, not {cfg.cell!r}"
+            f"option 'model.nonlinearity' applies to model.cell {' or '.join(NONLINEAR)}, "
+            f"not {cfg.cell!r}"
         )
-    if cfg.forget_bias is not None and cfg.cell not in ("lstm", "peephole"):
+    if cfg.forget_bias is not None and not supports.forget_bias:
         raise UserError(
-            f"option 'model.forget_bias' applies to model.cell lstm or peephole, not {cfg.cell!r}"
+            f"option 'model.forget_bias' applies to model.cell {' or '.join(FORGET_BIAS)}, "
+            f"not {cfg.cell!r}"
         )
     if cfg.chrono_t_max is not None:
-        if cfg.cell not in ("lstm", "peephole", "gru", "mingru"):
+        if not supports.chrono_init:
             raise UserError(
-                f"option 'model.chrono_t_max' applies to the gated cells (lstm, peephole, gru, "
-                f"mingru), not {cfg.cell!r}"
+                f"option 'model.chrono_t_max' applies to the gated cells ({', '.join(CHRONO)}), "
+                f"not {cfg.cell!r}"
             )
         if not (math.isfinite(cfg.chrono_t_max) and cfg.chrono_t_max >= 2):
             raise UserError(f"option 'model.chrono_t_max' must be >= 2, got {cfg.chrono_t_max}")
