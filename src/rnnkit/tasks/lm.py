@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.cells.registry import cell_names
+from rnnkit.cells.registry import REGISTRY, cell_names
 from rnnkit.config import option
 from rnnkit.data.batching import StreamBatcher
 from rnnkit.data.text import Vocab, apply_split, encode_corpus
@@ -102,11 +102,13 @@ class LanguageModel(nn.Module):
                 "option 'model.tie_weights' needs model.embedding_size == model.hidden_size, "
                 f"got {cfg.embedding_size} and {cfg.hidden_size}"
             )
-        options = {}
-        if cfg.cell == "lstm":
-            options = {"peephole": cfg.peephole, "layer_norm": cfg.layer_norm}
-        elif cfg.peephole or cfg.layer_norm:
-            raise UserError("options 'model.peephole' and 'model.layer_norm' need model.cell lstm")
+        supports = REGISTRY[cfg.cell]  # the cell's options, as the cell registry lists them
+        options = {key: getattr(cfg, key) for key in ("peephole", "layer_norm")}
+        for key, wanted in options.items():
+            if wanted and not getattr(supports, key):
+                having = " or ".join(cell_names(**{key: True}))
+                raise UserError(f"option 'model.{key}' needs model.cell {having}, not {cfg.cell!r}")
+        options = {key: value for key, value in options.items() if getattr(supports, key)}
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_size)
         self.rnn = LAYERS[cfg.cell](
             cfg.embedding_size,
