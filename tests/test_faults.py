@@ -225,6 +225,13 @@ def test_a_seq2seq_checkpoint_with_nan_weights_is_refused(tmp_path, capsys):
     for command in (["predict", str(run), "3/3/20"], ["eval", str(run)]):
         assert main(command) == 2
         assert f"holds NaN or inf weights ({key!r})" in one_line(capsys)
+    # model options the library refuses, in a checkpoint's config: one line, not a traceback
+    ckpt.meta["config"]["model"]["hidden_size"] = 0
+    save_checkpoint(
+        run / "best.safetensors", model_state=ckpt.model_state, meta=ckpt.meta, rng=False
+    )
+    assert main(["predict", str(run), "3/3/20"]) == 2
+    assert "option 'model.hidden_size'" in one_line(capsys)
 
 
 def test_a_diverged_lm_run_is_not_reported_as_a_success(corpus, tmp_path, capsys):

@@ -15,6 +15,7 @@ from rnnkit.ensemble import Ensemble
 from rnnkit.errors import UserError
 from rnnkit.seq2seq import Seq2Seq
 from rnnkit.tasks.runs import load_run
+from rnnkit.tasks.seq2seq_config import check_seq2seq_config
 from rnnkit.tasks.seq2seq_task import Recipe, attention_map, evaluate_examples, predict
 from rnnkit.train.checkpoint import check_meta, load_model_state
 from rnnkit.train.train_config import check_seed
@@ -48,6 +49,7 @@ def load_seq2seq(ckpt, path: Path) -> LoadedSeq2Seq:
     check_meta(ckpt.meta, ("config", "vocab"), path)
     try:
         cfg = config_from_dict(type(spec.presets[spec.default_preset]()), ckpt.meta["config"])
+        check_seq2seq_config(cfg.model)  # the library's ValueError, as one line naming the key
         vocab = PairVocab.from_dict(ckpt.meta["vocab"])
     except UserError as e:
         raise UserError(f"checkpoint {path}: {e}") from None
