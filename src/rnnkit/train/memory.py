@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import os
 
+from rnnkit.cells import REGISTRY
 from rnnkit.errors import UserError
 
-GATES = {"lstm": 4, "peephole": 4, "gru": 3, "mingru": 2}  # the other cells: 1
-NO_RECURRENT_MATRIX = ("mingru",)  # h_t depends on h_{t-1} only element-wise
 FLOAT_BYTES = 4
 COPIES = {"adamw": 4, "adam": 4, "sgd": 3}  # weights, gradients, optimizer moments
 
@@ -44,9 +43,9 @@ def parameter_lower_bound(model) -> int:
     E = max(1, getattr(model, "embedding_size", 1))
     L = max(1, getattr(model, "num_layers", 0) or getattr(model, "decoder_layers", 0) or 1)
     cell = getattr(model, "cell", "")
-    G = GATES.get(cell, 1)
-    recurrent = 0 if cell in NO_RECURRENT_MATRIX else H
-    return G * H * (E + recurrent) + (L - 1) * G * H * (H + recurrent)
+    info = REGISTRY.get("lstm" if cell == "peephole" else cell)  # irnn etc.: one gate
+    G = info.gates if info is not None else 1
+    return G * H * (E + H) + (L - 1) * G * H * (H + H)
 
 
 def check_model_memory(cfg, memory: int | None = None) -> None:
