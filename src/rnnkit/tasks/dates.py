@@ -6,7 +6,8 @@ The examples are generated with the standard library (``datetime``, ``calendar``
 of the ISO date) is held out for the test split and 2% for validation, so no held-out date is
 seen in training in any format. Slashes are month/day/year (US), dots day.month.year.
 
-Presets: ``default`` (the measured run, a few minutes on 2 CPU cores) and ``tiny`` (seconds).
+Presets: ``default`` (a few minutes on 2 CPU cores; measured in docs/seq2seq.md) and ``tiny``
+(seconds).
 """
 
 from __future__ import annotations
