@@ -430,12 +430,3 @@ def evaluate_examples(
             buckets[name] = {"examples": len(idx), **metrics}
         result["by_source_length"] = buckets
     return result, hyps
-
-
-def __getattr__(name: str):
-    """The loaders that moved to ``rnnkit.tasks.seq2seq_commands``, still importable here."""
-    if name in ("LoadedSeq2Seq", "load_seq2seq", "load_seq2seq_run", "load_seq2seq_ensemble"):
-        from rnnkit.tasks import seq2seq_commands
-
-        return getattr(seq2seq_commands, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
