@@ -5,13 +5,13 @@ sends a user's subclass of a built-in cell through the generic loop.
 
 import pytest
 import torch
+from test_gradcheck import LENGTHS, SPECS, B, D, I, T, as_function, build, initial_state
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.testing import assert_close
 
 import rnnkit
 from rnnkit.kernels import gru as gru_kernel
 from rnnkit.kernels import lstm as lstm_kernel
-from test_gradcheck import LENGTHS, SPECS, B, D, I, T, as_function, build, initial_state
 
 # Every cell and option in one layer; one of each family bidirectional with lengths (masks and
 # reversal); the whole grid deep and bidirectional with lengths in the slow job.

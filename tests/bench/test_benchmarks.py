@@ -12,7 +12,7 @@ import pytest
 
 from rnnkit.cli import main as rnnkit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load(name: str):

@@ -20,15 +20,15 @@ import pytest
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
+from test_trainer import SumTask
 
 from rnnkit.cli import main
 from rnnkit.train import checkpoint as checkpoint_module
 from rnnkit.train import trainer as trainer_module
 from rnnkit.train.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.train.trainer import TrainConfig, Trainer, learning_rate, lock_run_dir
-from test_trainer import SumTask
 
-TEXT = (Path(__file__).parent / "fixtures" / "tiny_shakespeare.txt").read_text()
+TEXT = (Path(__file__).parents[1] / "fixtures" / "tiny_shakespeare.txt").read_text()
 QUIET = ["--train.progress", "false"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

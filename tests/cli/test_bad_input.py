@@ -17,7 +17,7 @@ from rnnkit.train.checkpoint import load_checkpoint, save_checkpoint
 from rnnkit.train.memory import check_model_memory, parameter_lower_bound
 
 QUIET = ["--train.progress", "false"]
-TEXT = (Path(__file__).parent / "fixtures" / "tiny_shakespeare.txt").read_text()
+TEXT = (Path(__file__).parents[1] / "fixtures" / "tiny_shakespeare.txt").read_text()
 
 
 def error_line(capsys, command: str) -> str:

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from rnnkit.cli import main
 
-TEXT = (Path(__file__).parent / "fixtures" / "tiny_shakespeare.txt").read_text()
+TEXT = (Path(__file__).parents[1] / "fixtures" / "tiny_shakespeare.txt").read_text()
 QUIET = ["--train.progress", "false"]
 
 
@@ -101,7 +101,7 @@ RESUME_RUN = [
     "--train.checkpoint_every", "10", "--train.eval_every", "15", "--model.dropout", "0.2",
 ]  # fmt: skip
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-DRIVER = str(Path(__file__).parent / "fault_driver.py")  # rnnkit with a fault at a known step
+DRIVER = str(Path(__file__).parents[1] / "fault_driver.py")  # rnnkit with a fault at a known step
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from rnnkit.lab.activations import (
 )
 from rnnkit.tasks.runs import load_run
 
-FIXTURE = Path(__file__).parent / "fixtures" / "tiny_shakespeare.txt"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "tiny_shakespeare.txt"
 
 
 @pytest.fixture(scope="module")
