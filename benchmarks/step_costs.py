@@ -22,8 +22,9 @@ import torch
 import rnnkit
 from rnnkit.config import apply_overrides
 from rnnkit.decoding import beam_search
-from rnnkit.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnkit.seq2seq import Seq2Seq
 from rnnkit.tasks import get_task
+from rnnkit.tasks.seq2seq_config import Seq2SeqConfig
 
 
 def median_seconds(fn, repeats: int, warmup: int = 2) -> float:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from rnnkit.config import option
 from rnnkit.data.pairs import held_out_bucket
 from rnnkit.errors import UserError
-from rnnkit.seq2seq import Seq2SeqConfig
 from rnnkit.tasks import TaskSpec, register, seq2seq_commands
+from rnnkit.tasks.seq2seq_config import Seq2SeqConfig
 from rnnkit.tasks.seq2seq_task import (
     DecodeConfig,
     ExactMatch,

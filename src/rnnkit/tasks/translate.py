@@ -18,8 +18,8 @@ from pathlib import Path
 from rnnkit.config import option
 from rnnkit.data.pairs import held_out_bucket, read_tsv, tokenize
 from rnnkit.errors import UserError
-from rnnkit.seq2seq import Seq2SeqConfig
 from rnnkit.tasks import TaskSpec, register, seq2seq_commands
+from rnnkit.tasks.seq2seq_config import Seq2SeqConfig
 from rnnkit.tasks.seq2seq_task import (
     Bleu,
     DecodeConfig,
