@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from rnnkit.cli import main as rnnkit
 
@@ -125,3 +126,19 @@ def test_attention_experiment_script_end_to_end(tmp_path):
     assert len(results) == 2 and png.stat().st_size > 0
     assert all(r["steps"] == 12 and r["examples"] == 20 for r in results.values())
     assert all(r["by_source_length"] for r in results.values())
+
+
+def test_second_order_overhead_rows_and_json(tmp_path):
+    from rnnkit.kernels import dispatch, gru
+
+    script = load("second_order_overhead")
+    out = tmp_path / "overhead.json"
+    threads = torch.get_num_threads()
+    try:
+        assert script.main(["--repeats", "2", "--json", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the script sets one thread
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["layer"] for r in rows] == [c[0] for c in script.CASES]
+    assert all(r["median_ms_with_origin"] > 0 and r["ratio"] > 0 for r in rows)
+    assert gru.origin is dispatch.origin  # the kernels' origin is put back
