@@ -418,6 +418,33 @@ def test_the_progress_bar_follows_a_time_budget(tmp_path, monkeypatch):
     assert totals and totals[-1] == 30  # the bar ends full at the step the clock ended
 
 
+class SlowStartTask(TimedSumTask):
+    """The first step takes 20 s (set-up), the others 0.01 s: the time budget never binds."""
+
+    def loss(self, model, batch):
+        self.clock.per_step = 20.0 if self.clock.now == 0 else 0.01
+        return super().loss(model, batch)
+
+
+def test_a_slow_start_does_not_leave_the_progress_bar_short(tmp_path, monkeypatch):
+    import tqdm
+
+    totals = []
+    real_refresh = tqdm.tqdm.refresh
+
+    def refresh(self, *args, **kwargs):
+        totals.append(self.total)
+        return real_refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(tqdm.tqdm, "refresh", refresh)
+    clock = FakeClock(per_step=0.0)
+    cfg = TrainConfig(progress=False, eval_every=50, checkpoint_every=50, log_every=1,
+                      max_steps=200, max_minutes=1.0)  # fmt: skip
+    result = Trainer(SlowStartTask(clock), cfg, tmp_path, {"task": "sum"}, clock=clock).fit()
+    assert result["step"] == 200  # the steps ran out first
+    assert min(totals) < 10 and totals[-1] == 200  # projected short after step 1, then corrected
+
+
 # ---- 10 (a): kills at random moments (slow) -------------------------------------------------
 @pytest.mark.slow
 def test_kill_at_random_moments_then_resume_ends_bitwise_equal(corpus, tmp_path):

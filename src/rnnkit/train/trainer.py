@@ -384,9 +384,10 @@ class Trainer:
 
     def _follow_time(self, bar) -> None:
         """When the time budget binds before max_steps, the bar's total becomes the step the run
-        will end at by the clock, so that its percentage and ETA follow the time."""
+        will end at by the clock, so that its percentage and ETA follow the time; projected
+        again at every step, so a slow start (set-up, warm-up) does not leave it too low."""
         used = self.time_used()
-        if used > self.step / self.cfg.max_steps and used > 0:
+        if used > 0 and self.step > 0:
             total = max(self.step, min(self.cfg.max_steps, round(self.step / used)))
             if total != bar.total:
                 bar.total = total
