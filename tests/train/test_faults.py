@@ -400,7 +400,9 @@ def test_learning_rate_with_a_time_budget():
     assert learning_rate(cfg, 5, time_used=0.9) == pytest.approx(0.6)  # warm-up by steps
 
 
-def test_the_progress_bar_follows_a_time_budget(tmp_path, monkeypatch):
+@pytest.fixture
+def bar_totals(monkeypatch) -> list:
+    """The progress bar's total at each of its refreshes."""
     import tqdm
 
     totals = []
@@ -411,6 +413,11 @@ def test_the_progress_bar_follows_a_time_budget(tmp_path, monkeypatch):
         return real_refresh(self, *args, **kwargs)
 
     monkeypatch.setattr(tqdm.tqdm, "refresh", refresh)
+    return totals
+
+
+def test_the_progress_bar_follows_a_time_budget(tmp_path, bar_totals):
+    totals = bar_totals
     clock = FakeClock(per_step=1.0)
     cfg = TrainConfig(progress=False, eval_every=10, checkpoint_every=10, log_every=1,
                       max_steps=1000, max_minutes=0.5)  # fmt: skip
@@ -426,17 +433,8 @@ class SlowStartTask(TimedSumTask):
         return super().loss(model, batch)
 
 
-def test_a_slow_start_does_not_leave_the_progress_bar_short(tmp_path, monkeypatch):
-    import tqdm
-
-    totals = []
-    real_refresh = tqdm.tqdm.refresh
-
-    def refresh(self, *args, **kwargs):
-        totals.append(self.total)
-        return real_refresh(self, *args, **kwargs)
-
-    monkeypatch.setattr(tqdm.tqdm, "refresh", refresh)
+def test_a_slow_start_does_not_leave_the_progress_bar_short(tmp_path, bar_totals):
+    totals = bar_totals
     clock = FakeClock(per_step=0.0)
     cfg = TrainConfig(progress=False, eval_every=50, checkpoint_every=50, log_every=1,
                       max_steps=200, max_minutes=1.0)  # fmt: skip
