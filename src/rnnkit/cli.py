@@ -4,8 +4,8 @@
                       [--dry-run] [--section.key VALUE ...]
     rnnkit sample RUN [--prime TEXT] [--temperature T] [--top-k K] [--top-p P] [--greedy] ...
     rnnkit score RUN TEXT [TEXT ...]
-    rnnkit predict RUN TEXT [TEXT ...] [--beam K] [--n-best N] [--sample] [--attention PNG] ...
-    rnnkit eval RUN [--split test] [--beam K] [--limit N] [--out FILE.json] [--ensemble RUN ...]
+    rnnkit predict RUN INPUT [INPUT ...] [options of RUN's task: rnnkit predict RUN --help]
+    rnnkit eval RUN [--split test] [options of RUN's task: rnnkit eval RUN --help]
     rnnkit plot RUN
     rnnkit demo
     rnnkit lab NAME [options]

@@ -94,3 +94,40 @@ def test_load_run_loads_a_sequence_task(tmp_path):
     loaded = load_run(run, None, "any task")
     x, _ = loaded.problem.generate(3, torch.Generator().manual_seed(0))
     assert loaded.model(x).shape == (3, 1) and not loaded.model.training
+
+
+def test_run_commands_dispatch_by_the_runs_task(toy_task, tmp_path, capsys):
+    """``rnnkit predict RUN ...`` runs the predict of RUN's task, read from its checkpoint."""
+    seen = []
+    toy = TaskSpec(
+        "toy_predict",
+        "a toy with a predict",
+        {"default": adding_tiny},
+        builder("adding"),
+        check=checker("adding"),
+        run_commands={"predict": (lambda argv: seen.append(argv) or 0, "toy predict")},
+    )
+    register(toy)
+    try:
+        run = tmp_path / "run"
+        args = ["train", "toy_predict", "--out", str(run), "--dry-run", "--train.progress", "0"]
+        assert main(args) == 0
+        assert main(["predict", str(run), "an input"]) == 0
+        assert seen == [[str(run), "an input"]]
+        other = tmp_path / "other"
+        args = ["train", "toy_adding", "--out", str(other), "--dry-run", "--train.progress", "0"]
+        assert main(args) == 0
+        capsys.readouterr()
+        assert main(["predict", str(other), "x"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        assert "is a 'toy_adding' run; rnnkit predict works for runs of:" in err
+        assert "toy_predict" in err and "dates" in err
+        assert main(["predict", "--beam", "3", str(run)]) == 2
+        assert "needs the run first" in capsys.readouterr().err
+        assert main(["predict", str(tmp_path / "nothing"), "x"]) == 2
+        assert "no run at" in capsys.readouterr().err
+        assert main(["predict", "--help"]) == 0
+        assert "toy_predict" in capsys.readouterr().out
+    finally:
+        del base._REGISTRY["toy_predict"]

@@ -15,6 +15,7 @@ default that suits most tasks. ``cli.py`` knows no task: it dispatches through `
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -45,6 +46,9 @@ class TaskSpec:
     plots: tuple[str, ...] = ("loss", "grad_norm", "lr")  # what ``rnnkit plot RUN`` draws
     # subcommands this task adds: name -> (function(argv) -> exit status, help line)
     commands: dict[str, tuple[Callable[[list[str]], int], str]] = field(default_factory=dict)
+    # commands on a trained run, ``rnnkit NAME RUN ...`` (``predict``, ``eval``): the command
+    # line dispatches each to the one of RUN's task; name -> (function(argv) -> status, help)
+    run_commands: dict[str, tuple[Callable[[list[str]], int], str]] = field(default_factory=dict)
 
     def vocab_from_checkpoint(self, saved: object) -> object:
         return saved if self.load_vocab is None else self.load_vocab(saved)
@@ -108,8 +112,46 @@ def get_task(name: str) -> TaskSpec:
 
 
 def task_commands() -> dict[str, tuple[Callable[[list[str]], int], str]]:
-    """The subcommands the tasks add (``sample``, ``predict``, ...), each once."""
+    """The subcommands the tasks add (``sample``, ``score``, ...), each once, and the run
+    commands (``predict``, ``eval``), each dispatched by the run's task."""
     commands: dict[str, tuple[Callable[[list[str]], int], str]] = {}
     for spec in registry().values():
         commands.update(spec.commands)
+    names = {n for spec in registry().values() for n in spec.run_commands}
+    for name in [
+        *(n for n in RUN_COMMAND_HELP if n in names),
+        *sorted(names - RUN_COMMAND_HELP.keys()),
+    ]:
+        commands[name] = (functools.partial(run_command, name), RUN_COMMAND_HELP.get(name, ""))
     return commands
+
+
+RUN_COMMAND_HELP = {
+    "predict": "a trained run's output for inputs: rnnkit predict RUN INPUT ... (by its task)",
+    "eval": "a trained run's held-out scores: rnnkit eval RUN [options] (by its task)",
+}
+
+
+def run_command(name: str, argv: list[str]) -> int:
+    """``rnnkit NAME RUN ...``: the command ``NAME`` of RUN's task (``TaskSpec.run_commands``).
+
+    RUN (a run directory or a checkpoint file) comes first; its task is read from the
+    checkpoint's header.
+    """
+    from rnnkit.tasks.runs import checkpoint_path
+    from rnnkit.train.checkpoint import checkpoint_task
+
+    tasks = [s.name for s in registry().values() if name in s.run_commands]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: rnnkit {name} RUN [options]; rnnkit {name} RUN --help lists them")
+        print(f"{RUN_COMMAND_HELP.get(name, '')}; for runs of: {', '.join(tasks)}")
+        return 0
+    if argv[0].startswith("-"):
+        raise UserError(f"{name} needs the run first: rnnkit {name} RUN [options]")
+    task = checkpoint_task(checkpoint_path(Path(argv[0])))
+    spec = registry().get(task)
+    if spec is None or name not in spec.run_commands:
+        raise UserError(
+            f"{argv[0]} is a {task!r} run; rnnkit {name} works for runs of: {', '.join(tasks)}"
+        )
+    return spec.run_commands[name][0](argv)

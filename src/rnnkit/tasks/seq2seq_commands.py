@@ -285,7 +285,7 @@ def hooks() -> dict:
     return {
         "load": load_seq2seq,
         "predict": predict_one,
-        "commands": {
+        "run_commands": {
             "predict": (cmd_predict, "outputs of a sequence-to-sequence run for inputs"),
             "eval": (cmd_eval, "held-out scores of a sequence-to-sequence run, by source length"),
         },

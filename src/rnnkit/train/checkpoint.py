@@ -157,6 +157,28 @@ def save_checkpoint(
     atomic_write(path, write)
 
 
+def checkpoint_task(path: str | os.PathLike) -> str:
+    """The task a checkpoint was trained for, read from its header alone (no tensor is read).
+
+    Raises:
+        UserError: the file is missing, not an rnnkit checkpoint, or names no task.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+        meta = json.loads(header.get("meta", "null"))
+    except OSError as e:
+        raise UserError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    except (SafetensorError, RuntimeError, ValueError) as e:
+        raise _corrupt(path, e) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("task"), str):
+        raise UserError(f"{path} is not an rnnkit checkpoint of a task (no task in its metadata)")
+    return meta["task"]
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     map_location: str | torch.device = "cpu",
