@@ -138,8 +138,8 @@ def run_command(name: str, argv: list[str]) -> int:
     RUN (a run directory or a checkpoint file) comes first; its task is read from the
     checkpoint's header.
     """
-    from rnnkit.tasks.runs import checkpoint_path
     from rnnkit.train.checkpoint import checkpoint_task
+    from rnnkit.train.run_dir import checkpoint_path
 
     tasks = [s.name for s in registry().values() if name in s.run_commands]
     if not argv or argv[0] in ("-h", "--help"):

@@ -13,7 +13,7 @@ from rnnkit.data.text import Vocab
 from rnnkit.errors import UserError
 from rnnkit.tasks.lm import LanguageModel, LMConfig
 from rnnkit.train.checkpoint import check_meta, load_checkpoint, load_model_state
-from rnnkit.train.run_dir import BEST, LAST
+from rnnkit.train.run_dir import checkpoint_path
 
 LM_TASKS = ("charlm", "wordlm")
 
@@ -32,18 +32,6 @@ class LoadedRun:
         if token is None or token not in self.vocab.stoi:
             return [0]
         return [self.vocab.stoi[token]]
-
-
-def checkpoint_path(run: Path) -> Path:
-    """A run directory's best checkpoint (else its last), or a checkpoint file itself."""
-    if run.is_file():
-        return run
-    if not run.exists():
-        raise UserError(f"no run at {run}: expected a run directory or a .safetensors file")
-    for name in (BEST, LAST):
-        if (run / name).exists():
-            return run / name
-    raise UserError(f"{run} holds no checkpoint ({BEST} or {LAST}): has it been trained?")
 
 
 def load_lm(ckpt, path: Path) -> LoadedRun:

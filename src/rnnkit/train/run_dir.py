@@ -151,3 +151,15 @@ def completion_message(task: str, run_dir: Path, state: dict, train) -> str:
         f"{run_dir} is complete (step {step}, its budget {why} is spent): nothing to do. "
         f"To train further: rnnkit train {task} --out {run_dir} --resume {more}"
     )
+
+
+def checkpoint_path(run: Path) -> Path:
+    """A run directory's best checkpoint (else its last), or a checkpoint file itself."""
+    if run.is_file():
+        return run
+    if not run.exists():
+        raise UserError(f"no run at {run}: expected a run directory or a .safetensors file")
+    for name in (BEST, LAST):
+        if (run / name).exists():
+            return run / name
+    raise UserError(f"{run} holds no checkpoint ({BEST} or {LAST}): has it been trained?")
