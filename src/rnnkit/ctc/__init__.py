@@ -1,11 +1,27 @@
 """Connectionist temporal classification: the loss, decoders, forced alignment, error rates.
 
-``ctc_loss`` (torch's engine behind one-line checks), ``greedy_decode`` (best path),
-``beam_search`` (prefix beam search, language-model fusion), ``collapse``. Equations and
-contracts in each function; the guide is ``docs/ctc.md``.
+``ctc_loss`` (torch's engine behind one-line checks); ``greedy_decode`` (best path) and
+``beam_search`` (prefix beam search with language-model shallow fusion, ``CharLM`` stepping a
+trained character LM); ``forced_align`` (Viterbi); ``cer``, ``wer``, ``edit_distance``.
+Equations and contracts in each function; the guide is ``docs/ctc.md``.
 """
 
+from rnnkit.ctc.align import forced_align
 from rnnkit.ctc.decode import beam_search, collapse, greedy_decode
-from rnnkit.ctc.loss import ctc_loss
+from rnnkit.ctc.lm import CharLM
+from rnnkit.ctc.loss import ctc_loss, required_frames
+from rnnkit.ctc.metrics import cer, edit_distance, edit_distances, wer
 
-__all__ = ["beam_search", "collapse", "ctc_loss", "greedy_decode"]
+__all__ = [
+    "CharLM",
+    "beam_search",
+    "cer",
+    "collapse",
+    "ctc_loss",
+    "edit_distance",
+    "edit_distances",
+    "forced_align",
+    "greedy_decode",
+    "required_frames",
+    "wer",
+]
