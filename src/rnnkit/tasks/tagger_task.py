@@ -138,7 +138,10 @@ def check_tagging_config(cfg) -> None:
 
 
 def all_tags(splits: dict[str, list[Sentence]]) -> set[str]:
-    return {t for sents in splits.values() for _, tags in sents for t in tags}
+    """Every tag of the train, val and test splits (the corpus's tag set)."""
+    return {
+        t for name in ("train", "val", "test") for _, tags in splits.get(name, ()) for t in tags
+    }
 
 
 # ---- the task --------------------------------------------------------------------------------
