@@ -187,3 +187,17 @@ def test_eval_prints_accuracy_beside_the_baseline_and_draws_the_confusion(run, c
     assert sum(map(sum, matrix)) == result["tokens"]
     image = imread(run / "eval_val.png")
     assert image.ndim == 3 and image[..., :3].std() > 0.05
+
+
+def test_conll_files_are_read_by_column(tmp_path):
+    f = tmp_path / "pos.conll"
+    sentences = [f"The\tDT\tB-NP\nword{i}\tNN\tI-NP\nran\tVBD\tO\n" for i in range(40)]
+    f.write_text("\n".join(sentences))
+    cfg = pos.tiny()
+    cfg.data.path, cfg.data.format, cfg.data.column = str(f), "conll", 1
+    splits = pos.sentences(cfg)
+    assert sum(len(splits[s]) for s in ("train", "val", "test")) == 40
+    assert all(tags == ["DT", "NN", "VBD"] for s in ("train", "val") for _, tags in splits[s])
+    cfg.data.column = 3
+    with pytest.raises(UserError, match=r"pos.conll:1: 3 column\(s\)"):
+        pos.sentences(cfg)

@@ -27,7 +27,7 @@ from typing import Literal
 from rnnkit.config import option
 from rnnkit.errors import UserError
 from rnnkit.tasks import TaskSpec, register, tagger_commands
-from rnnkit.tasks.brown import BROWN_FILES, TAGSETS, read_corpus
+from rnnkit.tasks.brown import BROWN_FILES, TAGSETS, read_corpus, split_of
 from rnnkit.tasks.tagger import TaggerConfig
 from rnnkit.tasks.tagger_task import TaggingRecipe, check_tagging_config
 from rnnkit.train.trainer import TrainConfig, check_range
@@ -66,15 +66,24 @@ def sentences(cfg: PosConfig) -> dict[str, list]:
     """{"train", "val", "test"} -> [(tokens, tags)] as the data options say."""
     d, path = cfg.data, data_path(cfg)
     if d.format == "conll":
-        from rnnkit.tasks.conll import read_conll_splits
-
-        return read_conll_splits(path, column=d.column)
+        return conll_splits(path, d.column)
     if not cfg.data.path and not BROWN.is_file():
         raise UserError(
             f"the Brown corpus is not at {BROWN}: give a corpus with --data PATH "
             "(a directory or .tar.gz of word/tag files)"
         )
     return read_corpus(path, d.tagset, d.files, d.max_files)
+
+
+def conll_splits(path: Path, column: int) -> dict[str, list]:
+    """A CoNLL column file's sentences (tags as they are), split 80/10/10 by a hash of each
+    sentence's words (``brown.split_of``)."""
+    from rnnkit.tasks.conll import read_conll
+
+    out: dict[str, list] = {"train": [], "val": [], "test": []}
+    for tokens, tags in read_conll(path, column=column, scheme="none", what="option 'data.path'"):
+        out[split_of(" ".join(tokens))].append((tokens, tags))
+    return out
 
 
 def check(cfg: PosConfig) -> None:
