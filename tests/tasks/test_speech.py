@@ -1,0 +1,202 @@
+"""The speech task: the front end against independent references, the synthesis cache, training
+through the command line (the loss goes down), predict on a WAV the test synthesises (with the
+column picture), eval, and one-line errors for bad WAV files and a missing espeak-ng.
+
+espeak-ng is a system package (``apt-get install espeak-ng``). Where CI is set, its absence
+fails these tests (CI installs it); elsewhere they are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from matplotlib.image import imread
+
+from rnnkit.cli import main
+from rnnkit.errors import UserError
+from rnnkit.tasks import speech_data, speech_features
+from rnnkit.tasks.speech_features import mel_matrix, num_frames, read_wav
+
+QUIET = ["--train.progress", "false"]
+
+if shutil.which("espeak-ng") is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("espeak-ng is missing on CI: apt-get install espeak-ng")
+    pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)", allow_module_level=True)
+
+
+# ---- the front end ---------------------------------------------------------------------------
+def test_mel_scale_and_matrix_against_the_htk_formula():
+    assert speech_features.hz_to_mel(1000.0) == pytest.approx(1000.0, abs=0.1)  # by design
+    assert speech_features.mel_to_hz(speech_features.hz_to_mel(3210.0)) == pytest.approx(3210.0)
+    n_mels, n_fft, sr = 40, 256, 8000
+    M = mel_matrix(n_mels, n_fft, sr).numpy()
+    assert M.shape == (40, 129)
+    # an independent loop, as The HTK Book writes the filters (mel = 1127 ln(1 + f/700))
+    top = 1127.0 * math.log(1 + 4000 / 700)
+    centres = [700 * (math.exp(top * i / (n_mels + 1) / 1127.0) - 1) for i in range(n_mels + 2)]
+    for m in range(n_mels):
+        lo, c, hi = centres[m], centres[m + 1], centres[m + 2]
+        for k in range(129):
+            f = k * sr / n_fft
+            want = (
+                (f - lo) / (c - lo) if lo <= f <= c else (hi - f) / (hi - c) if c < f <= hi else 0
+            )
+            assert M[m, k] == pytest.approx(want, abs=1e-5), (m, k)
+    # the filters tile the spectrum: inside the first and last centres they sum to 1
+    inside = (np.arange(129) * sr / n_fft > centres[1]) & (
+        np.arange(129) * sr / n_fft < centres[-2]
+    )
+    assert np.allclose(M.sum(0)[inside], 1.0, atol=1e-5)
+
+
+def test_frame_count_for_25_ms_windows_every_10_ms():
+    assert [num_frames(n) for n in (0, 199, 200, 279, 280, 8000)] == [0, 0, 1, 1, 2, 98]
+    for n in (200, 1000, 8000, 12345):  # what torch.stft gives without centring
+        feats, frames = speech_features.log_mel(torch.randn(n) * 0.1)
+        assert feats.shape == (num_frames(n), 1, 40) and int(frames[0]) == num_frames(n)
+
+
+def test_features_are_normalised_per_utterance_and_zero_in_padding():
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(4000) * 0.3, rng.standard_normal(2400) * 0.001]
+    feats, frames = speech_features.featurise(waves)
+    assert frames.tolist() == [48, 28]
+    for b, n in enumerate(frames.tolist()):
+        real = feats[:n, b]
+        assert torch.allclose(real.mean(0), torch.zeros(40), atol=1e-4)
+        assert torch.allclose(real.std(0, unbiased=False), torch.ones(40), atol=1e-2)
+        assert not feats[n:, b].any()
+    # gain does not matter after normalisation (well above the silence floor)
+    quieter, _ = speech_features.featurise([waves[0] * 0.1])
+    assert torch.allclose(quieter[:48, 0], feats[:48, 0], atol=1e-3)
+
+
+def test_read_wav_resamples_and_mixes_to_mono(tmp_path):
+    t = np.arange(44100) / 44100
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    sf.write(tmp_path / "stereo.wav", np.stack([tone, tone], 1), 44100)
+    x = read_wav(tmp_path / "stereo.wav")
+    assert x.dtype == np.float32 and abs(len(x) - 8000) <= 1
+    spectrum = np.abs(np.fft.rfft(x))
+    assert abs(np.argmax(spectrum) * 8000 / len(x) - 440) < 2  # the tone survives resampling
+
+
+@pytest.mark.parametrize(
+    "name, make, expected",
+    [
+        ("empty.wav", lambda p: p.write_bytes(b""), "0 bytes"),
+        ("noframes.wav", lambda p: sf.write(p, np.zeros((0, 1)), 8000), "no audio frames"),
+        ("text.wav", lambda p: p.write_text("not a sound\n"), "not a WAV file"),
+        ("long.wav", lambda p: sf.write(p, np.zeros(8000 * 600, np.int16), 8000), "limit is 60"),
+        ("click.wav", lambda p: sf.write(p, np.zeros(50), 8000), "shorter than one 25 ms"),
+    ],
+)
+def test_bad_wav_files_are_one_line(tmp_path, name, make, expected):
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(UserError, match=expected) as e:
+        read_wav(path)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_missing_wav(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        read_wav(tmp_path / "nowhere.wav")
+
+
+# ---- synthesis -------------------------------------------------------------------------------
+def test_held_out_voices_never_train():
+    train = {str(v) for v in speech_data.voices("train")}
+    held = {str(v) for v in speech_data.voices("held_out")}
+    assert train.isdisjoint(held) and len(held) >= 10 and len(train) > 5 * len(held)
+    trained_variants = {v.split("+")[1] for v in train if "+" in v}
+    assert all(v.split("+")[1] not in trained_variants for v in held if "+" in v)
+
+
+def test_the_cache_is_reused_without_calling_espeak(tmp_path, monkeypatch):
+    first = speech_data.synthesise_pool("train", 4, 3, tmp_path, 0.0, progress=False)
+    assert len(first) == 4 and all(1 <= len(y) <= 7 for y in first.labels)
+
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("espeak-ng was called although the pool is cached")
+
+    monkeypatch.setattr(speech_data, "synthesise", no_synthesis)
+    again = speech_data.synthesise_pool("train", 4, 3, tmp_path, 0.0, progress=False)
+    assert again.labels == first.labels and np.array_equal(again.audio, first.audio)
+
+
+def test_missing_espeak_is_one_line_with_the_install_command(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng (nor anything else) on the path
+    assert main(["train", "speech", "--preset", "tiny", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "espeak-ng is not installed" in err
+    assert "apt-get install espeak-ng" in err
+
+
+def test_real_voice_set_is_fixed():
+    waves, labels = speech_data.real_set(5, seed=0)
+    again, labels2 = speech_data.real_set(5, seed=0)
+    assert labels == labels2 and all(
+        np.array_equal(a, b) for a, b in zip(waves, again, strict=True)
+    )
+    assert all(len(w) > 0.3 * 8000 * len(y) for w, y in zip(waves, labels, strict=True))
+
+
+# ---- training, predict, eval -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("speech")
+    out = base / "run"
+    code = main(["train", "speech", "--preset", "tiny", "--out", str(out), *QUIET,
+                 "--data.cache", str(base / "cache"), "--data.flite", "false"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_training_lowers_the_loss(run):
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    train = [r["loss"] for r in records if r["split"] == "train"]
+    assert train[-1] < 0.5 * train[0]
+    val = [r for r in records if r["split"] == "val"]
+    assert val and all(0 <= r["wer"] and 0 <= r["string_error"] <= 1 for r in val)
+
+
+def test_predict_a_synthesised_wav_with_columns(run, tmp_path, capsys):
+    wav = tmp_path / "three.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "three one four"], check=True)
+    png = tmp_path / "columns.png"
+    assert main(["predict", str(run), str(wav), "--columns", str(png)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    path, _, digits = lines[0].partition("\t")
+    assert path == str(wav) and set(digits) <= set("0123456789")
+    image = imread(png)
+    assert image.ndim == 3 and image.shape[0] > 200 and image[..., :3].std() > 0.05
+    assert main(["predict", str(run), str(wav), "--beam", "3"]) == 0
+
+
+def test_predict_refuses_a_bad_wav_in_one_line(run, tmp_path, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"")
+    assert main(["predict", str(run), str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "0 bytes" in err
+
+
+def test_eval_prints_each_set(run, capsys):
+    assert main(["eval", str(run), "--limit", "4", "--beam", "2", "--sets", "espeak,real"]) == 0
+    out = capsys.readouterr().out
+    assert "espeak    greedy" in out and "real      beam2" in out
+    result = json.loads((run / "eval.json").read_text())
+    assert set(result["sets"]) == {"espeak", "real"}
+    for scores in result["sets"]["real"].values():
+        assert scores["utterances"] == 4 and 0 <= scores["string_error"] <= 1
