@@ -201,3 +201,14 @@ def test_conll_files_are_read_by_column(tmp_path):
     cfg.data.column = 3
     with pytest.raises(UserError, match=r"pos.conll:1: 3 column\(s\)"):
         pos.sentences(cfg)
+
+
+@needs_brown
+def test_eval_scores_a_base_run_in_universal_tags(run, capsys):
+    assert main(["eval", str(run), "--split", "val", "--tagset", "universal"]) == 0
+    result = json.loads((run / "eval_val_universal.json").read_text())
+    assert set(result["confusion"]["labels"]) <= set(brown.UNIVERSAL_TAGS)
+    assert result["tagset"] == "universal" and 0 <= result["accuracy"] <= 1
+    capsys.readouterr()
+    assert main(["eval", str(run), "--tagset", "full"]) != 0  # base tags cannot become full
+    assert "map only to: universal" in capsys.readouterr().err

@@ -19,6 +19,8 @@ and ``tiny`` (a few files, seconds).
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Literal
 from rnnkit.config import option
 from rnnkit.errors import UserError
 from rnnkit.tasks import TaskSpec, register, tagger_commands
-from rnnkit.tasks.brown import BROWN_FILES, TAGSETS, read_corpus, split_of
+from rnnkit.tasks.brown import BROWN_FILES, TAGSETS, map_tag, read_corpus, split_of
 from rnnkit.tasks.tagger import TaggerConfig
 from rnnkit.tasks.tagger_task import TaggingRecipe, check_tagging_config
 from rnnkit.train.trainer import TrainConfig, check_range
@@ -122,7 +124,23 @@ def tiny() -> PosConfig:
     return cfg
 
 
-RECIPE = TaggingRecipe("pos", sentences)
+def retag(cfg: PosConfig, tagset: str):
+    """``rnnkit eval RUN --tagset base|universal``: a run trained on finer Brown tags scored
+    in a coarser set: its predictions mapped (``brown.map_tag``), the gold tags read from the
+    corpus in that set (so a foreign word's gold tag is X, which a base tag cannot carry)."""
+    finer = {"full": ("base", "universal"), "base": ("universal",), "universal": ()}
+    if cfg.data.format != "brown" or tagset not in finer[cfg.data.tagset]:
+        can = ", ".join(finer[cfg.data.tagset]) if cfg.data.format == "brown" else "none"
+        raise UserError(
+            f"--tagset {tagset}: this run's tags ({cfg.data.format}, {cfg.data.tagset}) map "
+            f"only to: {can}"
+        )
+    other = copy.deepcopy(cfg)
+    other.data.tagset = tagset
+    return sentences(other), functools.partial(map_tag, tagset=tagset)
+
+
+RECIPE = TaggingRecipe("pos", sentences, retag=retag)
 
 SPEC = register(
     TaskSpec(

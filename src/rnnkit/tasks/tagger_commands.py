@@ -148,10 +148,17 @@ def cmd_eval(argv: list[str]) -> int:
         "confusion matrix goes beside it as .png",
     )
     p.add_argument("--force", action="store_true", help="let --out replace existing files")
+    p.add_argument(
+        "--tagset",
+        default=None,
+        help="score in another tag set: the predictions mapped into it, the gold tags read "
+        "in it (pos: a full- or base-tag run scored as universal or base)",
+    )
     p.add_argument("--confused", type=int, default=10, help="print the N most confused pairs")
     a = p.parse_args(argv)
     run = Path(a.run)
-    out = Path(a.out) if a.out else (run if run.is_dir() else run.parent) / f"eval_{a.split}.json"
+    name = f"eval_{a.split}" + (f"_{a.tagset}" if a.tagset else "") + ".json"
+    out = Path(a.out) if a.out else (run if run.is_dir() else run.parent) / name
     if a.out:
         check_writable(out, "--out")
         if out.suffix.lower() != ".json":
@@ -163,13 +170,20 @@ def cmd_eval(argv: list[str]) -> int:
         raise UserError(f"--confused must be >= 0, got {a.confused}")
     loaded = load_tagger_run(run)
     _threads(loaded)
-    splits = loaded.recipe.sentences(loaded.cfg)
+    if a.tagset:
+        if loaded.recipe.retag is None:
+            raise UserError(f"--tagset: the {loaded.name} task has one tag set")
+        splits, mapping = loaded.recipe.retag(loaded.cfg, a.tagset)
+    else:
+        splits, mapping = loaded.recipe.sentences(loaded.cfg), None
     sentences = splits[a.split]
     if not sentences:
         raise UserError(f"{loaded.name}: the {a.split} split holds no sentences")
     tokens = [list(s[0]) for s in sentences]
     gold = [list(s[1]) for s in sentences]
     pred = tag_sentences(loaded.model, loaded.vocab, tokens)
+    if mapping is not None:
+        pred = [[mapping(t) for t in sent] for sent in pred]
     scorer = loaded.recipe.scorer(loaded.vocab, splits["train"])
     metrics = scorer.metrics(scorer.sums(tokens, gold, pred))
     n_tokens = sum(len(t) for t in tokens)
@@ -184,6 +198,7 @@ def cmd_eval(argv: list[str]) -> int:
         "task": loaded.name,
         "checkpoint": str(loaded.path),
         "split": a.split,
+        "tagset": a.tagset,
         "sentences": len(sentences),
         "tokens": n_tokens,
         **metrics,

@@ -110,12 +110,16 @@ class TaggingRecipe:
     scorer: (vocab, train sentences) -> an object with ``names``, ``selection``,
         ``sums(tokens, gold tags, predicted tags)`` (tag strings) and ``metrics(sums)``.
     constraints: (tag names) -> CRF constraints (e.g. ``rnnkit.crf.bio_constraints``), or None.
+    retag: (cfg, tag set name) -> (the sentences with their gold tags in that tag set, a
+        function mapping a predicted tag into it), for ``rnnkit eval --tagset``: a model's
+        output scored in a coarser tag set; None: the task has one tag set.
     """
 
     name: str
     sentences: Callable
     scorer: Callable = TokenAccuracy
     constraints: Callable | None = None
+    retag: Callable | None = None
 
     def build(self, cfg, cache_dir=None, rank: int = 0, world_size: int = 1, vocab=None):
         if isinstance(vocab, dict):
