@@ -71,31 +71,18 @@ def greedy_decode(log_probs: Tensor, lengths=None, blank: int = 0) -> list[list[
     return [best[keep[:, b], b].tolist() for b in range(B)]
 
 
-def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return np.take_along_axis(a, idx, 1)
+# Prefix identities: two hashes mod primes below 2^31, packed in one int64 (h1 * M2 + h2), of
+# the label sequence read as base-P numbers; the empty prefix is 0. Two different prefixes of
+# length <= n share an identity with probability <= (n / 2^31)^2 (each hash is a polynomial
+# of degree n in a random-looking base over a prime field), about 1e-13 for n = 1000.
+_M1, _M2, _P1, _P2 = 2147483629, 2147483587, 911382323, 972663749
 
 
-class _Trie:
-    """Prefixes as nodes: node 0 is the empty prefix; (parent, label) -> child, one id each."""
-
-    def __init__(self) -> None:
-        self.parent, self.label, self.children = [-2], [-1], {}
-
-    def child(self, node: int, label: int) -> int:
-        key = (node, label)
-        found = self.children.get(key)
-        if found is None:
-            found = self.children[key] = len(self.parent)
-            self.parent.append(node)
-            self.label.append(label)
-        return found
-
-    def labels(self, node: int) -> list[int]:
-        out = []
-        while node > 0:
-            out.append(self.label[node])
-            node = self.parent[node]
-        return out[::-1]
+def _child(node: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """The identity of each prefix ``node`` extended by ``label``."""
+    h1 = (node // _M2 * _P1 + label + 1) % _M1
+    h2 = (node % _M2 * _P2 + label + 1) % _M2
+    return h1 * _M2 + h2
 
 
 def _check_search_args(beam_width, n_best, lm, alpha, beta, prune_logp, top_k) -> None:
@@ -167,7 +154,11 @@ def beam_search(
     blank = check_blank(blank, C)
     lens = as_lengths(lengths, B, T, "lengths").numpy()
     _check_search_args(beam_width, n_best, lm, alpha, beta, prune_logp, top_k)
-    lp = log_probs.detach().to("cpu", torch.float64).numpy()
+    # Items longest first: the ones still running at frame t are rows [0, n_t), and a finished
+    # item's rows are dropped from the arrays (no work on padding).
+    perm = np.argsort(-lens, kind="stable")
+    lens = lens[perm]
+    lp = log_probs.detach().to("cpu", torch.float64).numpy()[:, perm]
     K, NEG = beam_width, -np.inf
     nonblank = np.array([k for k in range(C) if k != blank], dtype=np.int64)
     W = len(nonblank) if top_k is None else min(top_k, len(nonblank))
@@ -176,76 +167,106 @@ def beam_search(
     cands, cand_lp = nonblank[order], np.take_along_axis(lpn, order, 2)  # (T, B, W)
     if prune_logp is not None:
         cand_lp = np.where(cand_lp >= prune_logp, cand_lp, NEG)
-    widths = np.isfinite(cand_lp).sum(2).max(1) if B and W else np.zeros(T, dtype=np.int64)
+    running = (np.arange(T)[:, None] < lens[None, :]).sum(1)  # n_t
+    kept = np.isfinite(cand_lp) & (np.arange(B)[None, :] < running[:, None])[:, :, None]
+    widths = kept.sum(2).max(1) if B and W else np.zeros(T, dtype=np.int64)
 
     pb, pnb = np.full((B, K), NEG), np.full((B, K), NEG)
     pb[:, 0] = 0.0
     last, node, bpar = np.full((B, K), -1), np.full((B, K), -1), np.full((B, K), -3)
     node[:, 0], bpar[:, 0] = 0, -2  # the empty prefix (its parent -2 matches no node)
     fus = np.zeros((B, K))  # α·log P_lm + β·len of each prefix
-    trie, rowsK = _Trie(), np.arange(B)[:, None] * K
+    final = np.full((B, K), NEG)
+    history: list[tuple[np.ndarray, np.ndarray]] = []  # per frame: the source beam, new label
     state, nxt = None, None
     if lm is not None:
         state, logp = lm.start(B * K)
         nxt = _lm_logp(logp, B * K, C).reshape(B, K, C)
-    for t in range(int(lens.max()) if B else 0):
-        act = (t < lens)[:, None]
-        y, w = lp[t], int(widths[t])
+    n = B
+    for t in range(int(lens[0]) if B else 0):
+        if running[t] < n:  # items that ended: their scores are final; drop their rows
+            final[running[t] : n] = np.logaddexp(pb, pnb)[running[t] :] + fus[running[t] :]
+            n = int(running[t])
+            pb, pnb, last, node, bpar, fus = (a[:n] for a in (pb, pnb, last, node, bpar, fus))
+            nxt = nxt[:n] if nxt is not None else None
+        R, w = np.arange(n)[:, None], int(widths[t])
+        y = lp[t, :n]
         ptot = np.logaddexp(pb, pnb)
-        yl = np.where(last >= 0, _take(y, np.maximum(last, 0)), NEG)
+        yl = np.where(last >= 0, y[R, last], NEG)
         npb = ptot + y[:, blank, None]
         npnb = pnb + yl
         # Merge: beam j is beam i extended by last[j]; that extension's mass joins n_t(j).
-        eq = node[:, :, None] == bpar[:, None, :]  # (B, K_i, K_j)
-        has, ij = eq.any(1), eq.argmax(1)
-        src = np.where(_take(last, ij) == last, _take(pb, ij), _take(ptot, ij))
-        npnb = np.logaddexp(npnb, np.where(has, src + yl, NEG))
-        npb, npnb = np.where(act, npb, pb), np.where(act, npnb, pnb)
-        c, cl = cands[t, :, :w], cand_lp[t, :, :w]  # (B, w)
-        ext = np.where(c[:, None, :] == last[:, :, None], pb[:, :, None], ptot[:, :, None])
-        ext = ext + cl[:, None, :]  # (B, K, w)
-        # extensions that are already beams were merged above: not candidates again
-        match = (c[:, None, :] == last[:, :, None]) & has[:, :, None]  # (B, K_j, w)
-        dup = np.matmul(eq.astype(np.float32), match.astype(np.float32)) > 0
-        ext = np.where(dup | ~act[:, :, None], NEG, ext)
-        bonus = fus[:, :, None] + beta
-        if lm is not None:
-            lmc = np.take_along_axis(nxt, np.broadcast_to(c[:, None, :], ext.shape), 2)
-            bonus = bonus + alpha * lmc
-        bonus = np.broadcast_to(bonus, ext.shape)
-        allsc = np.concatenate([np.logaddexp(npb, npnb) + fus, (ext + bonus).reshape(B, -1)], 1)
-        if allsc.shape[1] > K:
+        eq = node[:, :, None] == bpar[:, None, :]  # (n, K_i, K_j)
+        has = eq.any(1)
+        merging = has.any()
+        if merging:
+            ij = eq.argmax(1)
+            src = np.where(last[R, ij] == last, pb[R, ij], ptot[R, ij])
+            npnb = np.logaddexp(npnb, np.where(has, src + yl, NEG))
+        stay_score = np.logaddexp(npb, npnb) + fus
+        if w:
+            c, cl = cands[t, :n, :w], cand_lp[t, :n, :w]  # (n, w)
+            rep = c[:, None, :] == last[:, :, None]  # (n, K, w): a repeat of the last label
+            ext = np.where(rep, pb[:, :, None], ptot[:, :, None]) + cl[:, None, :]
+            if merging:  # extensions that are beams already were merged above
+                dup = np.matmul(eq.astype(np.float32), (rep & has[:, :, None]).astype(np.float32))
+                ext[dup > 0] = NEG
+            bonus = fus[:, :, None] + beta  # (n, K, 1), or (n, K, w) with the LM's terms
+            if lm is not None:
+                lmc = nxt[R[:, :, None], np.arange(K)[:, None], c[:, None, :]]
+                bonus = bonus + alpha * lmc
+            ext = ext.reshape(n, -1)
+            allsc = np.concatenate([stay_score, (ext.reshape(n, K, w) + bonus).reshape(n, -1)], 1)
             idx = np.argpartition(-allsc, K - 1, axis=1)[:, :K]
-        else:
-            idx = np.broadcast_to(np.arange(K), (B, K))
-        idx = np.where(act, idx, np.arange(K))
-        score, stay = _take(allsc, idx), idx < K
-        e = np.maximum(idx - K, 0)
-        i = np.where(stay, idx, e // max(w, 1))
-        newc = np.where(stay, -1, _take(c, e % max(w, 1)) if w else -1)
-        valid = np.isfinite(score)
-        newc = np.where(valid, newc, -1)
-        pnb_ext = _take(ext.reshape(B, -1), e) if w else np.full((B, K), NEG)
-        pb, pnb = np.where(stay, _take(npb, i), NEG), np.where(stay, _take(npnb, i), pnb_ext)
-        parent_node = _take(node, i)
-        nb = _take(bonus.reshape(B, -1), e) if w else np.zeros((B, K))
-        fus = np.where(stay, _take(fus, i), nb)
-        last = np.where(stay, _take(last, i), newc)
-        bpar = np.where(stay, _take(bpar, i), parent_node)
-        node = parent_node.copy()
-        for b, k in zip(*np.nonzero(newc >= 0), strict=True):
-            node[b, k] = trie.child(int(parent_node[b, k]), int(newc[b, k]))
-        pb, pnb = np.where(valid, pb, NEG), np.where(valid, pnb, NEG)
-        node, bpar = np.where(valid, node, -1), np.where(valid, bpar, -3)
-        fus = np.where(valid, fus, 0.0)
-        if lm is not None:
-            rows = (rowsK + i).reshape(-1)
-            if (newc >= 0).any() or not np.array_equal(rows, np.arange(B * K)):
-                state, logp = lm.advance(state, rows, newc.reshape(-1))
-                nxt = _lm_logp(logp, B * K, C).reshape(B, K, C)
-    final = np.logaddexp(pb, pnb) + fus
-    out = []
+            stay = idx < K
+            i = np.where(stay, idx, (idx - K) // w)
+            newc = np.where(stay, -1, c[R, (idx - K) % w])
+            valid = allsc[R, idx]
+            pb = np.where(stay, npb[R, i], NEG)
+            pnb = np.concatenate([npnb, ext], 1)[R, idx]
+            step = beta if lm is None else beta + alpha * lmc.reshape(n, -1)[R, (idx - K) % (K * w)]
+            fus = fus[R, i] + np.where(stay, 0.0, step)
+            parent = node[R, i]
+            last = np.where(stay, last[R, i], newc)
+            bpar = np.where(stay, bpar[R, i], parent)
+            node = np.where(stay, parent, _child(parent, newc))
+        else:  # nothing extends: every beam stays where it is
+            i, newc, valid = np.broadcast_to(np.arange(K), (n, K)), np.full((n, K), -1), None
+            pb, pnb = npb, npnb
+        if valid is not None and valid.min() == NEG:
+            valid = valid > NEG
+            newc = np.where(valid, newc, -1)
+            pb, pnb = np.where(valid, pb, NEG), np.where(valid, pnb, NEG)
+            node, bpar = np.where(valid, node, -1), np.where(valid, bpar, -3)
+            last, fus = np.where(valid, last, -1), np.where(valid, fus, 0.0)
+        history.append((i, newc))
+        if lm is not None and (newc >= 0).any():
+            rows = (R * K + i).reshape(-1)
+            state, logp = lm.advance(state, rows, newc.reshape(-1))
+            nxt = _lm_logp(logp, n * K, C).reshape(n, K, C)
+    if B:
+        final[:n] = np.logaddexp(pb, pnb)[:n] + fus[:n]
+    return _n_best(final, history, lens, perm, n_best)
+
+
+def _n_best(final, history, lens, perm, n_best) -> list[list[tuple[list[int], float]]]:
+    """Read the n best prefixes of each item back through the per-frame (source, label)."""
+    B = len(lens)
+    top = np.argsort(-final, axis=1, kind="stable")[:, :n_best]  # (B, N)
+    ptr = top.copy()
+    labels = np.full((B, top.shape[1], len(history)), -1)
+    for t in range(len(history) - 1, -1, -1):
+        src, new = history[t]
+        m = len(src)  # items running at frame t
+        rows = np.arange(m)[:, None]
+        labels[:m, :, t] = new[rows, ptr[:m]]
+        ptr[:m] = src[rows, ptr[:m]]
+    out: list = [None] * B
     for b in range(B):
-        best = [k for k in np.argsort(-final[b], kind="stable") if np.isfinite(final[b, k])]
-        out.append([(trie.labels(int(node[b, k])), float(final[b, k])) for k in best[:n_best]])
+        hyps = []
+        for j, k in enumerate(top[b]):
+            if np.isfinite(final[b, k]):
+                seq = labels[b, j]
+                hyps.append((seq[seq >= 0].tolist(), float(final[b, k])))
+        out[perm[b]] = hyps
     return out
