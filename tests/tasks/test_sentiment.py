@@ -1,0 +1,263 @@
+"""rnnkit train sentiment: the readers (the sign rule, zeros dropped, malformed lines), the fixed
+split, every pooling (attention weights sum to 1 over the real words), init_from, and a tiny run
+through the command line with predict (--attention) and eval (the confusion matrix)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from rnnkit.cli import main
+from rnnkit.config import apply_overrides
+from rnnkit.errors import UserError
+from rnnkit.tasks import sentiment
+from rnnkit.tasks import text_classify_data as td
+from rnnkit.tasks.text_classify_model import POOLS, TextClassifier, TextClassifierConfig
+
+QUIET = ["--train.progress", "false"]
+GOOD = "good great charming wonderful moving superb fine".split()
+BAD = "bad dull awful boring tedious weak lame".split()
+FILLER = "the film a story this movie is was and of its plot acting cast it".split()
+
+
+def one_line_error(call, *words: str) -> str:
+    with pytest.raises(UserError) as e:
+        call()
+    message = str(e.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def write_toy(path: Path, n: int = 600, seed: int = 0) -> Path:
+    """``text<TAB>label`` sentences whose label is told by one word of GOOD or BAD."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        label = rng.choice(["pos", "neg"])
+        words = rng.choices(FILLER, k=rng.randint(3, 12))
+        words.insert(rng.randrange(len(words) + 1), rng.choice(GOOD if label == "pos" else BAD))
+        lines.append(f"{' '.join(words)} {i}\t{label}\n")  # the number: no two texts alike
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+# ---- readers --------------------------------------------------------------------------------
+def test_the_real_snippets_read_with_the_sign_rule():
+    examples = td.read_examples(sentiment.SNIPPETS)
+    assert len(examples) == 10_605 - 37  # the 37 sentences rated exactly 0 are dropped
+    counts = {label: sum(e.label == label for e in examples) for label in ("positive", "negative")}
+    assert counts == {"positive": 5242, "negative": 5326}
+    assert examples[0].line == 2 and examples[0].text.startswith("The Rock is destined")
+
+
+def test_the_sign_rule_and_zeros_dropped(tmp_path):
+    f = tmp_path / "s.tsv"
+    f.write_text("id\trating\tsentence\n1\t2.5\tnice\n2\t-0.1\tmeh\n3\t0\tflat\n4\t0.0\tzero\n")
+    examples = td.read_examples(f)
+    assert [(e.text, e.label, e.line) for e in examples] == [
+        ("nice", "positive", 2),
+        ("meh", "negative", 3),
+    ]
+    assert td.detect_format(f) == "snippets"
+    f.write_text("id\trating\tsentence\n1\t2.5\tnice\n2\tabc\tbad rating\n")
+    one_line_error(lambda: td.read_examples(f), "s.tsv:3:", "'abc'", "not a finite number")
+    f.write_text("id\trating\tsentence\n1\t2.5\n")
+    one_line_error(lambda: td.read_examples(f), "s.tsv:2:", "3 tab-separated fields")
+
+
+def test_tsv_labels_of_any_kind_and_the_class_order(tmp_path):
+    f = tmp_path / "t.tsv"
+    f.write_text("text\tlabel\none\t10\ntwo\t-1\n\nthree\t2\nfour\twith\ttabs\t2\n")
+    examples = td.read_examples(f)
+    assert [e.label for e in examples] == ["10", "-1", "2", "2"]
+    assert examples[3].text == "four\twith\ttabs"  # the label follows the last tab
+    assert td.sort_labels([e.label for e in examples]) == ["-1", "2", "10"]  # numerically
+    assert td.sort_labels(["pos", "neg", "10"]) == ["10", "neg", "pos"]  # else as strings
+
+
+def test_malformed_tsv_lines_are_one_line_naming_file_and_line(tmp_path):
+    f = tmp_path / "bad.tsv"
+    f.write_text("fine\tpos\nno tab here\n")
+    one_line_error(lambda: td.read_examples(f), "bad.tsv:2:", "no tab")
+    f.write_text("fine\tpos\nmissing label\t  \n")
+    one_line_error(lambda: td.read_examples(f), "bad.tsv:2:", "label", "missing")
+    f.write_text("\tpos\n")
+    one_line_error(lambda: td.read_examples(f), "bad.tsv:1:", "text", "empty")
+    f.write_text("")
+    one_line_error(lambda: td.read_examples(f), "bad.tsv", "no examples", "empty file")
+    one_line_error(lambda: td.read_examples(tmp_path / "none.tsv"), "not found", "none.tsv")
+    f.write_bytes(b"caf\xe9\tpos\n")
+    one_line_error(lambda: td.read_examples(f), "bad.tsv", "not UTF-8")
+
+
+# ---- the split ------------------------------------------------------------------------------
+def test_the_split_is_fixed_disjoint_and_80_10_10():
+    examples = td.read_examples(sentiment.SNIPPETS)
+    splits = td.split_examples(examples)
+    shuffled = list(examples)
+    random.Random(1).shuffle(shuffled)
+    again = td.split_examples(shuffled)  # the file's order does not matter
+    texts = {s: {e.text for e in exs} for s, exs in splits.items()}
+    assert all(texts[s] == {e.text for e in again[s]} for s in td.SPLITS)
+    assert not texts["train"] & texts["val"] and not texts["train"] & texts["test"]
+    assert not texts["val"] & texts["test"]
+    sizes = {s: len(exs) / len(examples) for s, exs in splits.items()}
+    assert sizes["train"] == pytest.approx(0.8, abs=0.02), sizes
+    assert sizes["val"] == pytest.approx(0.1, abs=0.015) and sizes["test"] == pytest.approx(
+        0.1, abs=0.015
+    )
+    assert td.split_of("A  fine   film") == td.split_of("A fine film")  # white space normalised
+
+
+# ---- the model ------------------------------------------------------------------------------
+def toy_vocab() -> td.TextVocab:
+    exs = [td.Example(" ".join(GOOD + BAD + FILLER), "pos", 1), td.Example("x", "neg", 2)]
+    return td.TextVocab.build(exs, 100, 1, True)
+
+
+@pytest.mark.parametrize("level", ["word", "char", "both"])
+def test_every_pooling_runs_and_padding_changes_nothing(level):
+    vocab = toy_vocab()
+    texts = ["a good film", "the movie was dull and its plot weak", "fine"]
+    batch = td.make_batch(vocab, texts, ["pos", "neg", "pos"], [0, 1, 2], chars=level != "word")
+    assert batch.lengths.tolist() == [3, 8, 1] and batch.words.shape == (8, 3)
+    for pool in POOLS:
+        cfg = TextClassifierConfig(level=level, pool=pool, embedding_size=8, hidden_size=6)
+        cfg.char_embedding_size, cfg.char_hidden_size, cfg.attention_size, cfg.dropout = (
+            4,
+            3,
+            5,
+            0.0,
+        )
+        model = TextClassifier(len(vocab), len(vocab.chars), 2, cfg).eval()
+        logits, alpha = model(batch)
+        assert logits.shape == (3, 2)
+        for b, text in enumerate(texts):  # each sentence alone: no padding at all
+            alone = td.make_batch(vocab, [text], [None], [0], chars=level != "word")
+            torch.testing.assert_close(model(alone)[0][0], logits[b], rtol=1e-5, atol=1e-6)
+        if pool != "attention":
+            assert alpha is None
+            continue
+        assert alpha.shape == (8, 3)
+        torch.testing.assert_close(alpha.sum(0), torch.ones(3))
+        assert (alpha[~batch.mask] == 0).all() and (alpha[batch.mask] > 0).all()
+
+
+def test_option_errors_are_one_line(tmp_path):
+    spec = sentiment.SPEC
+    for bad, words in (
+        ({"model.pool": "median"}, ["model.pool"]),
+        ({"model.hidden_size": 0}, ["model.hidden_size"]),
+        ({"model.dropout": 1.0}, ["model.dropout"]),
+        ({"model.level": "char", "model.init_from": str(tmp_path)}, ["model.init_from", "word"]),
+        ({"model.init_from": str(tmp_path / "nowhere")}, ["model.init_from", "does not exist"]),
+    ):
+        with pytest.raises(UserError) as e:
+            spec.check(apply_overrides(spec.presets["tiny"](), bad))
+        assert "\n" not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
+# ---- a trained run: train, predict, eval ------------------------------------------------------
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("sentiment")
+    data = write_toy(base / "toy.tsv")
+    out = base / "run"
+    args = ["--data.path", str(data), "--model.pool", "attention", "--train.max_steps", "40"]
+    assert main(["train", "sentiment", "--preset", "tiny", "--out", str(out), *args, *QUIET]) == 0
+    return out
+
+
+def test_training_through_the_command_line_lowers_the_loss(run):
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    train = [r["loss"] for r in records if r["split"] == "train"]
+    val = [r for r in records if r["split"] == "val"]
+    assert sum(train[-2:]) / 2 < 0.6 * sum(train[:2]) / 2, train
+    assert val[-1]["accuracy"] > 0.8, val
+
+
+def test_predict_and_the_attention_picture(run, tmp_path, capsys):
+    png = tmp_path / "words.png"
+    texts = ["a wonderful story", "the plot was tedious and the acting lame"]
+    assert main(["predict", str(run), *texts, "--attention", str(png)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("a wonderful story\tpos (p = ")
+    assert lines[2].startswith("the plot was tedious and the acting lame\tneg (p = ")
+    for i in (1, 2):
+        picture = tmp_path / f"words_{i}.png"
+        assert lines[2 * i - 1] == str(picture)
+        with Image.open(picture) as image:
+            greys = image.convert("L").getcolors(maxcolors=256) or []
+            assert image.format == "PNG" and len(greys) > 10
+
+
+def test_eval_writes_the_scores_and_the_confusion_matrix(run, capsys):
+    assert main(["eval", str(run), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "sentiment val:" in out and "majority class" in out
+    result = json.loads((run / "eval_val.json").read_text())
+    matrix = torch.tensor(result["confusion"])
+    assert result["classes"] == ["neg", "pos"] and int(matrix.sum()) == result["examples"]
+    assert result["accuracy"] == pytest.approx(float(matrix.trace()) / result["examples"])
+    with Image.open(run / "eval_val.png") as image:
+        assert image.format == "PNG" and min(image.size) > 200
+
+
+def test_run_command_errors_are_one_line(run, tmp_path, capsys):
+    plain = tmp_path / "plain"
+    args = ["--data.path", str(write_toy(tmp_path / "t.tsv", 200)), "--train.max_steps", "2"]
+    assert main(["train", "sentiment", "--preset", "tiny", "--out", str(plain), *args, *QUIET]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(plain), "fine", "--attention", str(tmp_path / "w.png")]) == 2
+    assert "pools with 'max'" in capsys.readouterr().err
+    assert main(["eval", str(run), "--out", str(tmp_path / "c.png")]) == 2
+    assert "JSON" in capsys.readouterr().err
+
+
+# ---- init_from: a word language model's weights ---------------------------------------------
+def test_init_from_copies_the_embedding_by_word_and_the_forward_encoder(tmp_path):
+    from rnnkit.tasks.runs import load_run
+    from rnnkit.tasks.text_classify_model import init_from_lm
+
+    corpus = tmp_path / "lm.txt"
+    rng = random.Random(0)
+    corpus.write_text(
+        "".join(" ".join(rng.choices(GOOD + BAD + FILLER, k=10)) + "\n" for _ in range(300))
+        + "The Film\n"
+    )
+    lm_run = tmp_path / "lm"
+    lm_args = ["--data.path", str(corpus), "--train.max_steps", "3", *QUIET]
+    assert main(["train", "wordlm", "--preset", "tiny", "--out", str(lm_run), *lm_args]) == 0
+    lm = load_run(lm_run)
+
+    vocab = td.TextVocab.build([td.Example("the film good unseenword", "p", 1)], 100, 1, True)
+    cfg = TextClassifierConfig(embedding_size=16, hidden_size=16, num_layers=1)
+    model = TextClassifier(len(vocab), len(vocab.chars), 2, cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = init_from_lm(model, vocab.words, str(lm_run))
+    emb, source = model.embedding.weight, lm.model.embedding.weight
+    for word in ("the", "good"):
+        torch.testing.assert_close(emb[vocab.word_ids[word]], source[lm.vocab.stoi[word]])
+    # "film" is in the LM in lower case; "unseenword" is not there at all
+    torch.testing.assert_close(emb[vocab.word_ids["film"]], source[lm.vocab.stoi["film"]])
+    unseen = vocab.word_ids["unseenword"]
+    torch.testing.assert_close(emb[unseen], before["embedding.weight"][unseen])
+    torch.testing.assert_close(emb[1], source[lm.vocab.stoi["<unk>"]])  # <unk>
+    torch.testing.assert_close(emb[0], before["embedding.weight"][0])  # <pad>
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        torch.testing.assert_close(getattr(model.rnn, name), getattr(lm.model.rnn, name))
+        reverse = f"rnn.{name}_reverse"
+        torch.testing.assert_close(model.state_dict()[reverse], before[reverse])  # untouched
+    assert report["words_mapped"] == 4 and "rnn.weight_hh_l0" in report["copied"]
+    wrong = TextClassifier(len(vocab), len(vocab.chars), 2, TextClassifierConfig(hidden_size=8))
+    one_line_error(lambda: init_from_lm(wrong, vocab.words, str(lm_run)), "hidden_size 16")
+    gru = TextClassifierConfig(cell="gru", embedding_size=16, hidden_size=16)
+    model = TextClassifier(len(vocab), len(vocab.chars), 2, gru)
+    one_line_error(lambda: init_from_lm(model, vocab.words, str(lm_run)), "model.cell")
