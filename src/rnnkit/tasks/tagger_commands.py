@@ -18,7 +18,7 @@ from rnnkit.tasks.tagger import Tagger, TaggerVocab, check_tagger_config, tag_se
 from rnnkit.tasks.tagger_task import TaggingRecipe
 from rnnkit.train.checkpoint import check_meta, load_model_state
 
-CONFUSION_TAGS = 30  # the confusion picture shows at most this many tags (the rest: "other")
+CONFUSION_TAGS = 20  # the confusion picture shows at most this many tags (the rest: "other")
 
 
 @dataclass
@@ -211,7 +211,9 @@ def cmd_eval(argv: list[str]) -> int:
         print(f"  {n:6d} x  {g} tagged as {q}")
     text = json.dumps(result, indent=2) + "\n"
     atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    title = f"{loaded.name} ({a.split}): accuracy {metrics.get('accuracy', 0):.4f}"
+    tags = f", {a.tagset} tags" if a.tagset else ""
+    shown = f", the {len(labels)} most frequent" if len(labels) < len(loaded.vocab.tags) else ""
+    title = f"{loaded.name} ({a.split}{tags}{shown}): true tag by predicted tag"
     png = plot_tag_confusion(matrix, labels, out.with_suffix(".png"), title)
     print(f"results: {out}, {png}")
     return 0
