@@ -161,15 +161,17 @@ def beam_search(
     lp = log_probs.detach().to("cpu", torch.float64).numpy()[:, perm]
     K, NEG = beam_width, -np.inf
     nonblank = np.array([k for k in range(C) if k != blank], dtype=np.int64)
-    W = len(nonblank) if top_k is None else min(top_k, len(nonblank))
-    lpn = lp[:, :, nonblank]
-    order = np.argsort(-lpn, axis=2, kind="stable")[:, :, :W]
-    cands, cand_lp = nonblank[order], np.take_along_axis(lpn, order, 2)  # (T, B, W)
-    if prune_logp is not None:
-        cand_lp = np.where(cand_lp >= prune_logp, cand_lp, NEG)
     running = (np.arange(T)[:, None] < lens[None, :]).sum(1)  # n_t
-    kept = np.isfinite(cand_lp) & (np.arange(B)[None, :] < running[:, None])[:, :, None]
-    widths = kept.sum(2).max(1) if B and W else np.zeros(T, dtype=np.int64)
+    # W_t: the labels extended at frame t, the most any running item keeps
+    if prune_logp is None:
+        widths = np.full(T, len(nonblank))
+    else:
+        above = lp >= prune_logp
+        above[:, :, blank] = False
+        counts = np.where(np.arange(B)[None, :] < running[:, None], above.sum(2), 0)
+        widths = counts.max(1) if B else np.zeros(T, dtype=np.int64)
+    if top_k is not None:
+        widths = np.minimum(widths, top_k)
 
     pb, pnb = np.full((B, K), NEG), np.full((B, K), NEG)
     pb[:, 0] = 0.0
@@ -205,7 +207,15 @@ def beam_search(
             npnb = np.logaddexp(npnb, np.where(has, src + yl, NEG))
         stay_score = np.logaddexp(npb, npnb) + fus
         if w:
-            c, cl = cands[t, :n, :w], cand_lp[t, :n, :w]  # (n, w)
+            if w == len(nonblank):
+                c = np.broadcast_to(nonblank, (n, w))
+            else:  # the w most probable non-blank labels of each item (in no order)
+                yn = y.copy()
+                yn[:, blank] = NEG
+                c = np.argpartition(-yn, w - 1, axis=1)[:, :w]
+            cl = y[R, c]  # (n, w)
+            if prune_logp is not None:
+                cl = np.where(cl >= prune_logp, cl, NEG)
             rep = c[:, None, :] == last[:, :, None]  # (n, K, w): a repeat of the last label
             ext = np.where(rep, pb[:, :, None], ptot[:, :, None]) + cl[:, None, :]
             if merging:  # extensions that are beams already were merged above
