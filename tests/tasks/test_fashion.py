@@ -171,8 +171,19 @@ def test_predict_a_picture_the_test_writes(run, tmp_path, capsys):
         picture.convert("RGB").point(lambda v: 255 - v).save(dark)
     back, inverted = fd.read_picture(dark)
     assert inverted and (back.float() - images[trouser].float()).abs().mean() < 12
-    assert main(["predict", str(run), str(light), str(dark), "test:0", "--top", "3"]) == 0
+    seen = tmp_path / "seen"
+    args = [str(light), str(dark), "test:0", "--top", "3", "--save", str(seen)]
+    assert main(["predict", str(run), *args]) == 0
     lines = capsys.readouterr().out.splitlines()
+    saved = sorted(seen.iterdir())  # each input as the model saw it: 28x28, light on black
+    names = ["001_trouser.png", "002_trouser_on_white.png", "003_test_0.png"]
+    assert [p.name for p in saved] == names
+    assert torch.equal(fd.read_picture(saved[2], "no")[0], images[0])
+    from rnnkit.tasks.base import registry
+    from rnnkit.tasks.runs import load_run
+
+    loaded = load_run(run, None)
+    assert registry()["fashion"].predict(loaded, str(light)).split(" (")[0] in fd.CLASSES
     assert len(lines) == 3 and "(inverted: dark on light)" in lines[1]
     assert lines[2].startswith("test:0\t") and "(true class: Ankle boot)" in lines[2]
     for line in lines:

@@ -120,7 +120,8 @@ def cmd_predict(argv: list[str]) -> int:
         shown = ", ".join(f"{CLASSES[k]} {float(p_class[k]):.3f}" for k in best)
         print(f"{name}\t{shown}{note}")
         if a.save:
-            write_picture(image, Path(a.save) / f"{i + 1:03d}_{Path(name).stem or 'input'}.png")
+            stem = re.sub(r"[^\w.-]", "_", Path(name).stem) or "input"  # test:3 -> test_3
+            write_picture(image, Path(a.save) / f"{i + 1:03d}_{stem}.png")
     return 0
 
 
@@ -196,7 +197,7 @@ def cmd_eval(argv: list[str]) -> int:
         matrix,
         CLASSES,
         out.with_suffix(".png"),
-        title=f"Fashion-MNIST {a.split}, {what} order, {loaded.cfg.model.cell}",
+        title=f"Fashion-MNIST {a.split}, {what} order, {loaded.cfg.model.cell.upper()}:",
     )
     print(f"results: {out}, confusion matrix: {png}")
     return 0
