@@ -20,8 +20,10 @@ of reachable prefixes the result is exact.
 Vectorised over the batch and the beam: per frame, every (beam, label) extension is one entry
 of a (B, K, W) array, W the labels kept at that frame (the ``top_k`` most probable non-blank
 labels with log-probability >= ``prune_logp``, as pyctcdecode prunes); the language model is
-stepped once per frame for all new prefixes of all items. Prefixes are nodes of a trie, so a
-prefix reached again is recognised by its node.
+stepped once per frame for all new prefixes of all items. Items run longest first, a finished
+item's rows dropped. A prefix is known by an identity hashed from its labels (``_child``), so
+"beam j is beam i extended by c" is one comparison of arrays; the labels are read back at the
+end through the per-frame (source beam, new label) history.
 """
 
 from __future__ import annotations
@@ -126,6 +128,9 @@ def beam_search(
     top_k: int | None = None,
 ) -> list[list[tuple[list[int], float]]]:
     """CTC prefix beam search in log space, batched; optional language-model shallow fusion.
+
+    The search runs on the CPU in float64 (``log_probs`` is copied there once, from any
+    device); a language model runs wherever its weights are.
 
     Args:
         log_probs: (T, B, C) per-frame log-probabilities (log-softmax outputs).
