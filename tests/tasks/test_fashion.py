@@ -221,3 +221,16 @@ def test_user_errors_are_one_line(run, tmp_path, capsys):
     assert "has 10000 images" in capsys.readouterr().err
     assert main(["eval", str(run), "--out", str(tmp_path / "c.png")]) == 2
     assert ".json" in capsys.readouterr().err
+
+
+def test_accuracy_curves_of_runs_are_a_png(run, tmp_path):
+    from rnnkit.tasks.fashion_commands import plot_accuracy_curves
+
+    png = plot_accuracy_curves({"a": run, "b": run}, tmp_path / "curves.png", "two runs")
+    with Image.open(png) as picture:
+        assert picture.format == "PNG" and picture.getextrema()[0][0] < 100  # lines drawn
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "log.jsonl").write_text("")
+    one_line_error(
+        lambda: plot_accuracy_curves({"x": tmp_path / "empty"}, tmp_path / "c.png", "t"), "empty"
+    )

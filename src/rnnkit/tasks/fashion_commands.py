@@ -201,3 +201,30 @@ def cmd_eval(argv: list[str]) -> int:
     )
     print(f"results: {out}, confusion matrix: {png}")
     return 0
+
+
+def plot_accuracy_curves(runs: dict[str, str | Path], path: str | Path, title: str) -> Path:
+    """Validation accuracy against training minutes for several runs ({label: run directory}),
+    one curve each: how far each gets in the same time. The minutes of an evaluation are read
+    off the training records around it (their ``time``), so resumed runs read the same."""
+    import numpy as np
+
+    from rnnkit.plots import plot_curves, read_log
+
+    series = {}
+    for label, run in runs.items():
+        records = read_log(Path(run) / "log.jsonl")
+        timed = [(r["step"], r["time"]) for r in records if r.get("split") == "train"]
+        val = [(r["step"], r["accuracy"]) for r in records if r.get("split") == "val"]
+        if not timed or not val:
+            raise UserError(f"{run}: its log has no training time or no validation accuracy yet")
+        steps, seconds = zip(*timed, strict=True)
+        minutes = [float(np.interp(step, steps, seconds)) / 60 for step, _ in val]
+        series[label] = (minutes, [accuracy for _, accuracy in val])
+    return plot_curves(
+        series,
+        path,
+        xlabel="training minutes (one thread on a shared 2-core machine)",
+        ylabel="validation accuracy",
+        title=title,
+    )
