@@ -261,3 +261,17 @@ def test_init_from_copies_the_embedding_by_word_and_the_forward_encoder(tmp_path
     gru = TextClassifierConfig(cell="gru", embedding_size=16, hidden_size=16)
     model = TextClassifier(len(vocab), len(vocab.chars), 2, gru)
     one_line_error(lambda: init_from_lm(model, vocab.words, str(lm_run)), "model.cell")
+
+
+def test_the_report_reads_the_runs_figures(run, tmp_path, capsys):
+    from rnnkit.tasks.sentiment_report import main as report
+
+    png, out = tmp_path / "curves.png", tmp_path / "r.json"
+    assert report([f"toy={run}", "--json", str(out), "--png", str(png)]) == 0
+    result = json.loads(out.read_text())["toy"]
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    val = [r["accuracy"] for r in records if r["split"] == "val"]
+    assert result["best_val_accuracy"] == max(val) and result["steps"] == 40
+    assert "| toy | " in capsys.readouterr().out
+    with Image.open(png) as image:
+        assert image.format == "PNG"

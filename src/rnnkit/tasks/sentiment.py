@@ -82,7 +82,6 @@ SPEC = register(
         build=build,
         check=check_text_classify_config,
         load_vocab=TextVocab.from_dict,
-        plots=("loss", "accuracy", "grad_norm", "lr"),
         **hooks("sentiment", loader(TextClassifyConfig), SNIPPETS),
     )
 )
