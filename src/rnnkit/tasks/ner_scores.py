@@ -90,7 +90,8 @@ class EntityScores:
 
 
 def per_type(sums: dict[str, float]) -> dict[str, dict[str, float]]:
-    """{type: {precision, recall, f1, support}} and "overall" (micro-averaged) from the sums."""
+    """{type: {precision, recall, f1, support, predicted}} and "overall" (micro-averaged) from
+    the sums; a type with no gold and no predicted entity has no row."""
     kinds = sorted({k.split(":", 1)[1] for k in sums if ":" in k})
     table = {}
     for kind in [*kinds, "overall"]:
@@ -98,6 +99,8 @@ def per_type(sums: dict[str, float]) -> dict[str, dict[str, float]]:
             tp, pred, gold = (sum(sums[f"{c}:{k}"] for k in kinds) for c in ("tp", "pred", "gold"))
         else:
             tp, pred, gold = (sums.get(f"{c}:{kind}", 0.0) for c in ("tp", "pred", "gold"))
+        if kind != "overall" and not pred and not gold:
+            continue  # a type neither in the gold tags nor predicted: no row
         p, r, f = prf(tp, pred, gold)
         table[kind] = {"precision": p, "recall": r, "f1": f, "support": int(gold)}
         table[kind]["predicted"] = int(pred)
@@ -138,9 +141,9 @@ def write_report(table: dict, extra: dict, json_path: Path, png_path: Path, titl
             color=colour,
         )
     ax.set_xticks(list(xs), [f"{k}\n({table[k]['support']})" for k in kinds])
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.15)
     ax.set_ylabel("score")
     ax.set_xlabel("entity type (gold entities)")
     ax.set_title(title)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", ncol=3, fontsize=8, frameon=False)
     save_figure(fig, png_path)
