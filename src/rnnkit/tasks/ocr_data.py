@@ -85,7 +85,8 @@ def coverage(name: str) -> frozenset[str]:
     """The characters font ``name`` has a glyph for (its character map)."""
     from fontTools.ttLib import TTFont
 
-    cmap = TTFont(font_dir() / FONT_FILES[name], lazy=True).getBestCmap() or {}
+    with TTFont(font_dir() / FONT_FILES[name], lazy=True) as font:
+        cmap = font.getBestCmap() or {}
     chars = frozenset(chr(c) for c in cmap)
     if name.startswith("CM ") and name != "CM Typewriter":
         chars -= OT1_OTHER
@@ -383,3 +384,18 @@ def corpus_lines(
                     f"{where}: no single training font draws every character of {line!r}"
                 )
     return lines
+
+
+def save_line(text: str, path, font: str = "DejaVu Serif", seed: int = 0) -> Path:
+    """``text`` rendered as a training line is (seeded), saved as an image (PNG, JPEG: by the
+    suffix) with dark ink on a light background, as a scanned line would be: a test input for
+    ``rnnkit predict``."""
+    from PIL import Image
+
+    check_fonts([font], "font")
+    missing = sorted(set(text) - coverage(font))
+    if missing:
+        raise UserError(f"font {font!r} cannot draw {''.join(missing)!r}")
+    img = render_text(text, font, np.random.default_rng(seed))
+    Image.fromarray(np.round(255 * (1.0 - img)).astype(np.uint8)).save(path)
+    return Path(path)

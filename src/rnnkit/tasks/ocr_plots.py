@@ -48,9 +48,11 @@ def plot_columns(
     T, _ = log_probs.shape
     W = image.shape[1]
     names = [BLANK_NAME, *chars]
-    shown = [0] + sorted({k for k in alignment if k}, key=alignment.index)
-    fig, axes = figure((min(max(6.0, W / 45), 60.0), 4.6), 3, 1, sharex=True)
-    ax_img, ax_post, ax_best = axes[:, 0]
+    rows = [0] + sorted({k for k in alignment if k}, key=alignment.index)
+    fig, _ = figure((min(max(6.0, W / 40), 60.0), 2.2 + 0.12 * len(rows)))
+    fig.clear()  # three rows of unequal heights: image, posteriors, argmax
+    ratios = [2.2, 0.25 + 0.1 * len(rows), 0.45]
+    ax_img, ax_post, ax_best = fig.subplots(3, 1, sharex=True, height_ratios=ratios)
     ax_img.imshow(1.0 - image / max(float(image.max()), 1e-6), cmap="gray", aspect="auto",
                   extent=(0, W, image.shape[0], 0), vmin=0, vmax=1)  # fmt: skip
     for n, (first, end, k) in enumerate(segments(alignment)):
@@ -60,10 +62,10 @@ def plot_columns(
     ax_img.set_yticks([])
     ax_img.set_title(f"output: {text!r}  (shaded: the forced alignment's frames per character)",
                      fontsize=9, pad=14)  # fmt: skip
-    post = np.exp(log_probs[:, shown]).T  # (rows, T)
+    post = np.exp(log_probs[:, rows]).T  # (rows, T)
     ax_post.imshow(post, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest",
-                   extent=(0, T * stride, len(shown), 0))  # fmt: skip
-    ax_post.set_yticks(np.arange(len(shown)) + 0.5, [names[k] for k in shown], fontsize=6)
+                   extent=(0, T * stride, len(rows), 0))  # fmt: skip
+    ax_post.set_yticks(np.arange(len(rows)) + 0.5, [names[k] for k in rows], fontsize=6)
     ax_post.set_ylabel("posterior")
     best = log_probs.argmax(1)
     for t, k in enumerate(best):
