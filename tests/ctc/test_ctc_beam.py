@@ -48,7 +48,8 @@ def test_wide_beam_is_exact_n_best(seed, T, C, blank):
     B = 3
     lp = random_log_probs(T, B, C, seed, sharp=1.5)
     lengths = [T, T - 1, 2]
-    got = beam_search(lp, lengths, beam_width=128, blank=blank, n_best=5, prune_logp=None)
+    exact_ = dict(prune_logp=None, beam_prune_logp=None)
+    got = beam_search(lp, lengths, beam_width=128, blank=blank, n_best=5, **exact_)
     for b in range(B):
         want, _ = exact(lp[: lengths[b], b], blank=blank)
         assert len(got[b]) == min(5, len(want))
@@ -63,7 +64,9 @@ def test_fused_scores_equal_the_formula(seed, alpha, beta):
     T, B, C = 5, 2, 3
     lp = random_log_probs(T, B, C, 100 + seed)
     lm = BigramLM(C, seed)
-    got = beam_search(lp, None, 64, lm=lm, alpha=alpha, beta=beta, n_best=3, prune_logp=None)
+    got = beam_search(
+        lp, None, 64, lm=lm, alpha=alpha, beta=beta, n_best=3, prune_logp=None, beam_prune_logp=None
+    )
     for b in range(B):
         want, table = exact(lp[:, b], lm, alpha, beta)
         for labels, score in got[b]:
@@ -74,7 +77,7 @@ def test_fused_scores_equal_the_formula(seed, alpha, beta):
 
 def test_n_best_is_ordered_and_distinct():
     lp = random_log_probs(12, 4, 5, 3, sharp=2.0)
-    for hyps in beam_search(lp, beam_width=10, n_best=10):
+    for hyps in beam_search(lp, beam_width=10, n_best=10, beam_prune_logp=None):
         scores = [s for _, s in hyps]
         assert scores == sorted(scores, reverse=True)
         assert len({tuple(h) for h, _ in hyps}) == len(hyps) == 10
@@ -91,8 +94,8 @@ def test_width_one_on_a_peaked_input_is_greedy_and_lengths_zero_is_empty():
 
 def test_pruning_changes_little_on_peaked_input():
     lp = random_log_probs(40, 2, 8, 9, sharp=5.0)
-    full = beam_search(lp, beam_width=8, prune_logp=None)
-    pruned = beam_search(lp, beam_width=8, top_k=3)
+    full = beam_search(lp, beam_width=8, prune_logp=None, beam_prune_logp=None)
+    pruned = beam_search(lp, beam_width=8, top_k=3, beam_prune_logp=-5.0)
     for f, p in zip(full, pruned, strict=True):
         assert f[0][0] == p[0][0]
         assert math.isclose(f[0][1], p[0][1], abs_tol=1e-3)
@@ -106,6 +109,7 @@ def test_pruning_changes_little_on_peaked_input():
         (dict(alpha=0.5), "alpha weighs a language model"),
         (dict(lm=object()), "lm must have start"),
         (dict(prune_logp=1.0), "prune_logp must be None or a log-probability"),
+        (dict(beam_prune_logp=0.5), "beam_prune_logp must be None or a log-probability"),
         (dict(top_k=0), "top_k must be None or an integer"),
         (dict(lengths=[5]), r"lengths\[0\] = 5 is outside \[0, 4\]"),
         (dict(blank=9), "blank must be an integer"),
@@ -115,3 +119,11 @@ def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match) as e:
         beam_search(random_log_probs(4, 1, 3, 0), **kwargs)
     assert "\n" not in str(e.value)
+
+
+def test_beam_prune_logp_drops_candidates_far_below_the_best():
+    lp = random_log_probs(10, 2, 4, 21, sharp=2.0)
+    wide = beam_search(lp, beam_width=8, n_best=8, beam_prune_logp=None)
+    assert all(len(h) == 8 for h in wide)
+    only_best = beam_search(lp, beam_width=8, n_best=8, beam_prune_logp=0.0)
+    assert all(len(h) == 1 for h in only_best)

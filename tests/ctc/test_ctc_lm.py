@@ -67,7 +67,8 @@ def test_fused_beam_scores_with_the_char_lm(run):
     lm = CharLM.from_run(run, ["<b>", "t", "h", "e", " ", "§"])
     lp = random_log_probs(4, 2, 6, 3)
     alpha, beta = 0.8, 0.3
-    hyps = beam_search(lp, None, 800, lm=lm, alpha=alpha, beta=beta, n_best=4, prune_logp=None)
+    exact = dict(prune_logp=None, beam_prune_logp=None)
+    hyps = beam_search(lp, None, 800, lm=lm, alpha=alpha, beta=beta, n_best=4, **exact)
     for b in range(2):
         for labels, score in hyps[b]:
             ctc = -ctc_loss(lp[:, b : b + 1], [labels], reduction="sum").item()

@@ -87,7 +87,7 @@ def _child(node: np.ndarray, label: np.ndarray) -> np.ndarray:
     return h1 * _M2 + h2
 
 
-def _check_search_args(beam_width, n_best, lm, alpha, beta, prune_logp, top_k) -> None:
+def _check_search_args(beam_width, n_best, lm, alpha, beta, prune_logp, beam_prune, top_k):
     for name, v in (("beam_width", beam_width), ("n_best", n_best)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -102,8 +102,9 @@ def _check_search_args(beam_width, n_best, lm, alpha, beta, prune_logp, top_k) -
         raise ValueError("alpha weighs a language model: pass lm= or leave alpha = 0")
     if lm is not None and not (hasattr(lm, "start") and hasattr(lm, "advance")):
         raise ValueError(f"lm must have start(n) and advance(state, rows, labels), got {lm!r}")
-    if prune_logp is not None and (not isinstance(prune_logp, int | float) or prune_logp > 0):
-        raise ValueError(f"prune_logp must be None or a log-probability <= 0, got {prune_logp!r}")
+    for name, v in (("prune_logp", prune_logp), ("beam_prune_logp", beam_prune)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v > 0):
+            raise ValueError(f"{name} must be None or a log-probability <= 0, got {v!r}")
 
 
 def _lm_logp(logp, n: int, C: int) -> np.ndarray:
@@ -125,6 +126,7 @@ def beam_search(
     n_best: int = 1,
     *,
     prune_logp: float | None = -10.0,
+    beam_prune_logp: float | None = -10.0,
     top_k: int | None = None,
 ) -> list[list[tuple[list[int], float]]]:
     """CTC prefix beam search in log space, batched; optional language-model shallow fusion.
@@ -148,6 +150,9 @@ def beam_search(
         prune_logp: per frame, labels with a log-probability below this are not extended
             (pyctcdecode's ``token_min_logp``); None keeps all. Staying in a prefix (blank or
             repeat) and merging into it are never pruned.
+        beam_prune_logp: per frame, candidates scoring more than this below the frame's best
+            are dropped even if the beam has room (pyctcdecode's ``beam_prune_logp``): fewer
+            prefixes to carry and, with an LM, fewer LM steps; None keeps up to beam_width.
         top_k: per frame, extend only the top_k most probable labels; None: all.
 
     Returns:
@@ -158,7 +163,7 @@ def beam_search(
     T, B, C = check_log_probs(log_probs)
     blank = check_blank(blank, C)
     lens = as_lengths(lengths, B, T, "lengths").numpy()
-    _check_search_args(beam_width, n_best, lm, alpha, beta, prune_logp, top_k)
+    _check_search_args(beam_width, n_best, lm, alpha, beta, prune_logp, beam_prune_logp, top_k)
     # Items longest first: the ones still running at frame t are rows [0, n_t), and a finished
     # item's rows are dropped from the arrays (no work on padding).
     perm = np.argsort(-lens, kind="stable")
@@ -232,6 +237,9 @@ def beam_search(
                 bonus = bonus + alpha * lmc
             ext = ext.reshape(n, -1)
             allsc = np.concatenate([stay_score, (ext.reshape(n, K, w) + bonus).reshape(n, -1)], 1)
+            if beam_prune_logp is not None:
+                floor = allsc.max(1, keepdims=True) + beam_prune_logp
+                allsc = np.where(allsc >= floor, allsc, NEG)
             idx = np.argpartition(-allsc, K - 1, axis=1)[:, :K]
             stay = idx < K
             i = np.where(stay, idx, (idx - K) // w)
@@ -248,6 +256,9 @@ def beam_search(
         else:  # nothing extends: every beam stays where it is
             i, newc, valid = np.broadcast_to(np.arange(K), (n, K)), np.full((n, K), -1), None
             pb, pnb = npb, npnb
+            if beam_prune_logp is not None:
+                floor = stay_score.max(1, keepdims=True) + beam_prune_logp
+                valid = np.where(stay_score >= floor, stay_score, NEG)
         if valid is not None and valid.min() == NEG:
             valid = valid > NEG
             newc = np.where(valid, newc, -1)
