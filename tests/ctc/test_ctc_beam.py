@@ -34,6 +34,9 @@ class BigramLM:
         return total
 
 
+EXACT = dict(prune_logp=None, beam_prune_logp=None)
+
+
 def exact(lp, lm=None, alpha=0.0, beta=0.0, blank=0):
     table = label_log_probs(lp, blank)
     fused = {
@@ -52,10 +55,13 @@ def test_wide_beam_is_exact_n_best(seed, T, C, blank):
     got = beam_search(lp, lengths, beam_width=128, blank=blank, n_best=5, **exact_)
     for b in range(B):
         want, _ = exact(lp[: lengths[b], b], blank=blank)
-        assert len(got[b]) == min(5, len(want))
-        for (labels, score), (w_labels, w_score) in zip(got[b], want, strict=False):
-            assert tuple(labels) == w_labels
-            assert score == pytest.approx(w_score, abs=1e-9)
+        # the batched search, and one item alone (the search over Python floats)
+        alone = beam_search(lp[: lengths[b], b : b + 1], None, 128, blank, n_best=5, **exact_)
+        for hyps in (got[b], alone[0]):
+            assert len(hyps) == min(5, len(want))
+            for (labels, score), (w_labels, w_score) in zip(hyps, want, strict=False):
+                assert tuple(labels) == w_labels
+                assert score == pytest.approx(w_score, abs=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -69,10 +75,14 @@ def test_fused_scores_equal_the_formula(seed, alpha, beta):
     )
     for b in range(B):
         want, table = exact(lp[:, b], lm, alpha, beta)
-        for labels, score in got[b]:
-            formula = table[tuple(labels)] + alpha * lm.log_prob(labels) + beta * len(labels)
-            assert score == pytest.approx(formula, abs=1e-9)
-        assert [tuple(h[0]) for h in got[b]] == [k for k, _ in want[:3]]
+        alone = beam_search(
+            lp[:, b : b + 1], None, 64, lm=lm, alpha=alpha, beta=beta, n_best=3, **EXACT
+        )
+        for hyps in (got[b], alone[0]):
+            for labels, score in hyps:
+                formula = table[tuple(labels)] + alpha * lm.log_prob(labels) + beta * len(labels)
+                assert score == pytest.approx(formula, abs=1e-9)
+            assert [tuple(h[0]) for h in hyps] == [k for k, _ in want[:3]]
 
 
 def test_n_best_is_ordered_and_distinct():
@@ -127,3 +137,20 @@ def test_beam_prune_logp_drops_candidates_far_below_the_best():
     assert all(len(h) == 8 for h in wide)
     only_best = beam_search(lp, beam_width=8, n_best=8, beam_prune_logp=0.0)
     assert all(len(h) == 1 for h in only_best)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("options", [{}, dict(top_k=2), dict(beam_prune_logp=None)])
+@pytest.mark.parametrize("with_lm", [False, True])
+def test_one_item_alone_equals_the_batched_search(seed, options, with_lm):
+    """B = 1 runs the search over Python floats; it keeps the same beams as the arrays."""
+    lp = random_log_probs(40, 3, 7, 50 + seed, sharp=4.0)
+    lengths = [40, 31, 12]
+    fusion = dict(lm=BigramLM(7, seed), alpha=0.6, beta=0.4) if with_lm else {}
+    batched = beam_search(lp, lengths, beam_width=6, n_best=6, **options, **fusion)
+    for b in range(3):
+        alone = beam_search(
+            lp[: lengths[b], b : b + 1], beam_width=6, n_best=6, **options, **fusion
+        )
+        assert [h[0] for h in alone[0]] == [h[0] for h in batched[b]]
+        assert [h[1] for h in alone[0]] == pytest.approx([h[1] for h in batched[b]], abs=1e-9)

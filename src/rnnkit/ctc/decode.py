@@ -28,6 +28,7 @@ end through the per-frame (source beam, new label) history.
 
 from __future__ import annotations
 
+import heapq
 import math
 
 import numpy as np
@@ -164,6 +165,10 @@ def beam_search(
     blank = check_blank(blank, C)
     lens = as_lengths(lengths, B, T, "lengths").numpy()
     _check_search_args(beam_width, n_best, lm, alpha, beta, prune_logp, beam_prune_logp, top_k)
+    if B == 1:  # one item: the same search over Python floats (numpy's per-call cost dominates)
+        lp1 = log_probs.detach()[: int(lens[0]), 0].to("cpu", torch.float64).numpy()
+        opts = (prune_logp, beam_prune_logp, top_k)
+        return [_search_one(lp1, beam_width, blank, lm, alpha, beta, n_best, *opts)]
     # Items longest first: the ones still running at frame t are rows [0, n_t), and a finished
     # item's rows are dropped from the arrays (no work on padding).
     perm = np.argsort(-lens, kind="stable")
@@ -296,3 +301,73 @@ def _n_best(final, history, lens, perm, n_best) -> list[list[tuple[list[int], fl
                 hyps.append((seq[seq >= 0].tolist(), float(final[b, k])))
         out[perm[b]] = hyps
     return out
+
+
+def _lae(a: float, b: float) -> float:
+    """log(e^a + e^b) of two Python floats."""
+    if a < b:
+        a, b = b, a
+    return a if b == -math.inf else a + math.log1p(math.exp(b - a))
+
+
+def _search_one(lp, K, blank, lm, alpha, beta, n_best, prune_logp, beam_prune, top_k):
+    """``beam_search`` of one item, lp (T, C) float64: the same recursion and selection with a
+    dict of prefixes (tuples) per frame, over only the beams that survive ``beam_prune``."""
+    T, C = lp.shape
+    NEG = -math.inf
+    keep = lp >= prune_logp if prune_logp is not None else np.ones((T, C), dtype=bool)
+    keep[:, blank] = False
+    counts = keep.sum(1)
+    if top_k is not None:
+        for t in np.flatnonzero(counts > top_k):  # only the top_k most probable labels
+            top = np.argpartition(-np.where(keep[t], lp[t], NEG), top_k - 1)[:top_k]
+            keep[t] = False
+            keep[t, top] = True
+    _, labels = np.nonzero(keep)
+    cands = np.split(labels, np.cumsum(keep.sum(1))[:-1]) if T else []
+    y = lp.tolist()
+    state, nxt = None, None
+    if lm is not None:
+        state, logp = lm.start(1)
+        nxt = _lm_logp(logp, 1, C)
+    beams = [((), 0.0, NEG, 0.0, 0)]  # (prefix, b, n, fusion terms, LM row)
+    for t in range(T):
+        yt, yb, ct = y[t], y[t][blank], cands[t].tolist()
+        new: dict = {}  # prefix -> [b, n, fusion, LM row, label the LM must read or -1]
+        old: dict = {}  # prefix -> (b, b ⊕ n) at t - 1
+        for prefix, pb, pnb, fus, row in beams:
+            tot = _lae(pb, pnb)
+            old[prefix] = (pb, tot)
+            stay_n = pnb + yt[prefix[-1]] if prefix else NEG
+            new[prefix] = [tot + yb, stay_n, fus, row, -1]
+        for prefix in old:  # merge: the parent's extension by the last label (never pruned)
+            parent = old.get(prefix[:-1]) if prefix else None
+            if parent is not None:
+                e = prefix[-1]
+                v = (parent[0] if len(prefix) > 1 and prefix[-2] == e else parent[1]) + yt[e]
+                new[prefix][1] = _lae(new[prefix][1], v)
+        for prefix, (pb, tot) in old.items():
+            e = prefix[-1] if prefix else -1
+            fus, row = new[prefix][2], new[prefix][3]
+            for c in ct:
+                q = prefix + (c,)
+                if q not in old:  # (a beam already: merged above)
+                    bonus = beta + (alpha * float(nxt[row, c]) if lm is not None else 0.0)
+                    new[q] = [NEG, (pb if c == e else tot) + yt[c], fus + bonus, row, c]
+        scored = [(_lae(e[0], e[1]) + e[2], q) for q, e in new.items()]
+        if beam_prune is not None:
+            floor = max(sc for sc, _ in scored) + beam_prune
+            scored = [x for x in scored if x[0] >= floor]
+        top = heapq.nlargest(K, scored, key=lambda x: x[0])
+        top = [(sc, q) for sc, q in top if sc > NEG]
+        chosen = [(q, new[q]) for _, q in top]
+        if lm is not None and any(e[4] >= 0 for _, e in chosen):
+            rows = np.array([e[3] for _, e in chosen])
+            state, logp = lm.advance(state, rows, np.array([e[4] for _, e in chosen]))
+            nxt = _lm_logp(logp, len(chosen), C)
+            beams = [(q, e[0], e[1], e[2], r) for r, (q, e) in enumerate(chosen)]
+        else:
+            beams = [(q, e[0], e[1], e[2], e[3]) for q, e in chosen]
+    final = [(_lae(pb, pnb) + fus, list(prefix)) for prefix, pb, pnb, fus, _ in beams]
+    final.sort(key=lambda x: -x[0])
+    return [(labels, score) for score, labels in final[:n_best] if score > NEG]
