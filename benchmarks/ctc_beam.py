@@ -9,11 +9,12 @@ held for a few frames, blanks between, a peaked softmax with noise and some conf
   20 ms (10 ms hop, 2x subsampled), so a second of audio is 50 frames.
 
 Timed per workload: rnnkit greedy; rnnkit beam 10 one line at a time (B = 1, as pyctcdecode
-decodes) and the whole set as one batch; with the LM (alpha 0.5, beta 1.0: a CharLM on
-``--lm RUN``, or, without it, an untrained LanguageModel of the charlm default architecture
-(GRU 2 x 512): the cost of stepping the network does not depend on its weights); pyctcdecode
-beam 10 (no LM; with a KenLM word model when kenlm imports) with its default pruning
-(token_min_logp -5, beam_prune_logp -10), and rnnkit with the same token pruning.
+decodes), in batches of 32 and the whole set as one batch, with pyctcdecode's token pruning
+(-5) and with rnnkit's default (-10); with the LM (alpha 0.5, beta 1.0: a CharLM on ``--lm
+RUN``, or, without it, an untrained LanguageModel of the charlm default architecture (GRU 2 x
+512): the cost of stepping the network does not depend on its weights); pyctcdecode beam 10
+(no LM; with a KenLM word bigram when kenlm imports) with its default pruning (token_min_logp
+-5, beam_prune_logp -10). Both sides use beam_prune_logp -10.
 
 pyctcdecode pins numpy < 2, which rnnkit's environment does not allow: it runs in a separate
 virtual environment given by ``--pyctcdecode-python`` (default /tmp/pyctc_venv/bin/python),
@@ -217,11 +218,21 @@ def workload(name: str, args) -> dict:
     decode = lambda labels: "".join(alphabet[k] for k in labels)  # noqa: E731
     K, R = args.beam, args.repeats
     one = dict(beam_width=K, prune_logp=-5.0)  # pyctcdecode's token_min_logp
+
+    def in_batches(size, **options):
+        out = []
+        for s in range(0, len(lps), size):
+            out += beam_search(x[:, s : s + size], lens[s : s + size], **options)
+        return out
+
     cases = {
         "rnnkit greedy": lambda: greedy_decode(x, lens),
         "rnnkit beam, one line at a time": lambda: [beam_search(v[:, None], **one)[0] for v in lps],
+        "rnnkit beam, batches of 32": lambda: in_batches(32, **one),
         "rnnkit beam, all lines as one batch": lambda: beam_search(x, lens, **one),
-        "rnnkit beam, one batch, prune_logp -10": lambda: beam_search(x, lens, beam_width=K),
+        "rnnkit beam, one batch, prune_logp -10 (rnnkit's default)": lambda: beam_search(
+            x, lens, beam_width=K
+        ),
     }
     if not args.quick:
         lm = make_lm(alphabet, args.lm)
@@ -229,7 +240,7 @@ def workload(name: str, args) -> dict:
         cases["rnnkit beam + char LM, one line at a time"] = lambda: [
             beam_search(v[:, None], **fused)[0] for v in lps
         ]
-        cases["rnnkit beam + char LM, one batch"] = lambda: beam_search(x, lens, **fused)
+        cases["rnnkit beam + char LM, batches of 32"] = lambda: in_batches(32, **fused)
     rows = []
     for label, fn in cases.items():
         wall, cpu, out = median_seconds(fn, R)

@@ -23,7 +23,8 @@ labels with log-probability >= ``prune_logp``, as pyctcdecode prunes); the langu
 stepped once per frame for all new prefixes of all items. Items run longest first, a finished
 item's rows dropped. A prefix is known by an identity hashed from its labels (``_child``), so
 "beam j is beam i extended by c" is one comparison of arrays; the labels are read back at the
-end through the per-frame (source beam, new label) history.
+end through the per-frame (source beam, new label) history. One item alone (B = 1) runs the
+same search over Python floats (``_search_one``), where numpy's per-call cost would dominate.
 """
 
 from __future__ import annotations
