@@ -200,3 +200,20 @@ def test_eval_prints_each_set(run, capsys):
     assert set(result["sets"]) == {"espeak", "real"}
     for scores in result["sets"]["real"].values():
         assert scores["utterances"] == 4 and 0 <= scores["string_error"] <= 1
+
+
+def test_tidigits_cepstra_become_normalised_log_mel_frames(tmp_path):
+    from rnnkit.tasks.speech_tidigits import cepstra_to_log_mel, read_sphinx_mfc, tidigits_set
+
+    feats, refs = tidigits_set()
+    assert len(feats) == len(refs) == 31 and refs[0] == "111" and refs[3] == "350"
+    assert all(f.shape[1] == 40 and torch.allclose(f.mean(0), torch.zeros(40), atol=1e-4)
+               for f in feats)  # fmt: skip
+    # a flat spectrum (c0 alone) stays flat across the channels
+    flat = np.zeros((5, 13))
+    flat[:, 0] = np.arange(5)
+    assert torch.allclose(cepstra_to_log_mel(flat)[:, 0], cepstra_to_log_mel(flat)[:, 39])
+    bad = tmp_path / "bad.mfc"
+    bad.write_bytes(np.array([7], ">i4").tobytes() + np.zeros(7, ">f4").tobytes())
+    with pytest.raises(UserError, match="not a Sphinx MFCC file"):
+        read_sphinx_mfc(bad)

@@ -52,15 +52,21 @@ def load_speech_run(run: str) -> LoadedSpeech:
 
 
 @torch.no_grad()
-def transcribe(model, waves, beam: int = 0, batch_size: int = 32):
-    """The digit strings heard in 8 kHz signals (greedy, or prefix beam search of width
-    ``beam``), and per signal its features (T, 40) and log-probabilities (T', 11)."""
+def transcribe(model, inputs, beam: int = 0, batch_size: int = 32):
+    """The digit strings heard (greedy, or prefix beam search of width ``beam``), and per input
+    its features (T, 40) and log-probabilities (T', 11). ``inputs``: 8 kHz signals (numpy
+    arrays), or feature tensors (T, 40) already made (the TIDIGITS cepstra)."""
     from rnnkit.ctc import greedy_decode
     from rnnkit.tasks.speech_features import featurise
 
     hyps, details = [], []
-    for s in range(0, len(waves), batch_size):
-        x, frames = featurise(waves[s : s + batch_size])
+    for s in range(0, len(inputs), batch_size):
+        chunk = inputs[s : s + batch_size]
+        if isinstance(chunk[0], torch.Tensor):
+            frames = torch.tensor([len(f) for f in chunk])
+            x = torch.nn.utils.rnn.pad_sequence(chunk)  # (T, B, 40)
+        else:
+            x, frames = featurise(chunk)
         log_probs, steps = model(x, frames)
         if beam:
             from rnnkit.ctc import beam_search
@@ -133,14 +139,16 @@ SETS = {
     "espeak": "held-out espeak-ng variants",
     "flite": "held-out flite voice (slt)",
     "real": "real voice (Asterisk prompts, spliced)",
+    "tidigits": "31 TIDIGITS utterances from Sphinx MFCCs (approximate front end)",
 }
 TEST_FLITE_SHARE = 0.25  # the synthetic test set is one for every run, with or without flite
 
 
 def held_out_sets(cfg, which: list[str], limit: int = 0) -> dict[str, tuple[list, list[str]]]:
-    """The fixed test sets, each (waves, digit strings): "espeak" and "flite" (the voices held
+    """The fixed test sets, each (inputs, digit strings): "espeak" and "flite" (the voices held
     out of training, from one synthesised test pool of ``data.test_size`` utterances, a quarter
-    of them flite's) and "real" (``data.real_size`` strings spliced from the real voice)."""
+    of them flite's), "real" (``data.real_size`` strings spliced from the real voice) and
+    "tidigits" (features from cepstra: ``speech_tidigits``)."""
     from rnnkit.tasks.speech_data import real_set, synthesise_pool
 
     d, out = cfg.data, {}
@@ -162,6 +170,11 @@ def held_out_sets(cfg, which: list[str], limit: int = 0) -> dict[str, tuple[list
         waves, labels = real_set(d.real_size, seed=0)
         n = min(limit or len(waves), len(waves))
         out["real"] = (waves[:n], ["".join(map(str, y)) for y in labels[:n]])
+    if "tidigits" in which:
+        from rnnkit.tasks.speech_tidigits import tidigits_set
+
+        feats, refs = tidigits_set()
+        out["tidigits"] = (feats[: limit or len(feats)], refs[: limit or len(refs)])
     return out
 
 
@@ -197,12 +210,17 @@ def cmd_eval(argv: list[str]) -> int:
             start = time.perf_counter()
             hyps, _ = transcribe(loaded.model, waves, beam)
             scores = error_rates(refs, hyps)
-            scores["seconds"] = round(time.perf_counter() - start, 2)
+            seconds = time.perf_counter() - start
+            audio = sum(len(w) / (100 if isinstance(w, torch.Tensor) else 8000) for w in waves)
+            scores["seconds"] = round(seconds, 2)
+            scores["audio_seconds"] = round(audio, 1)
+            scores["ms_per_audio_second"] = round(1000 * seconds / audio, 2)
             results["sets"][name][method] = scores
             print(
                 f"{name:9} {method:8} WER {100 * scores['wer']:.2f}%  CER "
                 f"{100 * scores['cer']:.2f}%  string errors {100 * scores['string_error']:.1f}%"
-                f"  ({len(refs)} utterances)"
+                f"  ({len(refs)} utterances; {scores['ms_per_audio_second']:.1f} ms per "
+                "second of audio: front end, model, decoding)"
             )
             wrong = [(r, h) for r, h in zip(refs, hyps, strict=True) if r != h]
             for r, h in wrong[: a.show]:
