@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 from ctc_brute import label_log_probs, random_log_probs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnnkit.ctc import beam_search, greedy_decode
 
@@ -154,3 +156,21 @@ def test_one_item_alone_equals_the_batched_search(seed, options, with_lm):
         )
         assert [h[0] for h in alone[0]] == [h[0] for h in batched[b]]
         assert [h[1] for h in alone[0]] == pytest.approx([h[1] for h in batched[b]], abs=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    T=st.integers(1, 5),
+    C=st.integers(2, 4),
+    blank=st.integers(0, 3),
+    seed=st.integers(0, 10_000),
+    sharp=st.floats(0.1, 4.0),
+    alone=st.booleans(),
+)
+def test_property_wide_beam_best_equals_brute_force(T, C, blank, seed, sharp, alone):
+    blank = blank % C
+    lp = random_log_probs(T, 1 if alone else 2, C, seed, sharp)
+    got = beam_search(lp, beam_width=(C**T) * 2, blank=blank, **EXACT)
+    want, _ = exact(lp[:, 0], blank=blank)
+    assert tuple(got[0][0][0]) == want[0][0]
+    assert got[0][0][1] == pytest.approx(want[0][1], abs=1e-9)
