@@ -150,6 +150,20 @@ def test_every_pooling_runs_and_padding_changes_nothing(level):
         assert (alpha[~batch.mask] == 0).all() and (alpha[batch.mask] > 0).all()
 
 
+def test_word_dropout_reads_words_as_unk_in_training_only():
+    vocab = toy_vocab()
+    texts = [" ".join(random.Random(i).choices(GOOD + BAD + FILLER, k=20 + i)) for i in range(50)]
+    batch = td.make_batch(vocab, texts, ["pos"] * 50, range(50), chars=False)
+    cfg = TextClassifierConfig(embedding_size=8, hidden_size=4, dropout=0.0, word_dropout=0.6)
+    model = TextClassifier(len(vocab), len(vocab.chars), 2, cfg)
+    unk = model.embedding.weight[1]
+    is_unk = (model.token_vectors(batch) == unk).all(-1)  # (T, B)
+    assert 0.55 < float(is_unk[batch.mask].float().mean()) < 0.65
+    assert not is_unk[~batch.mask].any()  # padding stays padding
+    model.eval()
+    assert not (model.token_vectors(batch) == unk).all(-1).any()
+
+
 def test_option_errors_are_one_line(tmp_path):
     spec = sentiment.SPEC
     for bad, words in (

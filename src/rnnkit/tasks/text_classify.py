@@ -69,6 +69,7 @@ def check_text_classify_config(cfg: TextClassifyConfig) -> None:
             "char_hidden_size": (1, inf),
             "attention_size": (1, inf),
             "dropout": (0, 0.95),
+            "word_dropout": (0, 0.95),
         },
     )
     if m.init_from is not None and m.level == "char":

@@ -7,6 +7,9 @@ For a sentence of T tokens w_1..w_T:
     s   = pool(y_1..y_T)                        last, mean, max or attention
     p(k | sentence) = softmax(W dropout(s) + b)_k
 
+- ``word_dropout`` p (training only): each word id is replaced by <unk>'s with probability p,
+  so the model cannot lean on one rare word (Iyyer et al. 2015, "Deep unordered composition
+  rivals syntactic methods for text classification", drop whole words for the same reason).
 - ``level``: ``word`` (x_t = E w_t), ``char`` (x_t = c(w_t): the final states of a
   bidirectional recurrent layer over the word's characters, both directions concatenated, so
   a word unseen in training still has a vector from its spelling; Ling et al. 2015), ``both``
@@ -53,6 +56,9 @@ class TextClassifierConfig:
     pool: Literal[POOLS] = option("max", "pooling over time: last, mean, max, attention")  # type: ignore[valid-type]
     attention_size: int = option(64, "pool attention: the width of u_t = tanh(W y_t + b)")
     dropout: float = option(0.5, "dropout on the token vectors, between layers, before the output")
+    word_dropout: float = option(
+        0.0, "training only: each word's embedding read as <unk>'s with this probability"
+    )
     init_from: str | None = option(
         None, "a wordlm run: start the word embedding and the encoder from its weights"
     )
@@ -116,7 +122,12 @@ class TextClassifier(nn.Module):
     def token_vectors(self, batch) -> Tensor:
         parts = []
         if self.embedding is not None:
-            parts.append(self.embedding(batch.words))
+            words = batch.words
+            p = self.cfg.word_dropout
+            if self.training and p > 0:  # the spelling (level both) is still read in full
+                dropped = (torch.rand(words.shape, device=words.device) < p) & (words > 0)
+                words = words.masked_fill(dropped, 1)
+            parts.append(self.embedding(words))
         if self.char_rnn is not None:
             parts.append(self.char_vectors(batch.chars))
         return self.drop(torch.cat(parts, dim=-1))
