@@ -4,6 +4,8 @@ import itertools
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.func import functional_call
 
 from rnnkit.crf import CRF, FORBIDDEN, Constraints, bio_constraints
@@ -205,3 +207,21 @@ def test_bad_arguments_are_one_line_value_errors_naming_the_argument(call, name)
 def test_constraints_type():
     c = bio_constraints(["O", "B-A", "I-A"])
     assert isinstance(c, Constraints) and c.allowed.dtype == torch.bool
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    K=st.integers(1, 5),
+    lengths=st.lists(st.integers(1, 6), min_size=1, max_size=5),
+    seed=st.integers(0, 2**16),
+)
+def test_a_batch_equals_its_sequences_one_by_one(K, lengths, seed):
+    crf = random_crf(K, seed=seed)
+    T, B = max(lengths), len(lengths)
+    emissions = torch.randn(T, B, K, dtype=torch.float64)
+    tags = torch.randint(0, K, (T, B))
+    ll, paths = crf(emissions, tags, lengths), crf.decode(emissions, lengths)
+    for b, L in enumerate(lengths):
+        alone = emissions[:L, b : b + 1]
+        torch.testing.assert_close(ll[b : b + 1], crf(alone, tags[:L, b : b + 1], [L]))
+        assert paths[b] == crf.decode(alone, [L])[0]
