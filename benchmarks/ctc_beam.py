@@ -21,6 +21,8 @@ virtual environment given by ``--pyctcdecode-python`` (default /tmp/pyctc_venv/b
 fed the same log-probabilities through a .npy file. Medians over ``--repeats`` passes.
 
     /work/cpuslot .venv/bin/python benchmarks/ctc_beam.py [--quick] [--out docs/ctc_beam.json]
+
+writes the JSON and a picture of it beside it (docs/ctc_beam.png; ``--plot-only`` redraws it).
 """
 
 from __future__ import annotations
@@ -284,6 +286,28 @@ def row(label, wall, cpu, n, frames, rate, hyps) -> dict:
     }  # fmt: skip
 
 
+def draw(results: dict, path: Path) -> Path:
+    """Bars of CPU milliseconds per line (lines) and per second of audio (speech), per decoder."""
+    from rnnkit.plots import figure, save_figure
+
+    fig, axes = figure((11, 4.8), 1, 2)
+    for ax, w in zip(axes[0], results["workloads"], strict=True):
+        per = w["lines"] if w["workload"] == "lines" else w["audio_seconds"]
+        names = [r["decoder"] for r in w["rows"]]
+        values = [1e3 * r["cpu_seconds"] / per for r in w["rows"]]
+        colours = ["tab:orange" if n.startswith("pyctcdecode") else "tab:blue" for n in names]
+        ax.barh(range(len(names)), values, color=colours)
+        ax.set_yticks(range(len(names)), [n.replace(", ", ",\n", 1) for n in names], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        unit = "line" if w["workload"] == "lines" else "second of audio"
+        ax.set_xlabel(f"CPU ms per {unit} (log scale)")
+        ax.set_title(f"{w['workload']}: {w['lines']} items, beam {results['beam']}")
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:.2f}", va="center", fontsize=7)
+    return save_figure(fig, path)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lines", type=int, default=None, help="lines per workload (100)")
@@ -293,7 +317,12 @@ def main(argv=None) -> int:
     p.add_argument("--pyctcdecode-python", default="/tmp/pyctc_venv/bin/python")
     p.add_argument("--quick", action="store_true", help="5 lines, 1 repeat, no LMs: a smoke test")
     p.add_argument("--out", default=str(ROOT / "docs/ctc_beam.json"))
+    p.add_argument("--plot-only", action="store_true", help="redraw the PNG of --out's JSON")
     args = p.parse_args(argv)
+    png = Path(args.out).with_suffix(".png")
+    if args.plot_only:
+        print(f"wrote {draw(json.loads(Path(args.out).read_text()), png)}")
+        return 0
     if args.quick:
         args.lines, args.repeats = args.lines or 5, 1
     args.lines = args.lines or 100
@@ -305,7 +334,7 @@ def main(argv=None) -> int:
         "workloads": [workload(w, args) for w in ("lines", "speech")],
     }  # fmt: skip
     atomic_write(Path(args.out), json.dumps(results, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} and {draw(results, png)}")
     return 0
 
 

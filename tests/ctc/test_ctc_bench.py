@@ -22,6 +22,7 @@ def test_quick_run_writes_json(tmp_path):
     out = tmp_path / "beam.json"
     args = ["--quick", "--out", str(out), "--pyctcdecode-python", str(tmp_path / "none")]
     assert load().main(args) == 0
+    assert (tmp_path / "beam.png").read_bytes()[:4] == b"\x89PNG"
     results = json.loads(out.read_text())
     for w in results["workloads"]:
         assert w["pyctcdecode"].startswith("no pyctcdecode environment")
