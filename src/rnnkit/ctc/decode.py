@@ -325,50 +325,64 @@ def _search_one(lp, K, blank, lm, alpha, beta, n_best, prune_logp, beam_prune, t
             keep[t] = False
             keep[t, top] = True
     _, labels = np.nonzero(keep)
-    cands = np.split(labels, np.cumsum(keep.sum(1))[:-1]) if T else []
+    cands = [c.tolist() for c in np.split(labels, np.cumsum(keep.sum(1))[:-1])] if T else []
     y = lp.tolist()
-    state, nxt = None, None
-    if lm is not None:
+    state, nxt, fused = None, None, lm is not None
+    if fused:
         state, logp = lm.start(1)
         nxt = _lm_logp(logp, 1, C)
-    beams = [((), 0.0, NEG, 0.0, 0)]  # (prefix, b, n, fusion terms, LM row)
+    log1p, exp = math.log1p, math.exp  # _lae inlined below: it is most of the work
+    beams = [((), 0.0, NEG, 0.0, 0, None)]  # (prefix, b, n, fusion terms, LM row, parent)
     for t in range(T):
-        yt, yb, ct = y[t], y[t][blank], cands[t].tolist()
-        new: dict = {}  # prefix -> [b, n, fusion, LM row, label the LM must read or -1]
+        yt, yb, ct = y[t], y[t][blank], cands[t]
+        new: dict = {}  # prefix -> [b, n, fusion, LM row, label the LM must read or -1, parent]
         old: dict = {}  # prefix -> (b, b ⊕ n) at t - 1
-        for prefix, pb, pnb, fus, row in beams:
-            tot = _lae(pb, pnb)
-            old[prefix] = (pb, tot)
-            stay_n = pnb + yt[prefix[-1]] if prefix else NEG
-            new[prefix] = [tot + yb, stay_n, fus, row, -1]
-        for prefix in old:  # merge: the parent's extension by the last label (never pruned)
-            parent = old.get(prefix[:-1]) if prefix else None
-            if parent is not None:
+        scored = []
+        for prefix, pb, pnb, _, _, _ in beams:
+            if pb >= pnb:
+                old[prefix] = (pb, pb if pnb == NEG else pb + log1p(exp(pnb - pb)))
+            else:
+                old[prefix] = (pb, pnb if pb == NEG else pnb + log1p(exp(pb - pnb)))
+        for prefix, _, pnb, fus, row, parent in beams:
+            nb, nn = old[prefix][1] + yb, NEG
+            if prefix:
                 e = prefix[-1]
-                v = (parent[0] if len(prefix) > 1 and prefix[-2] == e else parent[1]) + yt[e]
-                new[prefix][1] = _lae(new[prefix][1], v)
+                nn = pnb + yt[e]
+                up = old.get(parent)
+                if up is not None:  # merge: the parent's extension by e (never pruned)
+                    v = (up[0] if len(prefix) > 1 and prefix[-2] == e else up[1]) + yt[e]
+                    if v > nn:
+                        nn, v = v, nn
+                    if v != NEG:
+                        nn += log1p(exp(v - nn))
+            new[prefix] = [nb, nn, fus, row, -1, parent]
+            if nb >= nn:
+                total = nb if nn == NEG else nb + log1p(exp(nn - nb))
+            else:
+                total = nn if nb == NEG else nn + log1p(exp(nb - nn))
+            scored.append((total + fus, prefix))
         for prefix, (pb, tot) in old.items():
             e = prefix[-1] if prefix else -1
             fus, row = new[prefix][2], new[prefix][3]
             for c in ct:
+                v = (pb if c == e else tot) + yt[c]
                 q = prefix + (c,)
-                if q not in old:  # (a beam already: merged above)
-                    bonus = beta + (alpha * float(nxt[row, c]) if lm is not None else 0.0)
-                    new[q] = [NEG, (pb if c == e else tot) + yt[c], fus + bonus, row, c]
-        scored = [(_lae(e[0], e[1]) + e[2], q) for q, e in new.items()]
+                if v > NEG and q not in old:  # (a beam already: merged above)
+                    f = fus + beta + (alpha * float(nxt[row, c]) if fused else 0.0)
+                    new[q] = [NEG, v, f, row, c, prefix]
+                    scored.append((v + f, q))
         if beam_prune is not None:
-            floor = max(sc for sc, _ in scored) + beam_prune
+            floor = max(scored)[0] + beam_prune
             scored = [x for x in scored if x[0] >= floor]
-        top = heapq.nlargest(K, scored, key=lambda x: x[0])
-        top = [(sc, q) for sc, q in top if sc > NEG]
-        chosen = [(q, new[q]) for _, q in top]
-        if lm is not None and any(e[4] >= 0 for _, e in chosen):
+        top = heapq.nlargest(K, scored) if len(scored) > K else scored
+        chosen = [(q, new[q]) for sc, q in top if sc > NEG]
+        if fused and any(e[4] >= 0 for _, e in chosen):
             rows = np.array([e[3] for _, e in chosen])
             state, logp = lm.advance(state, rows, np.array([e[4] for _, e in chosen]))
             nxt = _lm_logp(logp, len(chosen), C)
-            beams = [(q, e[0], e[1], e[2], r) for r, (q, e) in enumerate(chosen)]
+            beams = [(q, e[0], e[1], e[2], r, e[5]) for r, (q, e) in enumerate(chosen)]
         else:
-            beams = [(q, e[0], e[1], e[2], e[3]) for q, e in chosen]
-    final = [(_lae(pb, pnb) + fus, list(prefix)) for prefix, pb, pnb, fus, _ in beams]
+            beams = [(q, e[0], e[1], e[2], e[3], e[5]) for q, e in chosen]
+    final = [(_lae(pb, pnb) + fus, list(prefix)) for prefix, pb, pnb, fus, _, _ in beams]
     final.sort(key=lambda x: -x[0])
     return [(labels, score) for score, labels in final[:n_best] if score > NEG]
