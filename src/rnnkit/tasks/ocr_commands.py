@@ -26,6 +26,7 @@ from rnnkit.tasks.ocr_model import LineReader, stride
 from rnnkit.tasks.ocr_task import (
     MAX_WIDTH,
     TEST_SEED,
+    VAL_SEED,
     Alphabet,
     Lines,
     OCRConfig,
@@ -222,6 +223,12 @@ def cmd_eval(argv: list[str]) -> int:
     p = decode_parser("rnnkit eval", "CER/WER of an OCR run on its held-out lines.")
     p.add_argument("--lines", type=int, default=0, help="test lines per split (0: the run's)")
     p.add_argument("--out", default=None, help="directory for ocr_eval.json and the PNG")
+    p.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="test: the held-out test lines (and fonts); val: the validation lines",
+    )
     a = p.parse_args(argv)
     check_decode_args(a)
     loaded = load_ocr_run(a.run)
@@ -234,6 +241,8 @@ def cmd_eval(argv: list[str]) -> int:
     lm = make_lm(a.lm, loaded.alphabet) if a.lm else None
     lines = Lines(loaded.cfg.data)
     splits = ["test"] if loaded.cfg.data.source == "digits" else ["test", "test_fonts"]
+    if a.split == "val":  # for choosing --alpha and --beta without looking at the test lines
+        splits = ["val"]
     decoders = {"greedy": (0, None)}
     if a.beam:
         decoders[f"beam {a.beam}"] = (a.beam, None)
@@ -241,7 +250,7 @@ def cmd_eval(argv: list[str]) -> int:
         decoders[f"beam {a.beam} + LM"] = (a.beam, lm)
     results: dict = {}
     for split in splits:
-        drawn = lines.draw(split, n, TEST_SEED)
+        drawn = lines.draw(split, n, VAL_SEED if split == "val" else TEST_SEED)
         refs = [t for _, t in drawn]
         log_probs = posteriors(loaded, [img for img, _ in drawn])
         results[split] = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-BLANK_NAME = "∅"
+BLANK_NAME, SPACE_NAME = "∅", "␣"
 
 
 def segments(alignment: list[int]) -> list[tuple[int, int, int]]:
@@ -47,7 +47,7 @@ def plot_columns(
 
     T, _ = log_probs.shape
     W = image.shape[1]
-    names = [BLANK_NAME, *chars]
+    names = [BLANK_NAME, *(SPACE_NAME if c == " " else c for c in chars)]
     rows = [0] + sorted({k for k in alignment if k}, key=alignment.index)
     fig, _ = figure((min(max(6.0, W / 40), 60.0), 2.2 + 0.12 * len(rows)))
     fig.clear()  # three rows of unequal heights: image, posteriors, argmax
@@ -61,7 +61,7 @@ def plot_columns(
         ax_img.text((a + b) / 2, -2, names[k], ha="center", va="bottom", fontsize=8)
     ax_img.set_yticks([])
     ax_img.set_title(f"output: {text!r}  (shaded: the forced alignment's frames per character)",
-                     fontsize=9, pad=14)  # fmt: skip
+                     fontsize=9, pad=16)  # fmt: skip
     post = np.exp(log_probs[:, rows]).T  # (rows, T)
     ax_post.imshow(post, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest",
                    extent=(0, T * stride, len(rows), 0))  # fmt: skip
@@ -75,7 +75,14 @@ def plot_columns(
     ax_best.set_ylim(0, 1)
     ax_best.set_xlim(0, max(W, T * stride))
     ax_best.set_xlabel(f"pixel column (a frame every {stride}); bottom row: argmax per frame")
-    return save_figure(fig, path)
+    out = save_figure(fig, path)
+    if out.suffix.lower() == ".png":  # a noisy line image: a palette of 128 colours is 1/3 the size
+        from PIL import Image
+
+        with Image.open(out) as im:
+            small = im.convert("RGB").quantize(128)
+        small.save(out, optimize=True)
+    return out
 
 
 def plot_cer_by_length(results: dict, path: Path) -> Path:
@@ -84,7 +91,7 @@ def plot_cer_by_length(results: dict, path: Path) -> Path:
     from rnnkit.plots import figure, save_figure
 
     fig, [[ax]] = figure((7.0, 4.0))
-    styles = {"test": "-", "test_fonts": "--"}
+    styles = {"test": "-", "test_fonts": "--", "val": ":"}
     for split, decoders in results.items():
         for decoder, r in decoders.items():
             rows = r["by_length"]
