@@ -217,3 +217,12 @@ def test_tidigits_cepstra_become_normalised_log_mel_frames(tmp_path):
     bad.write_bytes(np.array([7], ">i4").tobytes() + np.zeros(7, ">f4").tobytes())
     with pytest.raises(UserError, match="not a Sphinx MFCC file"):
         read_sphinx_mfc(bad)
+
+
+def test_isolated_words_are_spliced_with_pauses():
+    voice = speech_data.Voice("espeak", "en-us")
+    x = speech_data.isolated_words(voice, [1, 2, 3], np.random.default_rng(0))
+    silent = np.flatnonzero(x == 0)
+    runs = np.split(silent, np.flatnonzero(np.diff(silent) != 1) + 1)
+    pauses = [len(r) for r in runs if len(r) >= 0.05 * 8000]  # two pauses of 50-400 ms
+    assert len(pauses) >= 2 and all(len(r) <= 0.45 * 8000 for r in runs)

@@ -61,7 +61,9 @@ class SpeechTask:
         B = d.batch_size
         self.local = slice(rank * B // world_size, (rank + 1) * B // world_size)
         cache, progress, share = d.cache_dir(), rank == 0 and cfg.train.progress, d.share()
-        self.pool = synthesise_pool("train", d.pool, d.seed, cache, share, progress)
+        self.pool = synthesise_pool(
+            "train", d.pool, d.seed, cache, share, progress, d.isolated_share
+        )
         val = synthesise_pool("val", d.val_size, d.seed, cache, share, progress)
         rows = slice(rank * len(val) // world_size, (rank + 1) * len(val) // world_size)
         self.val_waves = [val.wave(i) for i in range(len(val))][rows]
@@ -166,6 +168,7 @@ def check(cfg: SpeechConfig) -> None:
             "flite_share": (0.0, 1.0),
             "batch_size": (1, math.inf),
             "epoch_batches": (1, math.inf),
+            "isolated_share": (0.0, 1.0),
             "val_size": (1, math.inf),
             "test_size": (1, math.inf),
             "real_size": (1, math.inf),

@@ -54,6 +54,9 @@ class SpeechDataConfig:
     pool: int = option(6000, "training utterances synthesised once (and cached)")
     flite: bool = option(True, "synthesise with flite's voices too (besides espeak-ng's)")
     flite_share: float = option(0.25, "the share of the pool spoken by flite's voices")
+    isolated_share: float = option(
+        0.5, "the share of the pool said word by word (each digit alone, spliced with pauses)"
+    )
     augment: bool = option(True, "distort each training utterance afresh (speed, noise, ...)")
     batch_size: int = option(32, "B, utterances per batch")
     epoch_batches: int = option(500, "batches per (nominal) epoch")
@@ -192,6 +195,20 @@ def synthesise(voice: Voice, text: str, rng: np.random.Generator) -> np.ndarray:
     return resample(data, rate)
 
 
+def isolated_words(voice: Voice, digits: list[int], rng: np.random.Generator) -> np.ndarray:
+    """A digit string said word by word, as the real test set is made: each word synthesised
+    alone (one speed and pitch for the utterance), trimmed of its silence and spliced with
+    pauses of 50-400 ms (silence; augmentation adds the noise)."""
+    seed = int(rng.integers(2**63))
+    parts = []
+    for i, d in enumerate(digits):
+        word = "oh" if d == 0 and rng.random() < 0.25 else WORDS[d]
+        parts.append(trim(synthesise(voice, word, np.random.default_rng(seed))))
+        if i < len(digits) - 1:
+            parts.append(np.zeros(int(rng.uniform(0.05, 0.4) * SAMPLE_RATE), np.float32))
+    return np.concatenate(parts)
+
+
 # ---- the cached pools ------------------------------------------------------------------------
 @dataclass
 class Pool:
@@ -210,25 +227,35 @@ class Pool:
         return self.audio[self.offsets[i] : self.offsets[i + 1]].astype(np.float32) / 32768.0
 
 
-def pool_key(split: str, n: int, seed: int, flite_share: float, voice_list: list[Voice]) -> str:
+def pool_key(
+    split: str, n: int, seed: int, flite_share: float, voice_list: list[Voice], isolated: float
+) -> str:
     version = subprocess.run(
         [require("espeak-ng"), "--version"], capture_output=True, text=True
     ).stdout.strip()
     spec = (
         f"{CACHE_VERSION}|{split}|{n}|{seed}|{flite_share}|{version}|"
-        f"{','.join(map(str, voice_list))}"
+        f"{','.join(map(str, voice_list))}" + (f"|isolated {isolated}" if isolated else "")
     )
     return hashlib.blake2b(spec.encode(), digest_size=8).hexdigest()
 
 
 def synthesise_pool(
-    split: str, n: int, seed: int, cache: Path, flite_share: float = 0.25, progress: bool = True
+    split: str,
+    n: int,
+    seed: int,
+    cache: Path,
+    flite_share: float = 0.25,
+    progress: bool = True,
+    isolated: float = 0.0,
 ) -> Pool:
     """``n`` utterances in the voices of ``split`` ("train"; "val" and "test": the held-out
-    voices), a share ``flite_share`` of them by flite's voices (0: espeak-ng's only), read back
-    from ``cache`` if made before with the same arguments and the same espeak-ng."""
+    voices), a share ``flite_share`` of them by flite's voices (0: espeak-ng's only) and a share
+    ``isolated`` spoken word by word (``isolated_words``), read back from ``cache`` if made
+    before with the same arguments and the same espeak-ng."""
     voice_list = voices("train" if split == "train" else "held_out", flite_share > 0)
-    path = Path(cache) / f"pool-{split}-{pool_key(split, n, seed, flite_share, voice_list)}.npz"
+    key = pool_key(split, n, seed, flite_share, voice_list, isolated)
+    path = Path(cache) / f"pool-{split}-{key}.npz"
     if path.is_file():
         return load_pool(path)
     from tqdm import tqdm
@@ -244,7 +271,10 @@ def synthesise_pool(
         engine = "flite" if engines["flite"] and rng.random() < flite_share else "espeak"
         v = int(rng.choice(engines[engine]))
         digits = [int(d) for d in rng.integers(0, 10, size=rng.integers(1, MAX_DIGITS + 1))]
-        x = synthesise(voice_list[v], spoken(digits, rng), rng)
+        if isolated and rng.random() < isolated:
+            x = isolated_words(voice_list[v], digits, rng)
+        else:
+            x = synthesise(voice_list[v], spoken(digits, rng), rng)
         x = x / max(float(np.abs(x).max()), 1e-6) * 0.7
         waves.append(np.round(x * 32767).astype(np.int16))
         labels.append(digits)
