@@ -148,6 +148,8 @@ def test_malformed_file_is_one_line_naming_file_and_line(tmp_path):
 def test_bad_options_are_one_line(capsys):
     assert main(["train", "pos", "--preset", "tiny", "--model.hidden_size", "0"]) != 0
     assert "model.hidden_size" in capsys.readouterr().err
+    assert main(["train", "pos", "--preset", "tiny", "--data.files", "("]) != 0
+    assert "option 'data.files' is not a regular expression" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -91,6 +92,10 @@ def conll_splits(path: Path, column: int) -> dict[str, list]:
 def check(cfg: PosConfig) -> None:
     check_tagging_config(cfg)
     check_range("data", cfg.data, {"max_files": (0, math.inf), "column": (-math.inf, math.inf)})
+    try:
+        re.compile(cfg.data.files)
+    except re.error as e:
+        raise UserError(f"option 'data.files' is not a regular expression: {e}") from None
     if cfg.data.format == "conll" and cfg.data.tagset != "base":
         raise UserError("option 'data.tagset' applies to Brown-format data, not to conll files")
 
