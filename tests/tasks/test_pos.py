@@ -83,9 +83,13 @@ def test_unmappable_tag_is_one_line(tmp_path):
     assert brown.read_corpus(f, "full")["files"] == {"train": [], "val": [], "test": []}
 
 
+@pytest.fixture(scope="module")
+def full():
+    return brown.read_corpus(pos.BROWN, "full")
+
+
 @needs_brown
-def test_every_brown_tag_maps_to_one_of_the_12():
-    full = brown.read_corpus(pos.BROWN, "full")
+def test_every_brown_tag_maps_to_one_of_the_12(full):
     tags = {t for split in ("train", "val", "test") for _, ts in full[split] for t in ts}
     assert len(tags) == 472  # as the data README says
     assert {brown.universal_tag(t) for t in tags} == set(brown.UNIVERSAL_TAGS)
@@ -93,8 +97,8 @@ def test_every_brown_tag_maps_to_one_of_the_12():
 
 
 @needs_brown
-def test_the_split_is_fixed_and_disjoint_by_file():
-    corpus = brown.read_corpus(pos.BROWN, "base")
+def test_the_split_is_fixed_and_disjoint_by_file(full):
+    corpus = full
     files = corpus["files"]
     assert [len(files[s]) for s in ("train", "val", "test")] == [398, 47, 55]
     assert set(files["train"]).isdisjoint(files["val"])
