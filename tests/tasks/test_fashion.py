@@ -226,9 +226,10 @@ def test_user_errors_are_one_line(run, tmp_path, capsys):
 def test_accuracy_curves_of_runs_are_a_png(run, tmp_path):
     from rnnkit.tasks.fashion_commands import plot_accuracy_curves
 
-    png = plot_accuracy_curves({"a": run, "b": run}, tmp_path / "curves.png", "two runs")
-    with Image.open(png) as picture:
-        assert picture.format == "PNG" and picture.getextrema()[0][0] < 100  # lines drawn
+    for by in ("minutes", "steps"):
+        png = plot_accuracy_curves({"a": run, "b": run}, tmp_path / f"{by}.png", "two", by=by)
+        with Image.open(png) as picture:
+            assert picture.format == "PNG" and picture.getextrema()[0][0] < 100  # lines drawn
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "log.jsonl").write_text("")
     one_line_error(

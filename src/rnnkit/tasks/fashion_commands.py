@@ -203,14 +203,19 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
-def plot_accuracy_curves(runs: dict[str, str | Path], path: str | Path, title: str) -> Path:
-    """Validation accuracy against training minutes for several runs ({label: run directory}),
-    one curve each: how far each gets in the same time. The minutes of an evaluation are read
-    off the training records around it (their ``time``), so resumed runs read the same."""
+def plot_accuracy_curves(
+    runs: dict[str, str | Path], path: str | Path, title: str, by: str = "minutes"
+) -> Path:
+    """Validation accuracy of several runs ({label: run directory}), one curve each, against
+    training minutes (``by="minutes"``: how far each gets in the same time; an evaluation's
+    minutes are read off the training records around it) or optimiser steps (``by="steps"``:
+    the same batches, whatever else the machine was doing)."""
     import numpy as np
 
     from rnnkit.plots import plot_curves, read_log
 
+    if by not in ("minutes", "steps"):
+        raise ValueError(f"by must be 'minutes' or 'steps', got {by!r}")
     series = {}
     for label, run in runs.items():
         records = read_log(Path(run) / "log.jsonl")
@@ -219,12 +224,16 @@ def plot_accuracy_curves(runs: dict[str, str | Path], path: str | Path, title: s
         if not timed or not val:
             raise UserError(f"{run}: its log has no training time or no validation accuracy yet")
         steps, seconds = zip(*timed, strict=True)
-        minutes = [float(np.interp(step, steps, seconds)) / 60 for step, _ in val]
-        series[label] = (minutes, [accuracy for _, accuracy in val])
+        xs = [
+            float(np.interp(step, steps, seconds)) / 60 if by == "minutes" else step
+            for step, _ in val
+        ]
+        series[label] = (xs, [accuracy for _, accuracy in val])
+    xlabel = "training minutes (one thread on a shared 2-core machine)"
     return plot_curves(
         series,
         path,
-        xlabel="training minutes (one thread on a shared 2-core machine)",
+        xlabel=xlabel if by == "minutes" else "optimiser steps",
         ylabel="validation accuracy",
         title=title,
     )
