@@ -55,7 +55,7 @@ class SpeechDataConfig:
     flite: bool = option(True, "synthesise with flite's voices too (besides espeak-ng's)")
     flite_share: float = option(0.25, "the share of the pool spoken by flite's voices")
     isolated_share: float = option(
-        0.5, "the share of the pool said word by word (each digit alone, spliced with pauses)"
+        0.0, "the share of the pool said word by word (each digit alone, spliced with pauses)"
     )
     augment: bool = option(True, "distort each training utterance afresh (speed, noise, ...)")
     batch_size: int = option(32, "B, utterances per batch")
