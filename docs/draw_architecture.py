@@ -13,7 +13,7 @@ from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 LAYERS = [  # top to bottom: name, what it holds
     ("cli", "rnnkit train | sample | score | predict | eval | plot | lab | bench"),
-    ("tasks", "charlm, wordlm, dates, g2p, translate, adding, copy, ...;  train/: Trainer"),
+    ("tasks", "charlm, dates, translate, ocr, speech, pos, ner, sentiment, ...;  train/"),
     ("models", "LanguageModel, Seq2Seq + attention, SequenceModel;  decoding"),
     ("layers", "Recurrent (the time loop), Stacked, Bidirectional, RNN/LSTM/GRU twins"),
     ("kernels", "whole-sequence forward + hand-derived BPTT, one autograd.Function a cell"),

@@ -31,7 +31,7 @@ def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rnnkit train TASK", add_help=False)
     p.add_argument("--preset", help="a named preset of the task (default: the task's default)")
     p.add_argument("--config", help="a TOML file of options ([section] key = value)")
-    p.add_argument("--data", help="the training text (same as --data.path)")
+    p.add_argument("--data", help="the task's data: a file or directory (same as --data.path)")
     p.add_argument("--out", help="the run directory (default: runs/TASK-DATE-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--dry-run", action="store_true", help="one batch per split, then stop")
