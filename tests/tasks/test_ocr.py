@@ -116,16 +116,21 @@ def test_predict_reads_a_png_and_draws_its_columns(run, tmp_path, capsys):
 
 
 def test_eval_writes_json_and_png(run, tmp_path, capsys):
-    assert main(["eval", str(run), "--beam", "3", "--lines", "12", "--out", str(tmp_path)]) == 0
-    results = json.loads((tmp_path / "ocr_eval.json").read_text())["results"]
+    out = tmp_path / "e.json"
+    assert main(["eval", str(run), "--beam", "3", "--lines", "12", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
     assert set(results) == {"test", "test_fonts"}
     for split in results.values():
         assert set(split) == {"greedy", "beam 3"}
         for r in split.values():
             assert 0 <= r["cer"] and r["lines"] == 12
             assert sum(row["lines"] for row in r["by_length"]) == 12
-    assert imread(tmp_path / "ocr_eval_cer_by_length.png").shape[0] > 100
+    assert imread(out.with_suffix(".png")).shape[0] > 100
     assert "test_fonts beam 3" in " ".join(capsys.readouterr().out.split())
+    capsys.readouterr()
+    assert main(["eval", str(run), "--lines", "2", "--out", str(out)]) == 2  # never overwritten
+    assert f"--out: {out} exists; pass --force" in capsys.readouterr().err
+    assert main(["eval", str(run), "--lines", "2", "--out", str(out), "--force"]) == 0
 
 
 def one_line_error(argv: list[str], capsys) -> str:

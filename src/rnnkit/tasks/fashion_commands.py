@@ -132,34 +132,20 @@ def confusion_matrix(labels: Tensor, predicted: Tensor, k: int) -> Tensor:
 
 def cmd_eval(argv: list[str]) -> int:
     from rnnkit.files import atomic_write
-    from rnnkit.plots import check_writable
     from rnnkit.plots_eval import plot_confusion
+    from rnnkit.tasks.eval_files import add_out_options, eval_output
 
     p = _parser("rnnkit eval", "Held-out accuracy of a fashion run, by class, and confusions.")
     p.add_argument("--split", default="test", choices=("test", "val"), help="(default: test)")
     p.add_argument("--limit", type=int, default=0, help="only the first N images (0: all)")
-    p.add_argument(
-        "--out",
-        default=None,
-        help="results JSON; the confusion matrix goes beside it as .png "
-        "(default: RUN/eval_SPLIT.json, replaced on each eval)",
-    )
+    add_out_options(p, "the confusion matrix")
     p.add_argument("--batch-size", type=int, default=500, help="images per forward pass")
     a = p.parse_args(argv)
     if a.limit < 0:
         raise UserError(f"--limit must be >= 0, got {a.limit}")
     if a.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {a.batch_size}")
-    if a.out:
-        out = Path(a.out)
-        if out.suffix.lower() == ".png":
-            raise UserError(
-                f"--out {out}: give the results JSON's name (.json); the PNG goes beside it"
-            )
-    else:
-        run = Path(a.run)
-        out = (run if run.is_dir() else run.parent) / f"eval_{a.split}.json"
-    check_writable(out, "--out")
+    out = eval_output(a.run, a.out, a.split, a.force)
     loaded = load_fashion_run(a.run)
     images, labels = held_out(loaded, a.split, a.data)
     if a.limit:

@@ -97,7 +97,7 @@ def cmd_predict(argv: list[str]) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from rnnkit.plots import check_writable
+    from rnnkit.tasks.eval_files import add_out_options, eval_output
     from rnnkit.tasks.ner_scores import format_table, per_type, write_report
 
     p = argparse.ArgumentParser(
@@ -105,25 +105,10 @@ def cmd_eval(argv: list[str]) -> int:
     )
     p.add_argument("run", help="a run directory or a .safetensors checkpoint")
     p.add_argument("--split", default="test", choices=("test", "val"), help="(default: test)")
-    p.add_argument(
-        "--out",
-        default=None,
-        help="the table as JSON (default: RUN/ner_eval_SPLIT.json); "
-        "its bar chart goes beside it as .png",
-    )
-    p.add_argument("--force", action="store_true", help="let --out replace existing files")
+    add_out_options(p, "a bar chart of the per-type scores", "ner_eval_SPLIT")
     a = p.parse_args(argv)
     run = Path(a.run)
-    out = (
-        Path(a.out) if a.out else (run if run.is_dir() else run.parent) / f"ner_eval_{a.split}.json"
-    )
-    if a.out:
-        check_writable(out, "--out")
-        if out.suffix.lower() != ".json":
-            raise UserError(f"--out {out}: the table is JSON: give a .json name")
-        for path in (out, out.with_suffix(".png")):
-            if path.exists() and not a.force:
-                raise UserError(f"--out: {path} exists; pass --force to replace it")
+    out = eval_output(run, a.out, a.split, a.force, stem="ner_eval")
     loaded = load_tagger_run(run)
     _threads(loaded)
     recipe = loaded.recipe.for_config(loaded.cfg)

@@ -217,12 +217,12 @@ def by_length(refs: list[str], hyps: list[str], width: int = 5) -> list[dict]:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from rnnkit.plots import check_writable
+    from rnnkit.tasks.eval_files import add_out_options, eval_output
     from rnnkit.tasks.ocr_plots import plot_cer_by_length
 
     p = decode_parser("rnnkit eval", "CER/WER of an OCR run on its held-out lines.")
     p.add_argument("--lines", type=int, default=0, help="test lines per split (0: the run's)")
-    p.add_argument("--out", default=None, help="directory for ocr_eval.json and the PNG")
+    add_out_options(p, "CER against line length", "ocr_eval_SPLIT")
     p.add_argument(
         "--split",
         choices=("test", "val"),
@@ -232,9 +232,8 @@ def cmd_eval(argv: list[str]) -> int:
     a = p.parse_args(argv)
     check_decode_args(a)
     loaded = load_ocr_run(a.run)
-    out = Path(a.out) if a.out else loaded.path.parent
-    json_path, png_path = out / "ocr_eval.json", out / "ocr_eval_cer_by_length.png"
-    check_writable(json_path, "the results")
+    json_path = eval_output(a.run, a.out, a.split, a.force, stem="ocr_eval")
+    png_path = json_path.with_suffix(".png")
     n = a.lines or loaded.cfg.data.test_lines
     if n < 1:
         raise UserError(f"--lines must be >= 1, got {a.lines}")

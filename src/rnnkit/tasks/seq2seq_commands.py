@@ -180,28 +180,12 @@ def cmd_predict(argv: list[str]) -> int:
 
 
 def eval_output(a) -> Path:
-    """The results JSON of ``eval``: --out (an existing file, or its .png, only with --force),
-    else the run's own eval_SPLIT.json."""
-    from rnnkit.plots import check_writable
+    """The results JSON of ``eval`` (``rnnkit.tasks.eval_files``); an ensemble's default name
+    says how many models it mixes."""
+    from rnnkit.tasks.eval_files import eval_output as output
 
-    if not a.out:
-        run = Path(a.run)
-        base = run if run.is_dir() else run.parent
-        suffix = f"_ensemble{len(a.ensemble) + 1}" if a.ensemble else ""
-        return base / f"eval_{a.split}{suffix}.json"
-    out = Path(a.out)
-    check_writable(out, "--out")
-    if out.suffix.lower() == ".png":
-        raise UserError(
-            f"--out {out} is the results JSON and its plot goes beside it as .png: "
-            "give a .json name"
-        )
-    for path in (out, out.with_suffix(".png")):
-        if path.exists() and not a.force:
-            raise UserError(
-                f"--out: {path} exists; pass --force to replace it, or choose another --out"
-            )
-    return out
+    suffix = f"_ensemble{len(a.ensemble) + 1}" if a.ensemble else ""
+    return output(a.run, a.out, a.split + suffix, a.force)
 
 
 def cmd_eval(argv: list[str]) -> int:
@@ -209,19 +193,12 @@ def cmd_eval(argv: list[str]) -> int:
 
     from rnnkit.files import atomic_write
     from rnnkit.plots import plot_by_length
+    from rnnkit.tasks.eval_files import add_out_options
 
     p = decode_parser("rnnkit eval", "Scores of a sequence-to-sequence run on a held-out split.")
     p.add_argument("--split", default="test", choices=("test", "val"), help="(default: test)")
     p.add_argument("--limit", type=int, default=0, help="only the first N examples (0: all)")
-    p.add_argument(
-        "--out",
-        default=None,
-        help="results JSON, its plot beside it as .png "
-        "(default: RUN/eval_SPLIT.json, replaced on each eval)",
-    )
-    p.add_argument(
-        "--force", action="store_true", help="let --out replace an existing file (and its .png)"
-    )
+    add_out_options(p, "score by source length")
     p.add_argument("--show", type=int, default=5, help="print this many wrong outputs")
     a = p.parse_args(argv)
     if a.limit < 0:

@@ -180,6 +180,7 @@ def held_out_sets(cfg, which: list[str], limit: int = 0) -> dict[str, tuple[list
 
 def cmd_eval(argv: list[str]) -> int:
     from rnnkit.files import atomic_write
+    from rnnkit.tasks.eval_files import add_out_options, eval_output
 
     p = argparse.ArgumentParser(prog="rnnkit eval", description="WER of a speech run.")
     p.add_argument("run", help="a speech run directory or a .safetensors checkpoint")
@@ -190,7 +191,7 @@ def cmd_eval(argv: list[str]) -> int:
         help="comma-separated, of: " + "; ".join(f"{k} ({v})" for k, v in SETS.items()),
     )
     p.add_argument("--limit", type=int, default=0, help="only the first N of each set (0: all)")
-    p.add_argument("--out", default=None, help="results JSON (default: RUN/eval.json)")
+    add_out_options(p, None, "eval")
     p.add_argument("--show", type=int, default=3, help="print this many errors per set")
     a = p.parse_args(argv)
     which = [s.strip() for s in a.sets.split(",") if s.strip()]
@@ -202,7 +203,7 @@ def cmd_eval(argv: list[str]) -> int:
             raise UserError(f"{flag} must be >= 0, got {value}")
     loaded = load_speech_run(a.run)
     run = Path(a.run)
-    out = Path(a.out) if a.out else (run if run.is_dir() else run.parent) / "eval.json"
+    out = eval_output(run, a.out, None, a.force)
     results: dict = {"checkpoint": str(loaded.path), "sets": {}}
     for name, (waves, refs) in held_out_sets(loaded.cfg, which, a.limit).items():
         results["sets"][name] = {}

@@ -134,20 +134,14 @@ def cmd_eval(argv: list[str]) -> int:
     from collections import Counter
 
     from rnnkit.files import atomic_write
-    from rnnkit.plots import check_writable
+    from rnnkit.tasks.eval_files import add_out_options, eval_output
 
     p = argparse.ArgumentParser(
         prog="rnnkit eval", description="Held-out scores of a tagging run, beside the baseline."
     )
     p.add_argument("run", help="a run directory or a .safetensors checkpoint")
     p.add_argument("--split", default="test", choices=("test", "val"), help="(default: test)")
-    p.add_argument(
-        "--out",
-        default=None,
-        help="results JSON (default: RUN/eval_SPLIT.json); the "
-        "confusion matrix goes beside it as .png",
-    )
-    p.add_argument("--force", action="store_true", help="let --out replace existing files")
+    add_out_options(p, "the confusion matrix")
     p.add_argument(
         "--tagset",
         default=None,
@@ -157,15 +151,8 @@ def cmd_eval(argv: list[str]) -> int:
     p.add_argument("--confused", type=int, default=10, help="print the N most confused pairs")
     a = p.parse_args(argv)
     run = Path(a.run)
-    name = f"eval_{a.split}" + (f"_{a.tagset}" if a.tagset else "") + ".json"
-    out = Path(a.out) if a.out else (run if run.is_dir() else run.parent) / name
-    if a.out:
-        check_writable(out, "--out")
-        if out.suffix.lower() != ".json":
-            raise UserError(f"--out {out}: the results are JSON: give a .json name")
-        for path in (out, out.with_suffix(".png")):
-            if path.exists() and not a.force:
-                raise UserError(f"--out: {path} exists; pass --force to replace it")
+    split = a.split + (f"_{a.tagset}" if a.tagset else "")
+    out = eval_output(run, a.out, split, a.force)
     if a.confused < 0:
         raise UserError(f"--confused must be >= 0, got {a.confused}")
     loaded = load_tagger_run(run)

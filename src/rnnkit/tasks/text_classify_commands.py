@@ -74,29 +74,19 @@ def make_commands(name: str, load: Callable[[Path], LoadedClassifier], default_d
 
     def cmd_eval(argv: list[str]) -> int:
         from rnnkit.files import atomic_write
-        from rnnkit.plots import check_writable
         from rnnkit.plots_eval import plot_confusion
+        from rnnkit.tasks.eval_files import add_out_options, eval_output
 
         p = _parser("rnnkit eval", f"Accuracy and confusion matrix of a {name} run.")
         p.add_argument("--split", default="test", choices=("test", "val"), help="(default test)")
         p.add_argument("--data", default=None, help="another data file (default: the run's)")
-        p.add_argument(
-            "--out",
-            default=None,
-            help="results JSON, the confusion matrix beside it as .png "
-            "(default: RUN/eval_SPLIT.json, replaced on each eval)",
-        )
+        add_out_options(p, "the confusion matrix")
         p.add_argument("--show", type=int, default=5, help="print this many wrong predictions")
         a = p.parse_args(argv)
         if a.show < 0:
             raise UserError(f"--show must be >= 0, got {a.show}")
         run = Path(a.run)
-        out = (
-            Path(a.out) if a.out else (run if run.is_dir() else run.parent) / f"eval_{a.split}.json"
-        )
-        if out.suffix.lower() == ".png":
-            raise UserError(f"--out {out}: give the results JSON's name; the PNG goes beside it")
-        check_writable(out, "--out")
+        out = eval_output(run, a.out, a.split, a.force)
         loaded = load(run)
         cfg = loaded.cfg.data
         path = Path(a.data or cfg.path or default_data)
