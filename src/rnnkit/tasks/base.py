@@ -8,9 +8,11 @@ A task is one module in ``rnnkit/tasks/`` that ends with one registration line::
 the presets (named functions returning a fresh config of the task's dataclasses), ``build``
 (the data, the model, the loss and the metrics: a ``rnnkit.train.task.Task``), the range
 checks, how a finished run is reported, how a checkpoint is loaded back, ``predict`` for one
-input, the plots the run's log gives, and the subcommands the task adds (``sample`` for
-language models, ``predict``/``eval`` for sequence-to-sequence runs). Everything optional has a
-default that suits most tasks. ``cli.py`` knows no task: it dispatches through ``registry()``.
+input, and the commands the task adds: subcommands (``sample``, ``score`` for language models)
+and run commands (``predict``, ``eval``), which ``rnnkit predict RUN`` dispatches by RUN's
+task (``rnnkit plot RUN`` draws whatever a run's log holds, for every task alike). Everything
+optional has a default that suits most tasks. ``cli.py`` knows no task: it dispatches through
+``registry()``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ class TaskSpec:
     load: Callable | None = None
     # (loaded run, input text) -> the output text: the model applied to one input
     predict: Callable[[object, str], str] | None = None
-    plots: tuple[str, ...] = ("loss", "grad_norm", "lr")  # what ``rnnkit plot RUN`` draws
     # subcommands this task adds: name -> (function(argv) -> exit status, help line)
     commands: dict[str, tuple[Callable[[list[str]], int], str]] = field(default_factory=dict)
     # commands on a trained run, ``rnnkit NAME RUN ...`` (``predict``, ``eval``): the command

@@ -133,7 +133,6 @@ def hooks() -> dict:
         "finish": finish,
         "load": load_lm,
         "predict": predict,
-        "plots": ("loss", "bits", "grad_norm", "lr"),
         "commands": {
             "sample": (cmd_sample, "generate text from a trained language model"),
             "score": (cmd_score, "log-probability and bits per token of texts"),
