@@ -16,12 +16,11 @@ import argparse
 import unicodedata
 from pathlib import Path
 
-import torch
 from seqeval.metrics.sequence_labeling import get_entities
 
 from rnnkit.errors import UserError
 from rnnkit.tasks.tagger import TaggerVocab, tag_sentences
-from rnnkit.tasks.tagger_commands import LoadedTagger, load_tagger, load_tagger_run
+from rnnkit.tasks.tagger_commands import LoadedTagger, load_tagger, load_tagger_run, use_threads
 
 
 def width(text: str) -> int:
@@ -77,11 +76,6 @@ def predict_one(loaded: LoadedTagger, text: str) -> str:
     return predict_lines(loaded, [text.split()])[0]
 
 
-def _threads(loaded: LoadedTagger) -> None:
-    if loaded.cfg.train.threads:
-        torch.set_num_threads(loaded.cfg.train.threads)
-
-
 def cmd_predict(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="rnnkit predict", description="Named entities of sentences by a ner run."
@@ -90,7 +84,7 @@ def cmd_predict(argv: list[str]) -> int:
     p.add_argument("inputs", nargs="+", help="sentences, tokens separated by spaces")
     a = p.parse_args(argv)
     loaded = load_tagger_run(Path(a.run))
-    _threads(loaded)
+    use_threads(loaded)
     for block in predict_lines(loaded, [s.split() for s in a.inputs]):
         print(block + "\n")
     return 0
@@ -110,7 +104,7 @@ def cmd_eval(argv: list[str]) -> int:
     run = Path(a.run)
     out = eval_output(run, a.out, a.split, a.force, stem="ner_eval")
     loaded = load_tagger_run(run)
-    _threads(loaded)
+    use_threads(loaded)
     recipe = loaded.recipe.for_config(loaded.cfg)
     splits = recipe.sentences(loaded.cfg)
     sentences = splits[a.split]

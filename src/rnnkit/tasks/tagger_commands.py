@@ -74,7 +74,8 @@ def predict_one(loaded: LoadedTagger, text: str) -> str:
     return aligned(tokens, tag_sentences(loaded.model, loaded.vocab, [tokens])[0])
 
 
-def _threads(loaded: LoadedTagger) -> None:
+def use_threads(loaded: LoadedTagger) -> None:
+    """The run's ``train.threads`` for predict and eval too (0: torch's default)."""
     if loaded.cfg.train.threads:
         torch.set_num_threads(loaded.cfg.train.threads)
 
@@ -89,7 +90,7 @@ def cmd_predict(argv: list[str]) -> int:
     )
     a = p.parse_args(argv)
     loaded = load_tagger_run(Path(a.run))
-    _threads(loaded)
+    use_threads(loaded)
     sentences = [s.split() for s in a.inputs]
     if not all(sentences):
         raise UserError("predict: an input sentence is empty")
@@ -156,7 +157,7 @@ def cmd_eval(argv: list[str]) -> int:
     if a.confused < 0:
         raise UserError(f"--confused must be >= 0, got {a.confused}")
     loaded = load_tagger_run(run)
-    _threads(loaded)
+    use_threads(loaded)
     if a.tagset:
         if loaded.recipe.retag is None:
             raise UserError(f"--tagset: the {loaded.name} task has one tag set")
