@@ -15,24 +15,14 @@ import torch
 from PIL import Image
 
 from rnnkit.cli import main
-from rnnkit.errors import UserError
 from rnnkit.tasks import fashion_data as fd
+from user_errors import one_line_error
 
 QUIET = ["--train.progress", "false"]
 
 
 def idx_bytes(magic: int, shape: tuple[int, ...], data: bytes) -> bytes:
     return struct.pack(f">I{len(shape)}I", magic, *shape) + data
-
-
-def one_line_error(call, *words: str) -> str:
-    with pytest.raises(UserError) as e:
-        call()
-    message = str(e.value)
-    assert "\n" not in message
-    for word in words:
-        assert word in message, message
-    return message
 
 
 # ---- the IDX reader --------------------------------------------------------------------------

@@ -18,21 +18,12 @@ from rnnkit.errors import UserError
 from rnnkit.tasks import sentiment
 from rnnkit.tasks import text_classify_data as td
 from rnnkit.tasks.text_classify_model import POOLS, TextClassifier, TextClassifierConfig
+from user_errors import one_line_error
 
 QUIET = ["--train.progress", "false"]
 GOOD = "good great charming wonderful moving superb fine".split()
 BAD = "bad dull awful boring tedious weak lame".split()
 FILLER = "the film a story this movie is was and of its plot acting cast it".split()
-
-
-def one_line_error(call, *words: str) -> str:
-    with pytest.raises(UserError) as e:
-        call()
-    message = str(e.value)
-    assert "\n" not in message
-    for word in words:
-        assert word in message, message
-    return message
 
 
 def write_toy(path: Path, n: int = 600, seed: int = 0) -> Path:
