@@ -20,7 +20,7 @@ pyctcdecode pins numpy < 2, which rnnkit's environment does not allow: it runs i
 virtual environment given by ``--pyctcdecode-python`` (default /tmp/pyctc_venv/bin/python),
 fed the same log-probabilities through a .npy file. Medians over ``--repeats`` passes.
 
-    /work/cpuslot .venv/bin/python benchmarks/ctc_beam.py [--quick] [--out docs/ctc_beam.json]
+    .venv/bin/python benchmarks/ctc_beam.py [--quick] [--out docs/ctc_beam.json]
 
 writes the JSON and a picture of it beside it (docs/ctc_beam.png; ``--plot-only`` redraws it).
 """

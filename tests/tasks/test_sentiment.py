@@ -224,6 +224,8 @@ def test_run_command_errors_are_one_line(run, tmp_path, capsys):
     assert "pools with 'max'" in capsys.readouterr().err
     assert main(["eval", str(run), "--out", str(tmp_path / "c.png")]) == 2
     assert "JSON" in capsys.readouterr().err
+    assert main(["predict", str(run), "fine", "  "]) == 2  # nothing to classify: no guess
+    assert "text 2 is empty" in capsys.readouterr().err
 
 
 # ---- init_from: a word language model's weights ---------------------------------------------

@@ -54,6 +54,9 @@ def make_commands(name: str, load: Callable[[Path], LoadedClassifier], default_d
             "--attention", default=None, help="write the words shaded by attention to this PNG"
         )
         a = p.parse_args(argv)
+        empty = [i + 1 for i, t in enumerate(a.texts) if not t.split()]
+        if empty:
+            raise UserError(f"predict: text {empty[0]} is empty: there is nothing to classify")
         if a.attention:
             check_writable(a.attention, "--attention")
         loaded = load(Path(a.run))
