@@ -155,12 +155,55 @@ def test_word_dropout_reads_words_as_unk_in_training_only():
     assert not (model.token_vectors(batch) == unk).all(-1).any()
 
 
+def test_the_rating_head_learns_the_rating_and_needs_ratings(tmp_path):
+    """--model.rating_weight: the snippets' ratings reach the batch, the auxiliary loss trains a
+    second head to regress r/4, and data without ratings is refused in one line."""
+    f = tmp_path / "s.tsv"
+    rng = random.Random(0)
+    rows = ["id\trating\tsentence"]
+    for i in range(400):  # the rating is told by how many GOOD / BAD words the text has
+        k = rng.randint(-3, 3)
+        words = rng.choices(GOOD if k > 0 else BAD, k=abs(k)) + rng.choices(FILLER, k=4)
+        rng.shuffle(words)
+        rows.append(f"{i}\t{k or 0.5}\t{' '.join(words)} {i}")
+    f.write_text("\n".join(rows) + "\n")
+    assert [e.rating for e in td.read_examples(f)[:3]] == [
+        float(r.split("\t")[1]) for r in rows[1:4]
+    ]
+    cfg = sentiment.tiny()
+    cfg.data.path, cfg.model.rating_weight, cfg.model.pool = str(f), 1.0, "mean"
+    task = sentiment.build(cfg)
+    batch = task.batch_of("train", list(range(64)))
+    assert torch.equal(batch.ratings, torch.tensor([e.rating for e in task.splits["train"][:64]]))
+    model = task.model
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def rating_error() -> float:
+        model.eval()
+        with torch.no_grad():
+            _, _, r = model(batch, with_rating=True)
+        model.train()
+        return float((r - batch.ratings / 4).pow(2).mean())
+
+    before = rating_error()
+    for step in range(60):
+        loss, n = task.loss(model, task.batch_of("train", list(range(64))))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert n == 64 and rating_error() < 0.3 * before, (before, rating_error())
+    toy = write_toy(tmp_path / "toy.tsv", n=100)
+    cfg.data.path = str(toy)
+    one_line_error(lambda: sentiment.build(cfg), "model.rating_weight", "toy.tsv", "no")
+
+
 def test_option_errors_are_one_line(tmp_path):
     spec = sentiment.SPEC
     for bad, words in (
         ({"model.pool": "median"}, ["model.pool"]),
         ({"model.hidden_size": 0}, ["model.hidden_size"]),
         ({"model.dropout": 1.0}, ["model.dropout"]),
+        ({"model.rating_weight": -1.0}, ["model.rating_weight"]),
         ({"model.level": "char", "model.init_from": str(tmp_path)}, ["model.init_from", "word"]),
         ({"model.init_from": str(tmp_path / "nowhere")}, ["model.init_from", "does not exist"]),
     ):

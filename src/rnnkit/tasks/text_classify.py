@@ -70,6 +70,7 @@ def check_text_classify_config(cfg: TextClassifyConfig) -> None:
             "attention_size": (1, inf),
             "dropout": (0, 0.95),
             "word_dropout": (0, 0.95),
+            "rating_weight": (0, inf),
         },
     )
     if m.init_from is not None and m.level == "char":
@@ -118,6 +119,13 @@ class TextClassifyTask:
                 f"{path}: too few examples to split (train {len(self.splits['train'])}, "
                 f"validation {len(self.splits['val'])}): the split is 80/10/10 by sentence"
             )
+        if cfg.model.rating_weight > 0 and not any(
+            e.rating is not None for e in self.splits["train"]
+        ):
+            raise UserError(
+                f"option 'model.rating_weight' needs ratings to regress: {path} has none "
+                "(only the snippets format id<TAB>rating<TAB>sentence has them)"
+            )
         self.vocab = vocab or TextVocab.build(
             self.splits["train"], d.max_vocab, d.min_count, d.lowercase
         )
@@ -149,8 +157,10 @@ class TextClassifyTask:
         exs = [self.splits[split][i] for i in positions]
         encoded = [self.encoded[split][i] for i in positions]
         chars = self.cfg.model.level != "word"
-        labels = [e.label for e in exs]
-        return make_batch(self.vocab, [], labels, positions, chars=chars, encoded=encoded)
+        labels, ratings = [e.label for e in exs], [e.rating for e in exs]
+        return make_batch(
+            self.vocab, [], labels, positions, chars=chars, encoded=encoded, ratings=ratings
+        )
 
     # ---- the Task protocol -------------------------------------------------------------
     def to(self, device: torch.device) -> None:
@@ -172,8 +182,16 @@ class TextClassifyTask:
 
     def loss(self, model: nn.Module, batch: TextBatch) -> tuple[Tensor, int]:
         batch = batch.to(self.device)
-        logits, _ = model(batch)
-        return F.cross_entropy(logits, batch.labels), batch.labels.numel()
+        if self.cfg.model.rating_weight == 0:
+            logits, _ = model(batch)
+            return F.cross_entropy(logits, batch.labels), batch.labels.numel()
+        logits, _, rating = model(batch, with_rating=True)
+        rated = ~torch.isnan(batch.ratings)
+        squared = (rating - batch.ratings.nan_to_num() / 4).pow(2) * rated  # r in [-4, 4]
+        aux = squared.sum() / rated.sum().clamp(min=1)
+        return F.cross_entropy(logits, batch.labels) + self.cfg.model.rating_weight * aux, len(
+            batch.labels
+        )
 
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
         return evaluate_split(model, self, "val", max_batches, self.rank, self.world_size)[0]

@@ -48,11 +48,13 @@ MAX_WORD_CHARS = 20  # the character encoder reads at most this many characters 
 
 @dataclass(frozen=True)
 class Example:
-    """One sentence and its label; ``line``: its line number in the file (for messages)."""
+    """One sentence and its label; ``line``: its line number in the file (for messages);
+    ``rating``: the snippets format's mean rating (None in other formats)."""
 
     text: str
     label: str
     line: int
+    rating: float | None = None
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -124,7 +126,7 @@ def read_snippets(path: Path) -> list[Example]:
             raise UserError(f"{path}:{n}: the sentence is empty")
         label = rating_label(rating)
         if label is not None:
-            examples.append(Example(text, label, n))
+            examples.append(Example(text, label, n, rating))
     if not examples:
         raise UserError(f"{path}: no examples with a non-zero rating")
     return examples
@@ -230,19 +232,21 @@ class TextVocab:
 class TextBatch:
     """A padded, time-major batch: words (T, B) (0 = <pad>), lengths (B,) >= 1, chars
     (T, B, C) (0 = <pad>; C >= 1), labels (B,) class ids (-1: none), index (B,): the examples'
-    positions in their list."""
+    positions in their list; ratings (B,) float, each example's rating (NaN: none)."""
 
     words: Tensor
     lengths: Tensor
     chars: Tensor
     labels: Tensor
     index: Tensor
+    ratings: Tensor
 
     def to(self, device: torch.device) -> TextBatch:
         return TextBatch(
             *(t.to(device) for t in (self.words, self.lengths, self.chars)),
             self.labels.to(device),
             self.index,
+            self.ratings.to(device),
         )
 
     @property
@@ -259,11 +263,13 @@ def make_batch(
     index: Sequence[int],
     chars: bool = True,
     encoded: Sequence[tuple[list[str], list[int]]] | None = None,
+    ratings: Sequence[float | None] | None = None,
 ) -> TextBatch:
     """Pad ``texts`` into a ``TextBatch``; a text with no tokens becomes one <unk>.
 
     ``chars`` False leaves the character tensor empty (T, B, 1) (a word-level model reads
-    none); ``encoded``: the texts' ``vocab.encode`` already made (a task caches them).
+    none); ``encoded``: the texts' ``vocab.encode`` already made (a task caches them);
+    ``ratings``: the examples' ratings (None, or a None in it: NaN).
     """
     encoded = encoded if encoded is not None else [vocab.encode(t) for t in texts]
     encoded = [(toks, ids) if ids else ([UNK], [1]) for toks, ids in encoded]
@@ -277,12 +283,14 @@ def make_batch(
             c = vocab.char_ids_of(tok)
             char_ids[t, b, : len(c)] = torch.tensor(c, dtype=torch.long)
     ys = [vocab.class_ids.get(y, -1) if y is not None else -1 for y in labels]
+    rs = [math.nan if r is None else r for r in (ratings or [None] * B)]
     return TextBatch(
         words,
         torch.tensor([len(ids) for _, ids in encoded]),
         char_ids,
         torch.tensor(ys, dtype=torch.long),
         torch.tensor(list(index), dtype=torch.long),
+        torch.tensor(rs, dtype=torch.float32),
     )
 
 

@@ -23,6 +23,11 @@ For a sentence of T tokens w_1..w_T:
   s = Σ_t α_t y_t, with a learned query q (Yang et al. 2016, "Hierarchical attention networks
   for document classification"); padding gets α = 0 and the α of a sentence sum to 1. The
   model returns α for display.
+- ``rating_weight`` λ > 0 (data with ratings, such as the snippets' mean rating r in [-4, 4]):
+  a second linear head regresses r/4 from the same dropout(s), and training minimises
+  CE + λ (r̂ - r/4)², so the model learns how positive a sentence is, not only its sign (the
+  raters' mean is a richer target than the label made from it; a sentence rated 0.1 and one
+  rated 3.5 are no longer the same example). Predictions still come from the softmax.
 """
 
 from __future__ import annotations
@@ -61,6 +66,9 @@ class TextClassifierConfig:
     )
     init_from: str | None = option(
         None, "a wordlm run: start the word embedding and the encoder from its weights"
+    )
+    rating_weight: float = option(
+        0.0, "λ of an auxiliary loss λ (r̂ - r/4)² regressing each sentence's rating r (snippets)"
     )
 
 
@@ -106,6 +114,7 @@ class TextClassifier(nn.Module):
             )
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(out, num_classes)
+        self.rating_head = nn.Linear(out, 1) if cfg.rating_weight > 0 else None
 
     def char_vectors(self, chars: Tensor) -> Tensor:
         """c(w) for every token: chars (T, B, C) -> (T, B, 2 H_c); each distinct spelling in the
@@ -132,7 +141,9 @@ class TextClassifier(nn.Module):
             parts.append(self.char_vectors(batch.chars))
         return self.drop(torch.cat(parts, dim=-1))
 
-    def forward(self, batch) -> tuple[Tensor, Tensor | None]:
+    def forward(self, batch, with_rating: bool = False):
+        """(logits (B, K), alpha (T, B) or None), and with ``with_rating`` the rating head's
+        r̂ (B,) third (the model must have one)."""
         lengths = batch.lengths
         ys, state = self.rnn(self.token_vectors(batch), lengths=lengths)  # (T, B, D H)
         mask = batch.mask  # (T, B)
@@ -149,7 +160,10 @@ class TextClassifier(nn.Module):
             scores = torch.tanh(self.attn_proj(ys)) @ self.attn_query  # (T, B)
             alpha = F.softmax(scores.masked_fill(~mask, float("-inf")), dim=0)
             pooled = (alpha[..., None] * ys).sum(0)
-        return self.head(self.drop(pooled)), alpha
+        pooled = self.drop(pooled)
+        if with_rating:
+            return self.head(pooled), alpha, self.rating_head(pooled)[:, 0]
+        return self.head(pooled), alpha
 
 
 def _lower_map(tokens: list[str]) -> dict[str, int]:
