@@ -136,3 +136,63 @@ def test_learning_rate_schedules():
     assert learning_rate(cfg, 60) == pytest.approx(0.55)
     cfg.schedule = "constant"
     assert learning_rate(cfg, 100) == 1.0
+
+
+# ---- --train.ema: the weight average --------------------------------------------------------
+def test_the_weight_average_follows_its_recursion_and_leaves_the_weights_alone():
+    from rnnkit.train.ema import WeightAverage
+
+    model = nn.Linear(3, 2)
+    average = WeightAverage(model, 0.9)
+    expected = model.weight.detach().clone().double()
+    for n in range(1, 30):
+        with torch.no_grad():
+            model.weight.add_(torch.randn_like(model.weight))
+        average.update(model)
+        d = min(0.9, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * model.weight.detach().double()
+    torch.testing.assert_close(average.average["weight"].double(), expected)
+    own = model.weight.detach().clone()
+    with average.applied(model):
+        assert torch.equal(model.weight, average.average["weight"])
+    assert torch.equal(model.weight, own)
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, 1.0)
+
+
+def test_ema_is_what_is_evaluated_and_kept_as_best_and_resumes_exactly(tmp_path):
+    from rnnkit.train.checkpoint import load_checkpoint
+
+    options = dict(progress=False, eval_every=10, checkpoint_every=10, log_every=5, lr=1e-2,
+                   warmup_steps=0, schedule="constant", ema=0.95)  # fmt: skip
+    trainer = Trainer(
+        SumTask(), TrainConfig(max_steps=40, **options), tmp_path / "a", {"task": "s"}
+    )
+    result = trainer.fit()
+    with trainer.average.applied(trainer.model):
+        averaged = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        assert result["loss"] == trainer.evaluate()["loss"]  # the logged loss is the average's
+    assert not torch.equal(averaged["rnn.weight_hh_l0"], trainer.model.rnn.weight_hh_l0)
+    best = load_checkpoint(tmp_path / "a" / "best.safetensors")
+    assert best.meta["trainer"]["step"] == 40  # still improving: the best is the last
+    for k, v in best.model_state.items():
+        assert torch.equal(v, averaged[k]), k
+    # 20 steps, then resumed to 40: the same weights and the same average as in one go
+    Trainer(SumTask(), TrainConfig(max_steps=20, **options), tmp_path / "b", {"task": "s"}).fit()
+    again = Trainer(
+        SumTask(), TrainConfig(max_steps=40, **options), tmp_path / "b", {"task": "s"}, resume=True
+    )
+    again.fit()
+    assert again.average.updates == trainer.average.updates == 40
+    for k in trainer.average.average:
+        assert torch.equal(again.average.average[k], trainer.average.average[k]), k
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[k], v), k
+
+
+def test_ema_out_of_range_is_one_line():
+    from rnnkit.errors import UserError
+    from rnnkit.train.train_config import check_train_config
+
+    with pytest.raises(UserError, match="'train.ema'"):
+        check_train_config(TrainConfig(ema=1.0))

@@ -30,6 +30,11 @@ class TrainConfig:
     min_lr_ratio: float = option(0.1, "the schedule's final lr as a fraction of lr")
     clip_norm: float = option(1.0, "clip the gradient's global norm to this (0: off)")
     clip_value: float = option(0.0, "clip each gradient element to [-v, v] (0: off)")
+    ema: float = option(
+        0.0,
+        "evaluate and keep as best an exponential moving average of the weights with this "
+        "decay (0: off; e.g. 0.999)",
+    )
     max_steps: int = option(2000, "stop after this many optimiser steps")
     max_minutes: float = option(
         0.0,
@@ -89,6 +94,7 @@ def check_train_config(cfg: TrainConfig) -> None:
             "min_lr_ratio": (0, 1),
             "clip_norm": (0, inf),
             "clip_value": (0, inf),
+            "ema": (0, 0.9999999),
             "max_steps": (1, inf),
             "max_minutes": (0, inf),
             "eval_every": (1, inf),

@@ -33,6 +33,7 @@ from rnnkit.train.checkpoint import (
     save_checkpoint,
 )
 from rnnkit.train.distributed import Distributed
+from rnnkit.train.ema import WeightAverage, split_average
 from rnnkit.train.run_dir import BEST as BEST
 from rnnkit.train.run_dir import LAST as LAST
 from rnnkit.train.run_dir import lock_run_dir as lock_run_dir
@@ -169,6 +170,7 @@ class Trainer:
         task.to(self.device)
         self.trained = self.dist.wrap(self.model, self.device)
         self.optimizer = make_optimizer(cfg, self.model)
+        self.average = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
         self.step = 0
         self.epoch, self.position = 0, 0
         # the checkpoint kept as best: by the task's choice of validation metric (seq2seq tasks:
@@ -207,14 +209,23 @@ class Trainer:
                     f"{self.run_dir / name}. Lower --train.lr or clip (--train.clip_norm)"
                 )
         meta = {**self.meta, "trainer": self._trainer_state()}
-        save_checkpoint(
-            self.run_dir / name,
-            model_state=self.model.state_dict(),
-            meta=meta,
-            optimizer_state=self.optimizer.state_dict() if with_optimizer else None,
-            rng=with_optimizer,
-            extra_tensors=self.task.carried_state() if with_optimizer else None,
-        )
+        extra = None
+        if with_optimizer:
+            extra = {**self.task.carried_state(), **(self.average.state() if self.average else {})}
+        # the best checkpoint holds the weights it was chosen by: the average, if one is kept
+        with self._averaged() if name == BEST else contextlib.nullcontext():
+            save_checkpoint(
+                self.run_dir / name,
+                model_state=self.model.state_dict(),
+                meta=meta,
+                optimizer_state=self.optimizer.state_dict() if with_optimizer else None,
+                rng=with_optimizer,
+                extra_tensors=extra,
+            )
+
+    def _averaged(self):
+        """The model holds the weight average inside the block (``--train.ema``), else as is."""
+        return self.average.applied(self.model) if self.average else contextlib.nullcontext()
 
     def _resume(self) -> None:
         path = self.run_dir / LAST
@@ -235,13 +246,18 @@ class Trainer:
         if state.get("best_metric", "loss") == self.selection:  # else: kept by another metric
             self.best, self.bad_evals = state["best"], state["bad_evals"]
         self.elapsed, self.skipped = state.get("elapsed", 0.0), state.get("skipped", 0)
-        self.task.load_carried_state({k: v.to(self.device) for k, v in ckpt.extra_tensors.items()})
+        average, carried = split_average(ckpt.extra_tensors)
+        if self.average and not self.average.load(
+            {k: v.to(self.device) for k, v in average.items()}
+        ):
+            self.average = WeightAverage(self.model, self.cfg.ema)  # started without: from here
+        self.task.load_carried_state({k: v.to(self.device) for k, v in carried.items()})
         restore_rng(ckpt.rng)
 
     # ---- the loop ----------------------------------------------------------------------
     def evaluate(self) -> dict:
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self._averaged():
             totals = self.task.evaluate(self.model, self.cfg.eval_batches)
         self.model.train()
         totals = self.dist.all_reduce_sums(totals, self.device)
@@ -337,6 +353,8 @@ class Trainer:
             value = loss.item()
             if self._finite(value, grad_norm):
                 self.optimizer.step()
+                if self.average:
+                    self.average.update(self.model)
             else:
                 self._nonfinite(value, grad_norm)
             self.optimizer.zero_grad(set_to_none=True)
