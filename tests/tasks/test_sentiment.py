@@ -186,7 +186,7 @@ def test_the_rating_head_learns_the_rating_and_needs_ratings(tmp_path):
         return float((r - batch.ratings / 4).pow(2).mean())
 
     before = rating_error()
-    for step in range(60):
+    for _ in range(60):
         loss, n = task.loss(model, task.batch_of("train", list(range(64))))
         opt.zero_grad()
         loss.backward()
@@ -204,6 +204,7 @@ def test_option_errors_are_one_line(tmp_path):
         ({"model.hidden_size": 0}, ["model.hidden_size"]),
         ({"model.dropout": 1.0}, ["model.dropout"]),
         ({"model.rating_weight": -1.0}, ["model.rating_weight"]),
+        ({"model.ngrams": 9}, ["model.ngrams"]),
         ({"model.level": "char", "model.init_from": str(tmp_path)}, ["model.init_from", "word"]),
         ({"model.init_from": str(tmp_path / "nowhere")}, ["model.init_from", "does not exist"]),
     ):
@@ -325,3 +326,72 @@ def test_the_report_reads_the_runs_figures(run, tmp_path, capsys):
     assert "| toy | " in capsys.readouterr().out
     with Image.open(png) as image:
         assert image.format == "PNG"
+
+
+# ---- --model.ngrams: the naive-Bayes n-gram classifier mixed in ---------------------------------
+def test_ngrams_are_counted_by_sentence_and_read_as_binary_features():
+    assert td.ngrams_of(["a", "b", "c"], 2) == ["a", "b", "c", "a b", "b c"]
+    exs = [td.Example("good good film", "pos", 1), td.Example("good film", "pos", 2),
+           td.Example("bad film", "neg", 3)]  # fmt: skip
+    vocab = td.TextVocab.build(exs, 100, 1, True, ngram_order=2)
+    assert vocab.ngrams == ["film", "good", "good film"]  # in >= 2 sentences ("good good": 1)
+    tokens = ["good", "film", "good", "film", "unknown"]
+    assert vocab.ngram_ids_of(tokens) == [0, 1, 2]  # each once, sorted, unknown ones dropped
+    assert td.TextVocab.from_dict(vocab.to_dict()) == vocab
+    batch = td.make_batch(vocab, ["good film", "bad", "film"], ["pos", "neg", "pos"], range(3))
+    assert batch.ngrams.tolist() == [0, 1, 2, 0] and batch.ngram_offsets.tolist() == [0, 3, 3]
+
+
+def test_the_ngram_classifier_is_nb_logistic_regression_and_the_mixture_is_exact(tmp_path):
+    """Its logits equal scikit-learn's decision function on x ∘ r, with r the log-count ratio
+    computed here by hand; the mixture is log((1 - w) p_net + w p_ngram) for every w."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from rnnkit.tasks import text_classify_ngrams as ng
+
+    exs = td.read_examples(write_toy(tmp_path / "toy.tsv", n=300))
+    vocab = td.TextVocab.build(exs, 1000, 1, True, ngram_order=2)
+    x = ng.ngram_matrix(vocab, exs).toarray()
+    y = np.array([vocab.class_ids[e.label] for e in exs])
+    p, q = 1 + x[y == 1].sum(0), 1 + x[y == 0].sum(0)
+    r = np.log(p / p.sum()) - np.log(q / q.sum())
+    np.testing.assert_allclose(ng.log_count_ratio(ng.ngram_matrix(vocab, exs), y), r)
+    reference = LogisticRegression(C=1.0, max_iter=2000).fit(x * r, y).decision_function(x * r)
+    weight, bias = ng.fit_ngram_classifier(vocab, exs)
+    cfg = TextClassifierConfig(embedding_size=8, hidden_size=8, ngrams=2)
+    model = TextClassifier(len(vocab), len(vocab.chars), 2, cfg, len(vocab.ngrams)).eval()
+    model.ngram_weight.copy_(weight)
+    model.ngram_bias.copy_(bias)
+    batch = td.make_batch(vocab, [e.text for e in exs], [e.label for e in exs], range(len(exs)))
+    logits = model.ngram_logits(batch)
+    np.testing.assert_allclose((logits[:, 1] - logits[:, 0]).numpy(), reference, atol=1e-4)
+    net, grams = torch.randn(5, 2), torch.randn(5, 2)
+    for w in (0.0, 0.3, 1.0):
+        model.ngram_mix.fill_(w)
+        expected = ((1 - w) * net.softmax(-1) + w * grams.softmax(-1)).log()
+        torch.testing.assert_close(model.mixed(net, grams), expected)
+
+
+def test_a_run_with_ngrams_writes_the_mixture_into_its_best_checkpoint(tmp_path, capsys):
+    from rnnkit.train.checkpoint import load_checkpoint
+
+    data = write_toy(tmp_path / "toy.tsv")
+    out = tmp_path / "run"
+    args = ["--data.path", str(data), "--model.ngrams", "2", "--train.max_steps", "4", *QUIET]
+    assert main(["train", "sentiment", "--preset", "tiny", "--out", str(out), *args]) == 0
+    said = capsys.readouterr().out
+    assert "n-grams: a naive-Bayes logistic regression over" in said
+    best = load_checkpoint(out / "best.safetensors")
+    report = best.meta["ngram_classifier"]
+    # one word tells the label: the n-grams alone get it right, and the mixture at least as well
+    assert (
+        report["accuracy_ngrams"] > 0.95 and report["accuracy_mixed"] >= report["accuracy_network"]
+    )
+    assert float(best.model_state["ngram_mix"]) == report["mix"] > 0
+    assert float(load_checkpoint(out / "last.safetensors").model_state["ngram_mix"]) == 0
+    assert main(["eval", str(out), "--split", "val"]) == 0
+    evaluated = json.loads((out / "eval_val.json").read_text())
+    assert evaluated["accuracy"] == pytest.approx(report["accuracy_mixed"])
+    assert main(["predict", str(out), "a wonderful story"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("a wonderful story\tpos (p = ")

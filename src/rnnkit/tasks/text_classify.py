@@ -71,6 +71,7 @@ def check_text_classify_config(cfg: TextClassifyConfig) -> None:
             "dropout": (0, 0.95),
             "word_dropout": (0, 0.95),
             "rating_weight": (0, inf),
+            "ngrams": (0, 5),
         },
     )
     if m.init_from is not None and m.level == "char":
@@ -127,7 +128,7 @@ class TextClassifyTask:
                 "(only the snippets format id<TAB>rating<TAB>sentence has them)"
             )
         self.vocab = vocab or TextVocab.build(
-            self.splits["train"], d.max_vocab, d.min_count, d.lowercase
+            self.splits["train"], d.max_vocab, d.min_count, d.lowercase, cfg.model.ngrams
         )
         self.data_sizes = {s: len(self.splits[s]) for s in ("train", "val", "test")}
         self.encoded = {
@@ -136,7 +137,9 @@ class TextClassifyTask:
         self.train_lengths = [len(ids) for _, ids in self.encoded["train"]]
         torch.manual_seed(cfg.train.seed)  # the same initial weights in every process
         m = cfg.model
-        self.model = TextClassifier(len(self.vocab), len(self.vocab.chars), self.num_classes, m)
+        self.model = TextClassifier(
+            len(self.vocab), len(self.vocab.chars), self.num_classes, m, len(self.vocab.ngrams)
+        )
         self.init_report = None
         if m.init_from is not None and vocab is None:  # a resumed run has its weights already
             self.init_report = init_from_lm(self.model, self.vocab.words, m.init_from)
@@ -305,7 +308,9 @@ def loader(config_class: type) -> object:
         except UserError as e:
             raise UserError(f"checkpoint {path}: {e}") from None
         m = cfg.model
-        model = TextClassifier(len(vocab), len(vocab.chars), len(vocab.classes), m)
+        model = TextClassifier(
+            len(vocab), len(vocab.chars), len(vocab.classes), m, len(vocab.ngrams)
+        )
         load_model_state(model, ckpt.model_state, path)
         return LoadedClassifier(model.eval(), vocab, cfg, ckpt.meta, Path(path))
 

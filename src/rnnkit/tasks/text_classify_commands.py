@@ -157,9 +157,12 @@ def hooks(name: str, load_spec: Callable, default_data: Path) -> dict:
     def load(run: Path) -> LoadedClassifier:
         return load_run(run, load_spec, f"a {name} run")
 
+    from rnnkit.tasks.text_classify_ngrams import finish
+
     cmd_predict, cmd_eval = make_commands(name, load, default_data)
     return {
         "load": load_spec,
+        "finish": finish,
         "predict": lambda loaded, text: predict_line(classify(loaded, [text])[0]),
         "run_commands": {
             "predict": (cmd_predict, f"the label of texts under a {name} run (--attention PNG)"),

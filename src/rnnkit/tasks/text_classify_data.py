@@ -29,7 +29,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,16 @@ def split_examples(examples: Sequence[Example]) -> dict[str, list[Example]]:
     return out
 
 
+NGRAM_MIN_SENTENCES = 2  # an n-gram feature must occur in this many training sentences
+
+
+def ngrams_of(tokens: Sequence[str], order: int) -> list[str]:
+    """Every word n-gram of ``tokens`` for n = 1..order, its words joined by a space."""
+    return [
+        " ".join(tokens[i : i + n]) for n in range(1, order + 1) for i in range(len(tokens) - n + 1)
+    ]
+
+
 def tokens_of(text: str, lowercase: bool) -> list[str]:
     """Words and punctuation marks by ``rnnkit.data.vocab.tokenize_words`` (the word language
     model's rule, so that its vocabulary maps onto this one), lower-cased if asked."""
@@ -177,28 +187,47 @@ class TextVocab:
         chars: id -> character, every character of the training words.
         classes: id -> label.
         lowercase: whether texts are lower-cased before tokenising.
+        ngrams: id -> word n-gram (its words joined by a space), n = 1..``ngram_order``: those
+            in at least ``NGRAM_MIN_SENTENCES`` training sentences (empty: ``ngram_order`` 0).
     """
 
     words: list[str]
     chars: list[str]
     classes: list[str]
     lowercase: bool = True
+    ngrams: list[str] = field(default_factory=list)
+    ngram_order: int = 0
 
     def __post_init__(self) -> None:
         self.word_ids = {w: i for i, w in enumerate(self.words)}
         self.char_ids = {c: i for i, c in enumerate(self.chars)}
         self.class_ids = {c: i for i, c in enumerate(self.classes)}
+        self.ngram_ids = {g: i for i, g in enumerate(self.ngrams)}
 
     @classmethod
     def build(
-        cls, examples: Sequence[Example], max_words: int, min_count: int, lowercase: bool
+        cls,
+        examples: Sequence[Example],
+        max_words: int,
+        min_count: int,
+        lowercase: bool,
+        ngram_order: int = 0,
     ) -> TextVocab:
         counts = Counter(t for ex in examples for t in tokens_of(ex.text, lowercase))
         kept = [w for w, c in sorted(counts.items(), key=lambda x: (-x[1], x[0])) if c >= min_count]
         chars = sorted({c for w in counts for c in w})
         classes = sort_labels([ex.label for ex in examples])
+        sentences = Counter(  # in how many sentences each n-gram occurs
+            g for ex in examples for g in set(ngrams_of(tokens_of(ex.text, lowercase), ngram_order))
+        )
+        ngrams = sorted(g for g, c in sentences.items() if c >= NGRAM_MIN_SENTENCES)
         return cls(
-            [PAD, UNK, *kept[: max(0, max_words - 2)]], [PAD, UNK, *chars], classes, lowercase
+            [PAD, UNK, *kept[: max(0, max_words - 2)]],
+            [PAD, UNK, *chars],
+            classes,
+            lowercase,
+            ngrams,
+            ngram_order,
         )
 
     def __len__(self) -> int:
@@ -212,18 +241,31 @@ class TextVocab:
     def char_ids_of(self, token: str) -> list[int]:
         return [self.char_ids.get(c, 1) for c in token[:MAX_WORD_CHARS]]
 
+    def ngram_ids_of(self, tokens: Sequence[str]) -> list[int]:
+        """The ids of the known n-grams in ``tokens``, each once (binary features), sorted."""
+        return sorted({self.ngram_ids.get(g) for g in ngrams_of(tokens, self.ngram_order)} - {None})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "words": self.words,
             "chars": self.chars,
             "classes": self.classes,
             "lowercase": self.lowercase,
+            "ngrams": self.ngrams,
+            "ngram_order": self.ngram_order,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> TextVocab:
         try:
-            return cls(list(d["words"]), list(d["chars"]), list(d["classes"]), bool(d["lowercase"]))
+            return cls(
+                list(d["words"]),
+                list(d["chars"]),
+                list(d["classes"]),
+                bool(d["lowercase"]),
+                list(d.get("ngrams", [])),
+                int(d.get("ngram_order", 0)),
+            )
         except (KeyError, TypeError) as e:
             raise UserError(f"not a text-classifier vocabulary: {e}") from None
 
@@ -232,7 +274,9 @@ class TextVocab:
 class TextBatch:
     """A padded, time-major batch: words (T, B) (0 = <pad>), lengths (B,) >= 1, chars
     (T, B, C) (0 = <pad>; C >= 1), labels (B,) class ids (-1: none), index (B,): the examples'
-    positions in their list; ratings (B,) float, each example's rating (NaN: none)."""
+    positions in their list; ratings (B,) float, each example's rating (NaN: none); ngrams:
+    the known n-gram ids of every example in a row (``vocab.ngram_ids_of``), example b's
+    starting at ngram_offsets[b] (the input of ``F.embedding_bag``; empty without n-grams)."""
 
     words: Tensor
     lengths: Tensor
@@ -240,13 +284,15 @@ class TextBatch:
     labels: Tensor
     index: Tensor
     ratings: Tensor
+    ngrams: Tensor
+    ngram_offsets: Tensor
 
     def to(self, device: torch.device) -> TextBatch:
         return TextBatch(
             *(t.to(device) for t in (self.words, self.lengths, self.chars)),
             self.labels.to(device),
             self.index,
-            self.ratings.to(device),
+            *(t.to(device) for t in (self.ratings, self.ngrams, self.ngram_offsets)),
         )
 
     @property
@@ -284,6 +330,10 @@ def make_batch(
             char_ids[t, b, : len(c)] = torch.tensor(c, dtype=torch.long)
     ys = [vocab.class_ids.get(y, -1) if y is not None else -1 for y in labels]
     rs = [math.nan if r is None else r for r in (ratings or [None] * B)]
+    grams = [vocab.ngram_ids_of(toks) for toks, _ in encoded] if vocab.ngram_order else [[]] * B
+    offsets = [0]
+    for g in grams[:-1]:
+        offsets.append(offsets[-1] + len(g))
     return TextBatch(
         words,
         torch.tensor([len(ids) for _, ids in encoded]),
@@ -291,6 +341,8 @@ def make_batch(
         torch.tensor(ys, dtype=torch.long),
         torch.tensor(list(index), dtype=torch.long),
         torch.tensor(rs, dtype=torch.float32),
+        torch.tensor([i for g in grams for i in g], dtype=torch.long),
+        torch.tensor(offsets, dtype=torch.long),
     )
 
 

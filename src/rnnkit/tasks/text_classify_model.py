@@ -28,6 +28,12 @@ For a sentence of T tokens w_1..w_T:
   CE + λ (r̂ - r/4)², so the model learns how positive a sentence is, not only its sign (the
   raters' mean is a richer target than the label made from it; a sentence rated 0.1 and one
   rated 3.5 are no longer the same example). Predictions still come from the softmax.
+- ``ngrams`` N > 0: a second classifier over the sentence's word 1..N-grams x_g ∈ {0, 1} (a
+  naive-Bayes logistic regression, Wang & Manning 2012: each feature scaled by its log-count
+  ratio), fitted after training (``text_classify_ngrams``) and held in buffers; the prediction
+  is the mixture p(k) = (1 - w) p_net(k) + w p_ngram(k) with w chosen on validation (an
+  ensemble of a recurrent network and NB features, as Mesnil et al. 2014 built for reviews).
+  While training w = 0: the network alone is trained and selected.
 """
 
 from __future__ import annotations
@@ -70,6 +76,11 @@ class TextClassifierConfig:
     rating_weight: float = option(
         0.0, "λ of an auxiliary loss λ (r̂ - r/4)² regressing each sentence's rating r (snippets)"
     )
+    ngrams: int = option(
+        0,
+        "N > 0: mix in a naive-Bayes logistic regression over word 1..N-grams, fitted after "
+        "training, its weight chosen on validation (0: the network alone)",
+    )
 
 
 def _final_hidden(state) -> Tensor:
@@ -85,7 +96,14 @@ class TextClassifier(nn.Module):
         cfg: the model options.
     """
 
-    def __init__(self, num_words: int, num_chars: int, num_classes: int, cfg: TextClassifierConfig):
+    def __init__(
+        self,
+        num_words: int,
+        num_chars: int,
+        num_classes: int,
+        cfg: TextClassifierConfig,
+        num_ngrams: int = 0,
+    ):
         super().__init__()
         self.cfg = cfg
         width = 0
@@ -115,6 +133,10 @@ class TextClassifier(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(out, num_classes)
         self.rating_head = nn.Linear(out, 1) if cfg.rating_weight > 0 else None
+        if cfg.ngrams > 0:  # the n-gram classifier: fitted after training, off (w = 0) until then
+            self.register_buffer("ngram_weight", torch.zeros(num_ngrams, num_classes))
+            self.register_buffer("ngram_bias", torch.zeros(num_classes))
+            self.register_buffer("ngram_mix", torch.zeros(()))
 
     def char_vectors(self, chars: Tensor) -> Tensor:
         """c(w) for every token: chars (T, B, C) -> (T, B, 2 H_c); each distinct spelling in the
@@ -163,7 +185,23 @@ class TextClassifier(nn.Module):
         pooled = self.drop(pooled)
         if with_rating:
             return self.head(pooled), alpha, self.rating_head(pooled)[:, 0]
-        return self.head(pooled), alpha
+        logits = self.head(pooled)
+        if self.cfg.ngrams > 0 and float(self.ngram_mix) > 0:
+            logits = self.mixed(logits, self.ngram_logits(batch))
+        return logits, alpha
+
+    def ngram_logits(self, batch) -> Tensor:
+        """The n-gram classifier's logits (B, K): Σ_g x_g W_g + b over each sentence's n-grams."""
+        bags = F.embedding_bag(batch.ngrams, self.ngram_weight, batch.ngram_offsets, mode="sum")
+        return bags + self.ngram_bias
+
+    def mixed(self, logits: Tensor, ngram_logits: Tensor) -> Tensor:
+        """log((1 - w) p_net + w p_ngram), (B, K): log-probabilities, usable as logits."""
+        w = self.ngram_mix
+        return torch.logaddexp(
+            torch.log1p(-w) + F.log_softmax(logits, -1),
+            torch.log(w) + F.log_softmax(ngram_logits, -1),
+        )
 
 
 def _lower_map(tokens: list[str]) -> dict[str, int]:
