@@ -226,3 +226,35 @@ def test_isolated_words_are_spliced_with_pauses():
     runs = np.split(silent, np.flatnonzero(np.diff(silent) != 1) + 1)
     pauses = [len(r) for r in runs if len(r) >= 0.05 * 8000]  # two pauses of 50-400 ms
     assert len(pauses) >= 2 and all(len(r) <= 0.45 * 8000 for r in runs)
+
+
+def test_spec_augment_masks_bands_and_short_spans_within_each_utterance():
+    rng = np.random.default_rng(0)
+    feats = torch.randn(50, 6, 40) + 5.0  # no value is 0 before masking
+    frames = torch.tensor([50, 40, 30, 20, 12, 3])
+    feats[40:, 1] = 0.0  # padding beyond utterance 1's frames
+    out = speech_features.spec_augment(
+        feats, frames, rng, bands=2, max_band=8, spans=2, max_span=10
+    )
+    assert not torch.equal(out, feats) and torch.equal(
+        feats[:40, 1] != 0, torch.ones(40, 40, dtype=torch.bool)
+    )
+    for b in range(6):
+        n = int(frames[b])
+        masked_frames = (out[:n, b] == 0).all(1)  # a span masks every channel of a frame
+        open_rows = out[:n, b][~masked_frames]
+        masked_channels = (open_rows == 0).all(0) if len(open_rows) else torch.zeros(40).bool()
+        assert int(masked_channels.sum()) <= 16 and int(masked_frames.sum()) <= min(20, n)
+        kept = ~masked_channels[None, :] & ~masked_frames[:, None]
+        torch.testing.assert_close(out[:n, b][kept], feats[:n, b][kept])  # the rest untouched
+    again = speech_features.spec_augment(feats, frames, np.random.default_rng(0))
+    assert torch.equal(again, out)  # seeded
+
+
+def test_speed_perturbation_follows_its_range():
+    x = np.sin(np.arange(8000) / 8000 * 2 * np.pi * 200).astype(np.float32)  # 1 s
+    lengths = [len(speech_data.augment(x, np.random.default_rng(s), 1.2, 1.25)) for s in range(5)]
+    # 1 s at 1.2-1.25x lasts 0.8-0.83 s, plus 0-0.4 s of silence on each side
+    assert all(0.8 * 8000 - 2 <= n <= (0.834 + 0.8) * 8000 for n in lengths), lengths
+    slow = [len(speech_data.augment(x, np.random.default_rng(s), 0.8, 0.8)) for s in range(5)]
+    assert all(n >= 1.25 * 8000 - 2 for n in slow), slow

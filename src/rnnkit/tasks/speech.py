@@ -31,7 +31,7 @@ from rnnkit.tasks import TaskSpec, register, speech_commands
 from rnnkit.tasks.base import check_library_options
 from rnnkit.tasks.sequence_task import Symbols, batch_seed
 from rnnkit.tasks.speech_data import MAX_DIGITS, augment, require, synthesise_pool
-from rnnkit.tasks.speech_features import featurise
+from rnnkit.tasks.speech_features import featurise, spec_augment
 from rnnkit.tasks.speech_model import BLANK, LABELS, SpeechConfig, SpeechModel
 from rnnkit.train.trainer import check_range, check_train_config
 
@@ -95,9 +95,11 @@ class SpeechTask:
         picked = rng.choice(rows, size=d.batch_size, replace=len(rows) < d.batch_size)
         waves = [self.pool.wave(int(i)) for i in picked]
         if d.augment:
-            waves = [augment(w, rng) for w in waves]
+            waves = [augment(w, rng, d.speed_min, d.speed_max) for w in waves]
         labels = [[k + 1 for k in self.pool.labels[int(i)]] for i in picked]
         x, frames = featurise(waves[self.local])
+        if d.augment and d.spec_augment:
+            x = spec_augment(x, frames, rng)
         return x, frames, labels[self.local]
 
     def _log_probs(self, model: nn.Module, x: Tensor, frames: Tensor):
@@ -169,6 +171,8 @@ def check(cfg: SpeechConfig) -> None:
             "batch_size": (1, math.inf),
             "epoch_batches": (1, math.inf),
             "isolated_share": (0.0, 1.0),
+            "speed_min": (0.5, 1.0),
+            "speed_max": (1.0, 2.0),
             "val_size": (1, math.inf),
             "test_size": (1, math.inf),
             "real_size": (1, math.inf),

@@ -16,7 +16,8 @@ the digits and the voice of each), the key a hash of everything the audio depend
 second run with the same options reads it back without calling espeak. Training batches draw
 from the pool and augment each utterance afresh (``augment``): speed perturbation, leading and
 trailing silence, a random band-pass (telephone channels), spectral tilt, gain with clipping, and
-additive white/pink/brown noise at a random SNR.
+additive white/pink/brown noise at a random SNR; optionally (``spec_augment``) masks on the
+features (``speech_features.spec_augment``).
 
 The real voice (``real_set``): the recordings ``digits/0.wav`` .. ``9.wav`` (and
 ``letters/o.wav`` for "oh") of Allison Smith's Asterisk prompts (8 kHz, a professional voice,
@@ -58,6 +59,13 @@ class SpeechDataConfig:
         0.0, "the share of the pool said word by word (each digit alone, spliced with pauses)"
     )
     augment: bool = option(True, "distort each training utterance afresh (speed, noise, ...)")
+    speed_min: float = option(
+        0.85, "augment: the slowest speed factor (resampling: tempo and pitch)"
+    )
+    speed_max: float = option(1.15, "augment: the fastest speed factor (> 1: faster and higher)")
+    spec_augment: bool = option(
+        False, "augment: mask 2 random bands of mel channels and 2 spans of frames (SpecAugment)"
+    )
     batch_size: int = option(32, "B, utterances per batch")
     epoch_batches: int = option(500, "batches per (nominal) epoch")
     val_size: int = option(300, "validation utterances (held-out voices)")
@@ -316,11 +324,13 @@ def coloured_noise(n: int, beta: float, rng: np.random.Generator) -> np.ndarray:
     return x / max(float(np.sqrt(np.mean(x**2))), 1e-12)
 
 
-def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def augment(
+    x: np.ndarray, rng: np.random.Generator, speed_min: float = 0.85, speed_max: float = 1.15
+) -> np.ndarray:
     """One random distortion of an 8 kHz utterance (see the module's docstring)."""
     from scipy.signal import butter, lfilter, resample_poly, sosfilt
 
-    speed = rng.uniform(0.85, 1.15)  # > 1: faster and higher
+    speed = rng.uniform(speed_min, speed_max)  # > 1: faster and higher
     x = resample_poly(x, 100, int(round(100 * speed))).astype(np.float64)
     pad = rng.uniform(0.0, 0.4, size=2)
     x = np.concatenate(

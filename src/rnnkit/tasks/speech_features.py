@@ -126,6 +126,36 @@ def log_mel(waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tenso
     return feats * mask, frames
 
 
+def spec_augment(
+    feats: Tensor,
+    frames: Tensor,
+    rng: np.random.Generator,
+    bands: int = 2,
+    max_band: int = 8,
+    spans: int = 2,
+    max_span: int = 10,
+) -> Tensor:
+    """SpecAugment's masks (Park et al. 2019, "SpecAugment: a simple data augmentation method
+    for automatic speech recognition"), without time warping: in each utterance of ``feats``
+    (T, B, M), ``bands`` bands of 0..``max_band`` consecutive mel channels and ``spans`` spans
+    of 0..``max_span`` consecutive frames (within its ``frames``) are set to 0, the mean of the
+    normalised features. A span is at most 100 ms, shorter than a spoken digit, so no word is
+    masked whole."""
+    out = feats.clone()
+    M = feats.shape[2]
+    for b in range(feats.shape[1]):
+        for _ in range(bands):
+            width = int(rng.integers(0, max_band + 1))
+            start = int(rng.integers(0, M - width + 1))
+            out[:, b, start : start + width] = 0.0
+        n = int(frames[b])
+        for _ in range(spans):
+            width = min(int(rng.integers(0, max_span + 1)), n)
+            start = int(rng.integers(0, n - width + 1))
+            out[start : start + width, b, :] = 0.0
+    return out
+
+
 def pad(waves: list[np.ndarray]) -> tuple[Tensor, Tensor]:
     """Signals as a zero-padded (B, N) float tensor and their lengths (B,)."""
     lengths = torch.tensor([len(w) for w in waves], dtype=torch.long)
