@@ -46,11 +46,12 @@ def data_path(cfg: TextClassifyConfig) -> Path:
 
 def default() -> TextClassifyConfig:
     """A one-layer BiLSTM over 128-wide word embeddings, max-pooled, dropout 0.5; stops at
-    10 minutes or 4 epochs after the best validation accuracy, keeping that checkpoint."""
+    10 minutes or 4 epochs after the best validation accuracy, keeping that checkpoint; then
+    a naive-Bayes logistic regression over word uni- and bigrams is fitted and mixed in."""
     cfg = TextClassifyConfig()
     m, d, t = cfg.model, cfg.data, cfg.train
     m.level, m.cell, m.embedding_size, m.hidden_size, m.pool = "word", "lstm", 128, 128, "max"
-    m.dropout = 0.5
+    m.dropout, m.ngrams = 0.5, 2
     d.batch_size, d.min_count = 64, 1
     t.lr, t.weight_decay, t.warmup_steps, t.schedule, t.clip_norm = 2e-3, 0.0, 50, "cosine", 5.0
     t.max_steps, t.max_minutes, t.eval_every = 3000, 10.0, 66  # 132 batches an epoch
@@ -63,7 +64,7 @@ def tiny() -> TextClassifyConfig:
     cfg = default()
     m, t = cfg.model, cfg.train
     m.embedding_size, m.hidden_size, m.char_hidden_size, m.attention_size = 16, 16, 8, 8
-    m.dropout = 0.0
+    m.dropout, m.ngrams = 0.0, 0
     t.lr, t.warmup_steps, t.max_steps, t.max_minutes = 1e-2, 2, 30, 0.0
     t.eval_every, t.checkpoint_every, t.log_every, t.eval_batches = 15, 15, 5, 2
     t.patience = 0
