@@ -31,7 +31,7 @@ For a sentence of T tokens w_1..w_T:
 - ``ngrams`` N > 0: a second classifier over the sentence's word 1..N-grams x_g ∈ {0, 1} (a
   naive-Bayes logistic regression, Wang & Manning 2012: each feature scaled by its log-count
   ratio), fitted after training (``text_classify_ngrams``) and held in buffers; the prediction
-  is the mixture p(k) = (1 - w) p_net(k) + w p_ngram(k) with w chosen on validation (an
+  is the mixture p(k) = (1 - w) p_net(k) + w p_ngram(k) with w chosen by validation loss (an
   ensemble of a recurrent network and NB features, as Mesnil et al. 2014 built for reviews).
   While training w = 0: the network alone is trained and selected.
 """
