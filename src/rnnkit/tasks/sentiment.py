@@ -14,7 +14,9 @@ figures on this file are close to, not equal with, those published on "MR".
 ``text_classify_data``). Split: a fixed 80/10/10 by a hash of the sentence.
 
 Model (``text_classify_model``): word and/or character embeddings -> BiLSTM/BiGRU -> pooling
-over time (``--model.pool last|mean|max|attention``) -> linear -> softmax;
+over time (``--model.pool last|mean|max|attention``) -> linear -> softmax, mixed with a
+naive-Bayes logistic regression over word n-grams fitted when training ends (``--model.ngrams``,
+``text_classify_ngrams``; 2 in the default preset);
 ``--model.init_from WORDLM_RUN`` starts the embedding and the encoder from a trained word
 language model. Presets: ``default`` (10 minutes on one CPU thread), ``tiny`` (seconds, for
 tests). Measured runs: docs/classification.md.
