@@ -12,7 +12,8 @@ match (greedy), for each curriculum.
         [--png docs/execute_curricula.png] [--examples 500] [--reuse] [--smoke]
         [-- extra training options, e.g. --data.nesting 2]
 
-``--jobs 2`` trains two curricula at a time (one thread each). ``--smoke``: the ``tiny``
+``--jobs 2`` trains two curricula at a time, each in a process of its own (one thread); with
+``--jobs 1`` they run one after the other in this process. ``--smoke``: the ``tiny``
 preset, a few steps each: seconds, to check the script itself (the tests call it).
 """
 
@@ -33,8 +34,26 @@ from rnnkit.plots import plot_curves, read_log
 CURRICULA = ("none", "naive", "mix", "combined")
 
 
+def rnnkit(args: list[str], jobs: int) -> None:
+    """``rnnkit ARGS``: in this process when runs go one at a time, else in a process of its own
+    (one thread), this checkout's rnnkit either way."""
+    if jobs <= 1:
+        from rnnkit.cli import main as rnnkit_main
+
+        status, err = rnnkit_main(args), ""
+    else:
+        src = str(Path(rnnkit_package.__file__).resolve().parents[1])
+        path = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+        command = [sys.executable, "-m", "rnnkit", *args]
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        status, err = done.returncode, done.stderr.strip()[-2000:]
+    if status != 0:
+        raise SystemExit(f"rnnkit {' '.join(args[:3])} failed ({status}): {err}")
+
+
 def train(curriculum: str, a) -> dict:
-    """Train one curriculum's run (in its own process) and score it; its row of the table."""
+    """Train one curriculum's run and score it; its row of the table."""
     run = Path(a.out) / curriculum
     start = time.perf_counter()
     args = ["train", "execute", "--preset", a.preset, "--out", str(run),
@@ -43,19 +62,10 @@ def train(curriculum: str, a) -> dict:
         args += ["--train.max_minutes", str(a.minutes)]
     if a.steps:
         args += ["--train.max_steps", str(a.steps)]
-    src = str(Path(rnnkit_package.__file__).resolve().parents[1])  # this checkout's rnnkit
-    path = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    rnnkit = [sys.executable, "-m", "rnnkit"]
     if not (a.reuse and (run / "last.safetensors").exists()):
-        done = subprocess.run([*rnnkit, *args, *a.extra], env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"training {run} failed: {done.stderr.strip()[-2000:]}")
+        rnnkit([*args, *a.extra], a.jobs)
     minutes = (time.perf_counter() - start) / 60
-    scored = ["eval", str(run), "--examples", str(a.examples), "--force"]
-    done = subprocess.run([*rnnkit, *scored], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"scoring {run} failed: {done.stderr.strip()[-2000:]}")
+    rnnkit(["eval", str(run), "--examples", str(a.examples), "--force"], a.jobs)
     test = json.loads((run / "eval_test.json").read_text())
     val = [r for r in read_log(run / "log.jsonl") if r["split"] == "val"]
     return {

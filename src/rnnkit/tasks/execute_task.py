@@ -175,11 +175,14 @@ class ExecuteTask:
         self.model = Seq2Seq(len(self.vocab.source), len(self.vocab.target), cfg.model)
         self.device = torch.device("cpu")
         self.epoch, self.step = 0, 0
+        self.stage_cache: dict[tuple[int, int], list[Example]] = {}
 
     def stage_examples(self) -> list[Example]:
-        d = self.cfg.data
-        length, nesting = self.curriculum.current
-        return examples(d.stage_examples, length, nesting, d.family, "val", d.seed)
+        """The validation programs of the curriculum's current stage (made once a stage)."""
+        d, stage = self.cfg.data, self.curriculum.current
+        if stage not in self.stage_cache:
+            self.stage_cache[stage] = examples(d.stage_examples, *stage, d.family, "val", d.seed)
+        return self.stage_cache[stage]
 
     # ---- the Task protocol -------------------------------------------------------------
     def to(self, device: torch.device) -> None:
