@@ -191,6 +191,7 @@ def test_options_are_checked_in_one_line(tmp_path, capsys):
         ("train.curriculum", "easy", "train.curriculum"),
         ("train.curriculum_threshold", "2", "'train.curriculum_threshold' must be in [0, 1]"),
         ("data.length", "0", "'data.length' must be in [1, 20]"),
+        ("data.family", "addition", "the addition family composes nothing"),  # tiny: nesting 2
     ):
         args = ["train", "execute", "--preset", "tiny", "--out", str(tmp_path / "r"),
                 f"--{key}", value]  # fmt: skip

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rnnkit.config import option
+from rnnkit.errors import UserError
 from rnnkit.tasks import TaskSpec, register, seq2seq_commands
 from rnnkit.tasks.execute_commands import RUN_COMMANDS, predict_one
 from rnnkit.tasks.execute_task import ExecuteTask, check_curriculum, examples
@@ -93,6 +94,11 @@ def check(cfg: ExecuteConfig) -> None:
             "seed": (0, math.inf),
         },
     )
+    if d.family == "addition" and d.nesting != 1:
+        raise UserError(
+            f"option 'data.nesting' is {d.nesting}: the addition family composes nothing "
+            "(give 1, or --data.family programs)"
+        )
     check_seq2seq_task_config(cfg)
     check_curriculum(cfg.train.curriculum_threshold, cfg.train.curriculum_mix)
 
