@@ -65,7 +65,7 @@ def held_out_scene(name: str, data: str | None) -> D.Scene | None:
     match = _SCENE.match(name)
     if not match:
         return None
-    pool = D.pools(data, 5000, 0)[match.group(1)]  # the test images: no train/val split
+    pool = D.load_split(data, "test")  # the test images only
     return D.make_scene(match.group(1), int(match.group(2)), TEST_SEED, pool)
 
 
@@ -189,7 +189,7 @@ def cmd_eval(argv: list[str]) -> int:
     result: dict = {"task": "caption", "checkpoint": str(loaded.path), "decoding": decoding}
     result["attention"] = cfg.model.attention
     for split in HELD_OUT_SPLITS:
-        pool = D.pools(data, cfg.data.val_size, cfg.data.split_seed)[split]
+        pool = D.load_split(data, "test")
         scenes = [D.make_scene(split, i, TEST_SEED, pool) for i in range(n)]
         hyps = []
         for start in range(0, n, a.batch_size):
