@@ -213,3 +213,6 @@ def test_the_vector_to_sequence_model_trains_and_has_no_attention_to_draw(tmp_pa
     bad = ["--model.attention", "none", "--model.context", "none"]
     assert main(["train", "caption", "--preset", "tiny", "--out", str(tmp_path / "x"), *bad]) == 2
     assert "model.context" in capsys.readouterr().err
+    wide = ["--model.vector_size", "8"]  # the fc vector's width is for the model without attention
+    assert main(["train", "caption", "--preset", "tiny", "--out", str(tmp_path / "y"), *wide]) == 2
+    assert "'model.vector_size' applies to pool fc without attention" in capsys.readouterr().err

@@ -38,11 +38,12 @@ def default() -> CaptionConfig:
 
 
 def noattention() -> CaptionConfig:
-    """Vector to sequence: the grid's fc vector as the initial state and an input at every
-    step, no attention; the same decoder, CNN and budget as ``default``."""
+    """Vector to sequence: the grid's fc vector (256 wide) as the initial state and an input at
+    every step, no attention; the same decoder, CNN and budget as ``default``."""
     cfg = default()
     m = cfg.model
     m.attention, m.context, m.pool, m.gate, m.doubly_stochastic = "none", "both", "fc", False, 0.0
+    m.vector_size = 256  # room for up to four (item, cell) pairs: no 64-wide bottleneck
     return cfg
 
 

@@ -6,7 +6,7 @@
         looked-at vector says where it is), (S = 49, B, M)
     summary ā: ``model.pool`` mean (the mean of the a_i: Xu et al.'s initial state) or fc
         (tanh of a linear map of the whole flattened grid: a CNN's "fc" image vector, which
-        keeps where things are)
+        keeps where things are; without attention ``model.vector_size`` wide)
     decoder (``rnnkit.seq2seq.Decoder``): an LSTM or GRU writing the caption word by word,
 
 - ``model.attention none``, the vector-to-sequence model (one-to-many; Vinyals et al., "Show
@@ -43,6 +43,9 @@ class CaptionModelConfig:
     channels: int = option(16, "channels of the first conv layer (then x2, x4, x4 = M)")
     pool: Literal["mean", "fc"] = option(
         "mean", "the image vector: the mean of the grid vectors, or a linear map of the grid"
+    )
+    vector_size: int = option(
+        0, "pool fc without attention: the image vector's width (0: M, the grid's channels)"
     )
     cell: Literal[tuple(CELLS)] = option("lstm", "the decoder's cell")  # type: ignore[valid-type]
     embedding_size: int = option(64, "E, the word embedding width")
@@ -81,6 +84,10 @@ class CaptionModel(nn.Module):
             raise ValueError(f"doubly_stochastic must be >= 0, got {cfg.doubly_stochastic}")
         if cfg.attention == "none" and cfg.context == "none":
             raise ValueError("context none with attention none leaves the decoder blind")
+        if cfg.vector_size and (cfg.pool != "fc" or cfg.attention != "none"):
+            raise ValueError("vector_size applies to pool fc without attention: set it to 0")
+        if cfg.vector_size < 0:
+            raise ValueError(f"vector_size must be >= 0, got {cfg.vector_size}")
         layers: list[nn.Module] = []
         c_in = 1
         for pool, width in zip(POOLS, WIDTHS, strict=True):
@@ -91,12 +98,13 @@ class CaptionModel(nn.Module):
         self.cnn = nn.Sequential(*layers)
         M, S = c_in, SIDE * SIDE
         self.position = nn.Parameter(torch.zeros(S, 1, M))  # learned, one vector per cell
-        self.fc = nn.Linear(S * M, M) if cfg.pool == "fc" else None
+        vector = cfg.vector_size or M  # the width of the image vector (and, with attention, M)
+        self.fc = nn.Linear(S * M, vector) if cfg.pool == "fc" else None
         self.decoder = Decoder(
             vocab_size,
             cfg.embedding_size,
             cfg.hidden_size,
-            M,
+            vector,
             cell=cfg.cell,
             attention=cfg.attention,
             context=cfg.context,
