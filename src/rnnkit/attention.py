@@ -151,6 +151,65 @@ class LuongGeneral(MultiplicativeAttention):
         super().__init__(query_size, memory_size, "general")
 
 
+class GatedAttention(nn.Module):
+    """Any attention with a gate on its context (Xu et al., "Show, attend and tell", ICML 2015,
+    §4.2.1): a scalar β = σ(w_β · q + b_β) from the query scales the context,
+
+        c, α = attend(q, m)          c' = β c
+
+    so that a step may take little from the memory (a caption's "and", ","). The weights α are
+    the wrapped attention's, unchanged (each row still sums to 1 over the real positions).
+
+    Args:
+        attention: the wrapped attention module (e.g. ``AdditiveAttention``).
+        query_size: Q, the query's width.
+    Parameters: the wrapped module's (``inner.*``) and gate (1, Q) with bias.
+    """
+
+    def __init__(self, attention: nn.Module, query_size: int) -> None:
+        super().__init__()
+        _check_sizes(query_size=query_size)
+        self.inner = attention
+        self.gate = nn.Linear(query_size, 1)
+        self.queries_before_step = attention.queries_before_step
+
+    def keys(self, memory: Tensor) -> Tensor:
+        return self.inner.keys(memory)
+
+    def forward(
+        self, query: Tensor, memory: Tensor, mask: Tensor | None, keys: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        c, alpha = self.inner(query, memory, mask, keys)
+        beta = torch.sigmoid(self.gate(query))  # (B, 1)
+        return beta * c, alpha
+
+    def attend_all(
+        self, queries: Tensor, memory: Tensor, mask: Tensor | None, keys: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Many queries (B, T, Q) at once, for an attention that has ``attend_all``."""
+        c, alpha = self.inner.attend_all(queries, memory, mask, keys)
+        return torch.sigmoid(self.gate(queries)) * c, alpha
+
+
+def doubly_stochastic_penalty(alpha: Tensor, steps: Tensor | None = None) -> Tensor:
+    """Xu et al. 2015's doubly stochastic regulariser, Σ_i (1 − Σ_t α_ti)², per sequence.
+
+    Each step's weights sum to 1 over the positions i; this pushes every position's weights,
+    summed over the steps, towards 1 too: the decoder is encouraged to look at every part of
+    the memory at some step rather than at one part throughout.
+
+    Args:
+        alpha: (T, B, S) attention weights of T decoder steps.
+        steps: (T, B) bool, True at the real steps (not padding); None: all are real.
+
+    Returns:
+        (B,) the penalty of each sequence.
+    """
+    if steps is not None:
+        alpha = alpha * steps.unsqueeze(-1).to(alpha.dtype)
+    return (1.0 - alpha.sum(0)).pow(2).sum(-1)
+
+
 # The one list of attention kinds: each name and its class, built as cls(Q, M, attention_size).
 ATTENTION: dict[str, type[nn.Module]] = {
     "bahdanau": AdditiveAttention,

@@ -308,6 +308,42 @@ class Decoder(nn.Module):
             c, alpha = c.transpose(0, 1), alpha.transpose(0, 1)  # (T, B, M), (T, B, S)
         return self.output(None, h, c), alpha
 
+    def run(
+        self,
+        state: DecoderState,
+        y_in: Tensor,
+        teacher_forcing: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """``Seq2Seq.forward`` from ``init_state``'s state (teacher forcing ε, scheduled
+        sampling): y_in (T, B), <bos> first -> logits (T, B, V), weights (T, B, S) | None."""
+        if teacher_forcing >= 1.0 and self.parallel:
+            return self.sequence(y_in, state)
+        gold = y_in.unbind(0)
+        if teacher_forcing >= 1.0:
+            # the steps need only the recurrent part; the output layer (the largest product
+            # with a big vocabulary) runs once over all steps
+            parts = []
+            for y in gold:
+                *part, state = self.hidden_step(y, state)
+                parts.append(part)
+            h_tilde, h, c, alpha = (
+                None if p[0] is None else torch.stack(p)
+                for p in map(list, zip(*parts, strict=True))
+            )
+            return self.output(h_tilde, h, c), alpha
+        all_logits, all_alpha = [], []
+        y = gold[0]
+        for t in range(len(gold)):
+            logits, state, alpha = self.step(y, state)
+            all_logits.append(logits)
+            all_alpha.append(alpha)
+            if t + 1 < len(gold):
+                y = feed_back(gold[t + 1], logits.detach().argmax(-1), teacher_forcing, generator)
+        logits = torch.stack(all_logits)  # (T, B, V)
+        alpha = None if all_alpha[0] is None else torch.stack(all_alpha)  # (T, B, S)
+        return logits, alpha
+
 
 class Seq2Seq(nn.Module):
     """Encoder + decoder.
@@ -380,33 +416,7 @@ class Seq2Seq(nn.Module):
         teacher_forcing: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        state = self.encode(src, src_lengths)
-        if teacher_forcing >= 1.0 and self.decoder.parallel:
-            return self.decoder.sequence(tgt_in, state)
-        gold = tgt_in.unbind(0)
-        if teacher_forcing >= 1.0:
-            # the steps need only the recurrent part; the output layer (the largest product
-            # with a big vocabulary) runs once over all steps
-            parts = []
-            for y in gold:
-                *part, state = self.decoder.hidden_step(y, state)
-                parts.append(part)
-            h_tilde, h, c, alpha = (
-                None if p[0] is None else torch.stack(p)
-                for p in map(list, zip(*parts, strict=True))
-            )
-            return self.decoder.output(h_tilde, h, c), alpha
-        all_logits, all_alpha = [], []
-        y = gold[0]
-        for t in range(len(gold)):
-            logits, state, alpha = self.decoder.step(y, state)
-            all_logits.append(logits)
-            all_alpha.append(alpha)
-            if t + 1 < len(gold):
-                y = feed_back(gold[t + 1], logits.detach().argmax(-1), teacher_forcing, generator)
-        logits = torch.stack(all_logits)  # (T, B, V)
-        alpha = None if all_alpha[0] is None else torch.stack(all_alpha)  # (T, B, S)
-        return logits, alpha
+        return self.decoder.run(self.encode(src, src_lengths), tgt_in, teacher_forcing, generator)
 
 
 def sequence_loss(

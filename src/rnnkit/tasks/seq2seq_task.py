@@ -131,7 +131,8 @@ class ErrorRates:
 class Bleu:
     """sacreBLEU corpus BLEU (Papineni et al. 2002; Post, "A call for clarity in reporting BLEU
     scores", 2018) with its default 13a tokenisation, kept as sufficient statistics (n-gram
-    matches and totals, lengths) so that sums over batches and processes give corpus BLEU."""
+    matches and totals, lengths) so that sums over batches and processes give corpus BLEU.
+    Every example's references count (``Example.references``); all must have as many."""
 
     names = ("bleu",)
     selection = ("bleu", "max")
@@ -139,7 +140,9 @@ class Bleu:
     def sums(self, hyps: list[str], examples: list[Example]) -> dict[str, float]:
         from sacrebleu.metrics import BLEU
 
-        stats = BLEU().corpus_score(hyps, [[ex.target for ex in examples]])
+        # one stream per reference: every example must have as many (translate: one each)
+        refs = [list(r) for r in zip(*(ex.references() for ex in examples), strict=True)]
+        stats = BLEU().corpus_score(hyps, refs)
         out = {"sys_len": stats.sys_len, "ref_len": stats.ref_len}
         for n in range(4):
             out[f"match{n + 1}"], out[f"total{n + 1}"] = stats.counts[n], stats.totals[n]
