@@ -395,3 +395,27 @@ def test_a_run_with_ngrams_writes_the_mixture_into_its_best_checkpoint(tmp_path,
     assert evaluated["accuracy"] == pytest.approx(report["accuracy_mixed"])
     assert main(["predict", str(out), "a wonderful story"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("a wonderful story\tpos (p = ")
+
+
+def test_ngrams_with_nothing_to_fit_or_unseen_validation_labels_end_in_one_line(tmp_path, capsys):
+    """No n-gram in two training sentences: the run keeps the network alone and says why;
+    a validation label the training split never had is left out of choosing w."""
+    lonely = tmp_path / "lonely.tsv"
+    lonely.write_text("".join(f"w{i}a w{i}b\t{'pos' if i % 2 else 'neg'}\n" for i in range(200)))
+    args = ["--model.ngrams", "2", "--train.max_steps", "3", *QUIET]
+    out = tmp_path / "lonely"
+    assert main(["train", "sentiment", "--preset", "tiny", "--data.path", str(lonely),
+                 "--out", str(out), *args]) == 0  # fmt: skip
+    assert "no word n-gram is in two training sentences" in capsys.readouterr().out
+    lines = []
+    for i in range(300):
+        text, label = (f"good film {i}", "pos") if i % 2 else (f"bad film {i}", "neg")
+        if td.split_of(text) == "val" and i % 7 == 0:
+            label = "odd"  # seen in validation only
+        lines.append(f"{text}\t{label}\n")
+    odd = tmp_path / "odd.tsv"
+    odd.write_text("".join(lines))
+    out = tmp_path / "odd"
+    assert main(["train", "sentiment", "--preset", "tiny", "--data.path", str(odd),
+                 "--out", str(out), *args]) == 0  # fmt: skip
+    assert "n-grams: a naive-Bayes logistic regression over" in capsys.readouterr().out

@@ -97,6 +97,11 @@ def choose_mix(model, vocab: TextVocab, examples: list[Example]) -> dict:
         grams.append(F.log_softmax(model.ngram_logits(batch), -1))
         labels.append(batch.labels)
     net, grams, y = torch.cat(net), torch.cat(grams), torch.cat(labels)
+    known = y >= 0  # a label the training split never had cannot be scored by either half
+    net, grams, y = net[known], grams[known], y[known]
+    if len(y) == 0:
+        model.train(was_training)
+        return {"mix": 0.0, "examples": 0}
     scored = []
     for w in MIX_GRID:
         model.ngram_mix.fill_(w)
@@ -122,6 +127,8 @@ def fit_into_checkpoint(task, run_dir: Path) -> dict:
     from rnnkit.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint
     from rnnkit.train.run_dir import checkpoint_path
 
+    if not task.vocab.ngrams:
+        return {"ngrams": 0, "mix": 0.0}
     path = checkpoint_path(Path(run_dir))
     ckpt = load_checkpoint(path)
     model = task.model
@@ -142,6 +149,14 @@ def finish(task, result: dict, run_dir: Path, dry_run: bool) -> None:
     print(task.report(result) + f"; checkpoints in {run_dir}")
     if task.cfg.model.ngrams > 0:
         r = fit_into_checkpoint(task, run_dir)
+        if r["ngrams"] == 0 or "accuracy_mixed" not in r:
+            why = (
+                "no word n-gram is in two training sentences"
+                if r["ngrams"] == 0
+                else "no validation sentence has a label seen in training"
+            )
+            print(f"n-grams: {why}; the best checkpoint keeps the network alone")
+            return
         print(
             f"n-grams: a naive-Bayes logistic regression over {r['ngrams']:,} word "
             f"1-{task.cfg.model.ngrams}-grams; validation accuracy: network "
