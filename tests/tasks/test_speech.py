@@ -123,6 +123,20 @@ def test_held_out_voices_never_train():
     assert all(v.split("+")[1] not in trained_variants for v in held if "+" in v)
 
 
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
+def test_the_held_out_flite_voice_is_chosen_and_refused_when_unknown(tmp_path, capsys):
+    for name in speech_data.FLITE_VOICES:
+        train = {str(v) for v in speech_data.voices("train", held_out_flite=name)}
+        held = {str(v) for v in speech_data.voices("held_out", held_out_flite=name)}
+        flite = {v for v in train | held if v.startswith("flite:")}
+        assert flite == {f"flite:{v}" for v in speech_data.FLITE_VOICES}
+        assert f"flite:{name}" in held and f"flite:{name}" not in train
+    args = ["train", "speech", "--preset", "tiny", "--data.held_out_flite", "bob"]
+    assert main([*args, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "data.held_out_flite" in err and "slt" in err and "'bob'" in err
+
+
 def test_the_cache_is_reused_without_calling_espeak(tmp_path, monkeypatch):
     first = speech_data.synthesise_pool("train", 4, 3, tmp_path, 0.0, progress=False)
     assert len(first) == 4 and all(1 <= len(y) <= 7 for y in first.labels)

@@ -30,7 +30,13 @@ from rnnkit.errors import UserError
 from rnnkit.tasks import TaskSpec, register, speech_commands
 from rnnkit.tasks.base import check_library_options
 from rnnkit.tasks.sequence_task import Symbols, batch_seed
-from rnnkit.tasks.speech_data import MAX_DIGITS, augment, require, synthesise_pool
+from rnnkit.tasks.speech_data import (
+    FLITE_VOICES,
+    MAX_DIGITS,
+    augment,
+    require,
+    synthesise_pool,
+)
 from rnnkit.tasks.speech_features import featurise, spec_augment
 from rnnkit.tasks.speech_model import BLANK, LABELS, SpeechConfig, SpeechModel
 from rnnkit.train.trainer import check_range, check_train_config
@@ -61,10 +67,11 @@ class SpeechTask:
         B = d.batch_size
         self.local = slice(rank * B // world_size, (rank + 1) * B // world_size)
         cache, progress, share = d.cache_dir(), rank == 0 and cfg.train.progress, d.share()
+        held = d.held_out_flite
         self.pool = synthesise_pool(
-            "train", d.pool, d.seed, cache, share, progress, d.isolated_share
+            "train", d.pool, d.seed, cache, share, progress, d.isolated_share, held
         )
-        val = synthesise_pool("val", d.val_size, d.seed, cache, share, progress)
+        val = synthesise_pool("val", d.val_size, d.seed, cache, share, progress, 0.0, held)
         rows = slice(rank * len(val) // world_size, (rank + 1) * len(val) // world_size)
         self.val_waves = [val.wave(i) for i in range(len(val))][rows]
         self.val_labels = val.labels[rows]
@@ -183,6 +190,11 @@ def check(cfg: SpeechConfig) -> None:
     check_library_options("model", m, lambda: SpeechModel(m))
     check_train_config(cfg.train)
     require("espeak-ng")
+    if d.held_out_flite not in FLITE_VOICES:
+        raise UserError(
+            f"option 'data.held_out_flite' must be one of {', '.join(FLITE_VOICES)}, "
+            f"got {d.held_out_flite!r}"
+        )
     if d.flite and d.flite_share > 0:
         require("flite")
     if d.cache and Path(d.cache).exists() and not os.access(d.cache, os.W_OK):

@@ -153,7 +153,14 @@ def held_out_sets(cfg, which: list[str], limit: int = 0) -> dict[str, tuple[list
 
     d, out = cfg.data, {}
     if {"espeak", "flite"} & set(which):
-        pool = synthesise_pool("test", d.test_size, d.seed, d.cache_dir(), TEST_FLITE_SHARE)
+        pool = synthesise_pool(
+            "test",
+            d.test_size,
+            d.seed,
+            d.cache_dir(),
+            TEST_FLITE_SHARE,
+            held_out_flite=d.held_out_flite,
+        )
         for engine in ("espeak", "flite"):
             rows = [
                 i

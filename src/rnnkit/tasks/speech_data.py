@@ -7,8 +7,8 @@ Synthesis (``synthesise``) calls the ``espeak-ng`` binary (``--stdout``, 22,050 
 to 8 kHz (the telephone band). Voices: every English espeak-ng voice (``espeak-ng --voices=en``,
 the eSpeak voices; the MBROLA ones need a package that is not installed) with every variant
 (``espeak-ng --voices=variant``: m1..m8, f1..f5, klatt, whisper, ...), and flite's voices.
-A fixed, hashed ~15% of the espeak variants and flite's ``slt`` are held out: they speak only
-the held-out sets (``voices(split)``).
+A fixed, hashed ~15% of the espeak variants and one flite voice (``slt``, or
+``--data.held_out_flite``) are held out: they speak only the held-out sets (``voices(split)``).
 
 A pool of ``data.pool`` training utterances is synthesised once (one process: the machine's
 cores are for training) and cached as ``<cache>/pool-<key>.npz`` (int16 samples, their offsets,
@@ -44,7 +44,7 @@ from rnnkit.tasks.speech_features import SAMPLE_RATE, resample
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 MAX_DIGITS = 7
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
-HELD_OUT_FLITE = ("slt",)
+HELD_OUT_FLITE = "slt"  # the default; --data.held_out_flite chooses another
 HELD_OUT_PERCENT = 15  # of the espeak variants, by a hash of the name
 CACHE_VERSION = 1  # bump when synthesis changes what it writes
 REAL_DIR = Path("../shared/data/speech/asterisk_en")
@@ -55,6 +55,11 @@ class SpeechDataConfig:
     pool: int = option(6000, "training utterances synthesised once (and cached)")
     flite: bool = option(True, "synthesise with flite's voices too (besides espeak-ng's)")
     flite_share: float = option(0.25, "the share of the pool spoken by flite's voices")
+    held_out_flite: str = option(
+        HELD_OUT_FLITE,
+        "flite's voice held out of training (it speaks only the held-out sets): "
+        + ", ".join(FLITE_VOICES),
+    )
     isolated_share: float = option(
         0.0, "the share of the pool said word by word (each digit alone, spliced with pauses)"
     )
@@ -138,14 +143,15 @@ def held_out_variant(name: str) -> bool:
     return int.from_bytes(digest, "little") % 100 < HELD_OUT_PERCENT
 
 
-def voices(split: str, flite: bool = True) -> list[Voice]:
-    """The voices of a split: "train" or "held_out" (variants and flite voices never trained)."""
+def voices(split: str, flite: bool = True, held_out_flite: str = HELD_OUT_FLITE) -> list[Voice]:
+    """The voices of a split: "train" or "held_out" (variants and the flite voice
+    ``held_out_flite``, never trained)."""
     bases, variants = espeak_voices()
     keep = [v for v in variants if held_out_variant(v) == (split == "held_out")]
     out = [Voice("espeak", b) for b in bases] if split == "train" else []  # plain base voices
     out += [Voice("espeak", f"{b}+{v}") for b in bases for v in keep]
     if flite and shutil.which("flite"):
-        names = [v for v in FLITE_VOICES if (v in HELD_OUT_FLITE) == (split == "held_out")]
+        names = [v for v in FLITE_VOICES if (v == held_out_flite) == (split == "held_out")]
         out += [Voice("flite", v) for v in names]
     return out
 
@@ -256,12 +262,15 @@ def synthesise_pool(
     flite_share: float = 0.25,
     progress: bool = True,
     isolated: float = 0.0,
+    held_out_flite: str = HELD_OUT_FLITE,
 ) -> Pool:
     """``n`` utterances in the voices of ``split`` ("train"; "val" and "test": the held-out
     voices), a share ``flite_share`` of them by flite's voices (0: espeak-ng's only) and a share
     ``isolated`` spoken word by word (``isolated_words``), read back from ``cache`` if made
-    before with the same arguments and the same espeak-ng."""
-    voice_list = voices("train" if split == "train" else "held_out", flite_share > 0)
+    before with the same arguments and the same espeak-ng. ``held_out_flite``: the flite voice
+    that speaks only "val" and "test"."""
+    split_voices = "train" if split == "train" else "held_out"
+    voice_list = voices(split_voices, flite_share > 0, held_out_flite)
     key = pool_key(split, n, seed, flite_share, voice_list, isolated)
     path = Path(cache) / f"pool-{split}-{key}.npz"
     if path.is_file():
