@@ -18,6 +18,7 @@ from matplotlib.image import imread
 
 from rnnkit.cli import main
 from rnnkit.tasks import execute_task
+from rnnkit.tasks.execute import SPEC as EXECUTE
 from rnnkit.tasks.execute_programs import ProgramError, generate_program, run_program
 from rnnkit.tasks.execute_task import Curriculum, example, split_of, stages
 from user_errors import one_line_error
@@ -122,6 +123,21 @@ def test_curricula_draw_the_difficulties_they_promise():
     assert set(draws) == set(stages(3, 2))
     with pytest.raises(ValueError, match="strategy must be one of"):
         Curriculum("easy", 3, 2, 0.2)
+
+
+def test_a_stage_is_judged_on_training_programs_of_its_difficulty():
+    # 1-digit addition has 100 programs, some 10 held out and never trained on: judged on those
+    # a curriculum stalled at stage (1, 1); judged on training-split programs it moves on
+    cfg = EXECUTE.presets["tiny"]()
+    cfg.data.family, cfg.data.length, cfg.train.curriculum = "addition", 3, "naive"
+    task = EXECUTE.build(cfg)
+    for stage in range(2):
+        programs = task.stage_examples()
+        assert len(programs) == cfg.data.stage_examples
+        assert {split_of(ex.source) for ex in programs} == {"train"}
+        assert {len(ex.source.split("+")[0].split("(")[-1]) for ex in programs} == {stage + 1}
+        assert all(ex.target == str(run_program(ex.source)) for ex in programs)
+        task.curriculum.advance(1.0, 0.95)
 
 
 @pytest.fixture(scope="module")

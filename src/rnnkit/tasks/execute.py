@@ -56,7 +56,9 @@ class ExecuteDataConfig:
     batch_size: int = option(100, "B, programs per batch (generated afresh for every batch)")
     epoch_batches: int = option(1000, "batches that count as one epoch (the data is unending)")
     val_examples: int = option(1000, "validation programs at the target difficulty")
-    stage_examples: int = option(300, "validation programs of the curriculum's current stage")
+    stage_examples: int = option(
+        300, "programs (from the training split) that decide when a curriculum stage is passed"
+    )
     seed: int = option(0, "the generator's seed")
 
 

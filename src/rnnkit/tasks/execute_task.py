@@ -11,8 +11,12 @@ the difficulties (length, nesting) up to the target (L, N):
 - ``combined``: each program from ``mix`` with probability ``curriculum_mix`` (the paper's
   code: 1/5), else from ``naive``'s current stage.
 
-A stage is passed when the per-character accuracy on validation programs of that stage
-reaches ``curriculum_threshold`` (their code: 95%), measured at every evaluation.
+A stage is passed when the per-character accuracy on ``data.stage_examples`` programs of that
+stage reaches ``curriculum_threshold`` (their code: 95%), measured at every evaluation. Those
+programs are drawn from the training split (a fixed set per stage, apart from the batches): the
+stage's accuracy steers training and is no result. Held-out programs cannot steer it: the
+shortest stages have too few of them, none ever trained on (1-digit addition has 100 programs,
+about 10 held out), and a model that had learnt the other 90 stalled below 95% on them.
 
 Scores, over validation programs at the target difficulty: per-character accuracy with
 teacher forcing (the paper's measure: each answer character and the end of the answer is
@@ -178,10 +182,12 @@ class ExecuteTask:
         self.stage_cache: dict[tuple[int, int], list[Example]] = {}
 
     def stage_examples(self) -> list[Example]:
-        """The validation programs of the curriculum's current stage (made once a stage)."""
+        """The programs that decide whether the curriculum's current stage is passed: from the
+        training split (see the module docstring), made once a stage."""
         d, stage = self.cfg.data, self.curriculum.current
         if stage not in self.stage_cache:
-            self.stage_cache[stage] = examples(d.stage_examples, *stage, d.family, "val", d.seed)
+            n = d.stage_examples
+            self.stage_cache[stage] = examples(n, *stage, d.family, "train", d.seed + 1)
         return self.stage_cache[stage]
 
     # ---- the Task protocol -------------------------------------------------------------
