@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -418,3 +419,47 @@ def test_a_checkpoint_without_a_checksum_still_loads(tmp_path):
     rewrite(path, header={"sha256": None})  # as written before the checksum was added
     ckpt = load_checkpoint(path)
     assert ckpt.meta == {"step": 2} and torch.equal(ckpt.model_state["w"], torch.arange(3.0))
+
+
+@dataclass
+class Sizes:
+    hidden: int = 3
+
+
+@dataclass
+class Config:
+    model: Sizes = field(default_factory=Sizes)
+
+
+def test_restore_model_rebuilds_config_vocab_and_weights_or_says_why_in_one_line(tmp_path):
+    from rnnkit.train.checkpoint import restore_model
+
+    def build(cfg, vocab):
+        return nn.Linear(len(vocab), cfg.model.hidden)
+
+    trained = nn.Linear(4, 2)
+    path = tmp_path / "best.safetensors"
+    meta = {"config": {"model": {"hidden": 2}}, "vocab": {"symbols": "abcd"}}
+
+    def read_vocab(saved):
+        return list(saved["symbols"])
+
+    save_checkpoint(path, model_state=trained.state_dict(), meta=meta)
+    cfg, vocab, model = restore_model(load_checkpoint(path), path, Config, build, read_vocab)
+    assert cfg.model.hidden == 2 and vocab == list("abcd") and not model.training
+    assert torch.equal(model.weight, trained.weight)
+
+    def refuse(cfg):
+        raise UserError("option 'model.hidden' must be odd")
+
+    cases = [
+        ({**meta, "config": {"model": {"width": 2}}}, {}, "model.width"),  # an unknown key
+        ({"config": meta["config"]}, {}, "lacks 'vocab'"),
+        (meta, {"check": refuse}, "must be odd"),
+        ({**meta, "config": {"model": {"hidden": 5}}}, {}, "5"),  # weights of another shape
+    ]
+    for saved, options, words in cases:
+        save_checkpoint(path, model_state=trained.state_dict(), meta=saved)
+        with pytest.raises(UserError) as excinfo:
+            restore_model(load_checkpoint(path), path, Config, build, read_vocab, **options)
+        assert words in one_line(excinfo, path)

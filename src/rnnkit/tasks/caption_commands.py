@@ -38,18 +38,13 @@ class LoadedCaption:
 
 def load_caption(ckpt, path: Path) -> LoadedCaption:
     """A caption checkpoint (``TaskSpec.load``): the model in eval mode and its vocabulary."""
-    from rnnkit.config import config_from_dict
-    from rnnkit.train.checkpoint import check_meta, load_model_state
+    from rnnkit.train.checkpoint import restore_model
 
-    check_meta(ckpt.meta, ("config", "vocab"), path)
-    try:
-        cfg = config_from_dict(CaptionConfig, ckpt.meta["config"])
-        vocab = load_vocab(ckpt.meta["vocab"])
-    except UserError as e:
-        raise UserError(f"checkpoint {path}: {e}") from None
-    model = CaptionModel(len(vocab), cfg.model)
-    load_model_state(model, ckpt.model_state, path)
-    return LoadedCaption(model.eval(), vocab, cfg, ckpt.meta, path)
+    def build(cfg, vocab):
+        return CaptionModel(len(vocab), cfg.model)
+
+    cfg, vocab, model = restore_model(ckpt, path, CaptionConfig, build, load_vocab)
+    return LoadedCaption(model, vocab, cfg, ckpt.meta, path)
 
 
 def load_caption_run(run) -> LoadedCaption:

@@ -48,18 +48,13 @@ class LoadedOCR:
 
 def load_ocr(ckpt, path: Path) -> LoadedOCR:
     """An OCR checkpoint (``TaskSpec.load``): the model in eval mode and its alphabet."""
-    from rnnkit.config import config_from_dict
-    from rnnkit.train.checkpoint import check_meta, load_model_state
+    from rnnkit.train.checkpoint import restore_model
 
-    check_meta(ckpt.meta, ("config", "vocab"), path)
-    try:
-        cfg = config_from_dict(OCRConfig, ckpt.meta["config"])
-        alphabet = load_alphabet(ckpt.meta["vocab"])
-    except UserError as e:
-        raise UserError(f"checkpoint {path}: {e}") from None
-    model = LineReader(len(alphabet), cfg.model)
-    load_model_state(model, ckpt.model_state, path)
-    return LoadedOCR(model.eval(), alphabet, cfg, ckpt.meta, path)
+    def build(cfg, alphabet):
+        return LineReader(len(alphabet), cfg.model)
+
+    cfg, alphabet, model = restore_model(ckpt, path, OCRConfig, build, load_alphabet)
+    return LoadedOCR(model, alphabet, cfg, ckpt.meta, path)
 
 
 def load_ocr_run(run) -> LoadedOCR:

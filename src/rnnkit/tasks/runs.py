@@ -8,11 +8,10 @@ from pathlib import Path
 
 from torch import nn
 
-from rnnkit.config import config_from_dict
 from rnnkit.data.text import Vocab
 from rnnkit.errors import UserError
 from rnnkit.tasks.lm import LanguageModel, LMConfig
-from rnnkit.train.checkpoint import check_meta, load_checkpoint, load_model_state
+from rnnkit.train.checkpoint import load_checkpoint, restore_model
 from rnnkit.train.run_dir import checkpoint_path
 
 LM_TASKS = ("charlm", "wordlm")
@@ -36,15 +35,11 @@ class LoadedRun:
 
 def load_lm(ckpt, path: Path) -> LoadedRun:
     """A language model's checkpoint (``TaskSpec.load`` of the language-model tasks)."""
-    check_meta(ckpt.meta, ("level", "config", "vocab"), path)
-    try:
-        cfg = config_from_dict(LMConfig, ckpt.meta["config"])
-        vocab = Vocab.from_dict(ckpt.meta["vocab"])
-    except UserError as e:
-        raise UserError(f"checkpoint {path}: {e}") from None
-    model = LanguageModel(len(vocab), cfg.model)
-    load_model_state(model, ckpt.model_state, path)
-    model.eval()
+
+    def build(cfg, vocab):
+        return LanguageModel(len(vocab), cfg.model)
+
+    _, vocab, model = restore_model(ckpt, path, LMConfig, build, Vocab.from_dict, keys=("level",))
     return LoadedRun(model, vocab, ckpt.meta["level"], ckpt.meta, path)
 
 

@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnnkit.config import config_from_dict
 from rnnkit.data.pairs import PairVocab
 from rnnkit.ensemble import Ensemble
 from rnnkit.errors import UserError
@@ -17,7 +16,7 @@ from rnnkit.seq2seq import Seq2Seq
 from rnnkit.tasks.runs import load_run
 from rnnkit.tasks.seq2seq_config import check_seq2seq_config
 from rnnkit.tasks.seq2seq_task import Recipe, attention_map, evaluate_examples, predict
-from rnnkit.train.checkpoint import check_meta, load_model_state
+from rnnkit.train.checkpoint import restore_model
 from rnnkit.train.train_config import check_seed
 
 
@@ -46,16 +45,15 @@ def load_seq2seq(ckpt, path: Path) -> LoadedSeq2Seq:
     spec = registry()[name]
     recipe = spec.build.__self__
     assert isinstance(recipe, Recipe), f"{name}: a sequence-to-sequence task builds by its Recipe"
-    check_meta(ckpt.meta, ("config", "vocab"), path)
-    try:
-        cfg = config_from_dict(type(spec.presets[spec.default_preset]()), ckpt.meta["config"])
+
+    def build(cfg, vocab):
+        return Seq2Seq(len(vocab.source), len(vocab.target), cfg.model)
+
+    def check(cfg):
         check_seq2seq_config(cfg.model)  # the library's ValueError, as one line naming the key
-        vocab = PairVocab.from_dict(ckpt.meta["vocab"])
-    except UserError as e:
-        raise UserError(f"checkpoint {path}: {e}") from None
-    model = Seq2Seq(len(vocab.source), len(vocab.target), cfg.model)
-    load_model_state(model, ckpt.model_state, path)
-    model.eval()
+
+    config_type = type(spec.presets[spec.default_preset]())
+    cfg, vocab, model = restore_model(ckpt, path, config_type, build, PairVocab.from_dict, check)
     return LoadedSeq2Seq(name, cfg, vocab, model, ckpt.meta, path, recipe)
 
 

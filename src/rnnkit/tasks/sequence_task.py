@@ -402,17 +402,15 @@ def loader(config_class: type, make_problem: Callable) -> Callable:
     ``config_class``) and ``make_problem(cfg)``, the weights loaded, in eval mode."""
 
     def load(ckpt, path) -> LoadedSequenceRun:
-        from rnnkit.config import config_from_dict
-        from rnnkit.train.checkpoint import check_meta, load_model_state
+        from rnnkit.train.checkpoint import restore_model
 
-        check_meta(ckpt.meta, ("config",), path)
-        try:
-            cfg = config_from_dict(config_class, ckpt.meta["config"])
-        except UserError as e:
-            raise UserError(f"checkpoint {path}: {e}") from None
-        problem = make_problem(cfg)
-        model = SequenceModel(problem, cfg.model)
-        load_model_state(model, ckpt.model_state, path)
-        return LoadedSequenceRun(model.eval(), cfg, problem, ckpt.meta, path)
+        problems = []
+
+        def build(cfg, _):
+            problems.append(make_problem(cfg))
+            return SequenceModel(problems[0], cfg.model)
+
+        cfg, _, model = restore_model(ckpt, path, config_class, build)
+        return LoadedSequenceRun(model, cfg, problems[0], ckpt.meta, path)
 
     return load

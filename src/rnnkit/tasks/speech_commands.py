@@ -34,17 +34,13 @@ class LoadedSpeech:
 
 def load_speech(ckpt, path: Path) -> LoadedSpeech:
     """A speech run's checkpoint (``TaskSpec.load``): the model in eval mode and its config."""
-    from rnnkit.config import config_from_dict
-    from rnnkit.train.checkpoint import check_meta, load_model_state
+    from rnnkit.train.checkpoint import restore_model
 
-    check_meta(ckpt.meta, ("config",), path)
-    try:
-        cfg = config_from_dict(SpeechConfig, ckpt.meta["config"])
-    except UserError as e:
-        raise UserError(f"checkpoint {path}: {e}") from None
-    model = SpeechModel(cfg.model)
-    load_model_state(model, ckpt.model_state, path)
-    return LoadedSpeech(model.eval(), cfg, ckpt.meta, path)
+    def build(cfg, _):
+        return SpeechModel(cfg.model)
+
+    cfg, _, model = restore_model(ckpt, path, SpeechConfig, build)
+    return LoadedSpeech(model, cfg, ckpt.meta, path)
 
 
 def load_speech_run(run: str) -> LoadedSpeech:

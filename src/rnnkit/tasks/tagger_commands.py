@@ -11,12 +11,11 @@ from pathlib import Path
 
 import torch
 
-from rnnkit.config import config_from_dict
 from rnnkit.errors import UserError
 from rnnkit.tasks.runs import load_run
 from rnnkit.tasks.tagger import Tagger, TaggerVocab, check_tagger_config, tag_sentences
 from rnnkit.tasks.tagger_task import TaggingRecipe
-from rnnkit.train.checkpoint import check_meta, load_model_state
+from rnnkit.train.checkpoint import restore_model
 
 CONFUSION_TAGS = 20  # the confusion picture shows at most this many tags (the rest: "other")
 
@@ -40,16 +39,15 @@ def load_tagger(ckpt, path: Path) -> LoadedTagger:
     spec = registry()[name]
     recipe = spec.build.__self__
     assert isinstance(recipe, TaggingRecipe), f"{name}: a tagging task builds by its recipe"
-    check_meta(ckpt.meta, ("config", "vocab"), path)
-    try:
-        cfg = config_from_dict(type(spec.presets[spec.default_preset]()), ckpt.meta["config"])
+
+    def check(cfg):
         check_tagger_config(cfg.model)
-        vocab = TaggerVocab.from_dict(ckpt.meta["vocab"])
-    except UserError as e:
-        raise UserError(f"checkpoint {path}: {e}") from None
-    model = recipe.model(vocab, cfg)
-    load_model_state(model, ckpt.model_state, path)
-    model.eval()
+
+    def build(cfg, vocab):
+        return recipe.model(vocab, cfg)
+
+    config_type = type(spec.presets[spec.default_preset]())
+    cfg, vocab, model = restore_model(ckpt, path, config_type, build, TaggerVocab.from_dict, check)
     return LoadedTagger(name, cfg, vocab, model, ckpt.meta, path, recipe)
 
 

@@ -298,21 +298,14 @@ def loader(config_class: type) -> object:
     """A ``TaskSpec.load`` for a text-classification task whose config is ``config_class``."""
 
     def load(ckpt, path) -> LoadedClassifier:
-        from rnnkit.config import config_from_dict
-        from rnnkit.train.checkpoint import check_meta, load_model_state
+        from rnnkit.train.checkpoint import restore_model
 
-        check_meta(ckpt.meta, ("config", "vocab"), path)
-        try:
-            cfg = config_from_dict(config_class, ckpt.meta["config"])
-            vocab = TextVocab.from_dict(ckpt.meta["vocab"])
-        except UserError as e:
-            raise UserError(f"checkpoint {path}: {e}") from None
-        m = cfg.model
-        model = TextClassifier(
-            len(vocab), len(vocab.chars), len(vocab.classes), m, len(vocab.ngrams)
-        )
-        load_model_state(model, ckpt.model_state, path)
-        return LoadedClassifier(model.eval(), vocab, cfg, ckpt.meta, Path(path))
+        def build(cfg, vocab):
+            sizes = len(vocab), len(vocab.chars), len(vocab.classes)
+            return TextClassifier(*sizes, cfg.model, len(vocab.ngrams))
+
+        cfg, vocab, model = restore_model(ckpt, path, config_class, build, TextVocab.from_dict)
+        return LoadedClassifier(model, vocab, cfg, ckpt.meta, Path(path))
 
     return load
 
