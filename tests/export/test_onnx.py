@@ -354,6 +354,31 @@ def test_the_command_exports_a_trained_run(tmp_path, capsys):
     check_exported_language_model(run_dir, tmp_path / "lm.onnx", capsys)
 
 
+def test_a_seq2seq_run_exports_to_an_encoder_and_a_decoder_step(tmp_path, capsys):
+    from rnnkit.config import config_to_dict
+    from rnnkit.tasks.base import get_task
+    from rnnkit.train.checkpoint import save_checkpoint
+
+    spec = get_task("dates")
+    cfg = spec.presets["tiny"]()
+    task = spec.build(cfg, tmp_path / "cache")
+    meta = {"task": "dates", "config": config_to_dict(cfg), "vocab": task.vocab.to_dict()}
+    save_checkpoint(
+        tmp_path / "run" / "best.safetensors", model_state=task.model.state_dict(), meta=meta
+    )
+    out = tmp_path / "dates.onnx"
+    assert main(["export", str(tmp_path / "run"), "--out", str(out)]) == 0
+    written = capsys.readouterr().out.split()
+    names = ["dates.encoder.onnx", "dates.decoder_step.onnx", "dates.json"]
+    assert [str(tmp_path / n) for n in names] == [w for w in written if w != "wrote"]
+    beside = json.loads((tmp_path / "dates.json").read_text())
+    assert beside["kind"] == "seq2seq" and beside["vocab"] == meta["vocab"]
+    assert beside["graphs"]["decoder_step"]["outputs"][-1] == "attention"
+    for name in names[:2]:
+        props = {p.key for p in onnx.load(str(tmp_path / name)).metadata_props}
+        assert {"rnnkit.config", "rnnkit.vocab", "rnnkit.graph"} <= props
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

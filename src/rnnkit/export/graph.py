@@ -37,7 +37,7 @@ def check_cells(model: nn.Module) -> None:
         cells += getattr(module, "_cells", [])  # the torch-compatible layers' cells
         for cell in cells:
             if cell_name(cell) is None:
-                cell_body(cell, 0, torch.zeros(()))
+                cell_body(cell, 0)
 
 
 def export_graph(
@@ -56,7 +56,7 @@ def export_graph(
     with torch.no_grad(), set_backend("step", "off"):
         if loops:
             with scan_recurrences() as cells:
-                proto = onnx_export(module, args, (inputs, outputs), axes)
+                proto = onnx_export(module, args, (inputs, outputs), axes, placeholders=True)
             proto = replace_recurrences(proto, cells)
         else:
             proto = onnx_export(module, args, (inputs, outputs), axes)

@@ -46,10 +46,12 @@ def onnx_export(
     names: tuple[list[str], list[str]],
     axes: dict,
     what: str = "the model",
+    placeholders: bool = False,
 ) -> onnx.ModelProto:
     """``module(*args)`` traced into an ONNX ModelProto by torch's TorchScript-based exporter
     (torch's dynamo exporter takes tens of seconds a graph, this one about one; its deprecation
     warning and the tracer's warnings are silenced). ExportError names ``what`` failed, and why.
+    ``placeholders``: the graph may hold ``rnnkit::Recurrence`` nodes (``scan_recurrences``).
     """
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -64,7 +66,7 @@ def onnx_export(
                 input_names=names[0],
                 output_names=names[1],
                 dynamic_axes=axes,
-                custom_opsets={DOMAIN: 1},
+                custom_opsets={DOMAIN: 1} if placeholders else None,
             )
         except Exception as e:  # the exporter's errors are many kinds; keep the first line
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -103,7 +105,12 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, key: int, xs, mask, *state):
-        return g.op(f"{DOMAIN}::Recurrence", xs, mask, *state, key_i=key, outputs=1 + len(state))
+        outs = g.op(f"{DOMAIN}::Recurrence", xs, mask, *state, key_i=key, outputs=1 + len(state))
+        # the types of the outputs, which torch cannot infer for a node it does not know
+        outs[0].setType(xs.type().with_sizes([None, None, _ACTIVE[key].output_size]))
+        for out, s in zip(outs[1:], state, strict=True):
+            out.setType(s.type())
+        return outs
 
 
 _ACTIVE: dict[int, nn.Module] = {}  # the cells of the export under way, by placeholder key
@@ -158,12 +165,14 @@ def scan_recurrences():
         Recurrent.forward = original
 
 
-def cell_body(cell: nn.Module, key: int, like: Tensor) -> onnx.GraphProto:
-    """The Scan body for ``cell``: its step traced once, every name prefixed with ``r{key}/``."""
+def cell_body(cell: nn.Module, key: int) -> onnx.GraphProto:
+    """The Scan body for ``cell``: its step traced once (in the dtype of its parameters), every
+    name prefixed with ``r{key}/`` so that none shadows a name of the outer graph."""
     sizes = tuple(cell.state_sizes)
+    dtype = next(cell.parameters(), torch.zeros(())).dtype
     B = 2
-    state = tuple(torch.zeros(B, n, dtype=like.dtype) for n in sizes)
-    x = torch.zeros(B, cell.input_size, dtype=like.dtype)
+    state = tuple(torch.zeros(B, n, dtype=dtype) for n in sizes)
+    x = torch.zeros(B, cell.input_size, dtype=dtype)
     m = torch.ones(B, 1, dtype=torch.bool)
     ins = [f"s{i}" for i in range(len(sizes))] + ["x", "m"]
     outs = [f"s{i}_out" for i in range(len(sizes))] + ["y"]
@@ -193,7 +202,6 @@ def cell_body(cell: nn.Module, key: int, like: Tensor) -> onnx.GraphProto:
 def replace_recurrences(model: onnx.ModelProto, cells: dict[int, nn.Module]) -> onnx.ModelProto:
     """Every ``rnnkit::Recurrence`` placeholder of ``model`` becomes an ONNX ``Scan``."""
     graph = model.graph
-    like = torch.zeros(())
     nodes = []
     for node in graph.node:
         if node.domain != DOMAIN:
@@ -202,7 +210,7 @@ def replace_recurrences(model: onnx.ModelProto, cells: dict[int, nn.Module]) -> 
         key = next(a.i for a in node.attribute if a.name == "key")
         xs, mask, *state = node.input
         ys, *new = node.output
-        body = cell_body(cells[key], key, like)
+        body = cell_body(cells[key], key)
         nodes.append(
             helper.make_node(
                 "Scan",
