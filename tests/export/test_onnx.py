@@ -204,6 +204,22 @@ def test_speech_model():
     close(got["log_probs"], log_probs, valid(lengths, len(log_probs)))
 
 
+@pytest.mark.parametrize(
+    ("cell", "tokens", "many_to_one"), [("jordan", False, True), ("gru", True, False)]
+)
+def test_sequence_model(cell, tokens, many_to_one):
+    from rnnkit.tasks.sequence_task import Problem, SeqModelConfig, SequenceModel
+
+    problem = Problem(None, "ce", many_to_one, 6, 4, ("chance", 0.25), "accuracy", tokens=tokens)
+    model = SequenceModel(problem, SeqModelConfig(cell=cell, hidden_size=5, embedding_size=3))
+    model.eval()
+    T, B = 9, 3  # the export's: 4, 2
+    x = torch.randint(0, 6, (T, B)) if tokens else torch.randn(T, B, 6)
+    with torch.no_grad():
+        want = model(x)
+    close(run(model_graphs(model)[1]["forward"], x=x)["outputs"], want)
+
+
 # ---- sequence to sequence: encoder + decoder step ----------------------------------------------
 @pytest.mark.parametrize(
     ("cell", "attention", "context"),
@@ -245,6 +261,32 @@ def test_seq2seq_encoder_and_decoder_steps(cell, attention, context):
         flat = [changed.get(n, v) for n, v in zip(decoder.inputs[1:], flat, strict=True)]
 
 
+@pytest.mark.parametrize(("cell", "attention"), [("gru", "bahdanau"), ("lstm", "none")])
+def test_caption_model_encoder_and_decoder_step(cell, attention):
+    from rnnkit.tasks.caption_model import CaptionModel, CaptionModelConfig
+
+    cfg = CaptionModelConfig(
+        channels=1, cell=cell, embedding_size=4, hidden_size=6, attention=attention
+    )
+    cfg.context = "init"
+    model = CaptionModel(9, cfg).eval()
+    graphs = model_graphs(model)[1]
+    encoder, decoder = graphs["encoder"], graphs["decoder_step"]
+    assert encoder.inputs == ["images"]
+    images = torch.rand(3, 1, 84, 84)
+    with torch.no_grad():
+        state = model.encode(images)
+    flat = session(encoder).run(None, {"images": images.numpy()})
+    y_prev = torch.randint(0, 9, (3,))
+    with torch.no_grad():
+        logits, _, alpha = model.decoder.step(y_prev, state)
+    feed = {"y_prev": y_prev.numpy(), **dict(zip(decoder.inputs[1:], flat, strict=True))}
+    out = dict(zip(decoder.outputs, session(decoder).run(None, feed), strict=True))
+    close(out["logits"], logits)
+    if alpha is not None:
+        close(out["attention"], alpha)
+
+
 # ---- a cell ONNX cannot express ---------------------------------------------------------------
 class MatrixExpCell(nn.Module):
     """A user's cell: h' = exp(reshape(W x)) h, a matrix exponential (no ONNX operator)."""
@@ -278,6 +320,16 @@ def test_a_cell_onnx_cannot_express_fails_in_one_line_naming_it():
         export_graph(Model(), (torch.randn(4, 2, 3),), ["xs"], ["ys"], {}, loops=True)
     message = str(error.value)
     assert "\n" not in message and "MatrixExpCell" in message and "matrix_exp" in message
+
+
+def test_a_cell_without_the_cell_sizes_is_named():
+    class Bare(nn.Module):
+        def forward(self, x, h):
+            return x, h
+
+    model = Stacked([Recurrent(Bare())])
+    with pytest.raises(ExportError, match="cell Bare: it has no input_size, output_size"):
+        export_graph(model, (torch.randn(4, 2, 3),), ["xs"], ["ys"], {}, loops=True)
 
 
 # ---- the command -----------------------------------------------------------------------------
@@ -355,19 +407,23 @@ def test_the_command_exports_a_trained_run(tmp_path, capsys):
 
 
 def test_a_seq2seq_run_exports_to_an_encoder_and_a_decoder_step(tmp_path, capsys):
+    """A dates checkpoint as ``rnnkit train dates`` writes it (weights of step 0)."""
     from rnnkit.config import config_to_dict
     from rnnkit.tasks.base import get_task
     from rnnkit.train.checkpoint import save_checkpoint
 
-    spec = get_task("dates")
-    cfg = spec.presets["tiny"]()
-    task = spec.build(cfg, tmp_path / "cache")
-    meta = {"task": "dates", "config": config_to_dict(cfg), "vocab": task.vocab.to_dict()}
-    save_checkpoint(
-        tmp_path / "run" / "best.safetensors", model_state=task.model.state_dict(), meta=meta
-    )
+    cfg = get_task("dates").presets["tiny"]()
+    specials = ["<pad>", "<unk>", "<bos>", "<eos>"]
+    vocab = {
+        "source": {"tokens": [*specials, *"abcdefg 12"], "split": "char"},
+        "target": {"tokens": [*specials, *"0123456789-"], "split": "char"},
+    }
+    model = Seq2Seq(14, 15, cfg.model)
+    meta = {"task": "dates", "config": config_to_dict(cfg), "vocab": vocab}
+    run_dir = tmp_path / "run"
+    save_checkpoint(run_dir / "best.safetensors", model_state=model.state_dict(), meta=meta)
     out = tmp_path / "dates.onnx"
-    assert main(["export", str(tmp_path / "run"), "--out", str(out)]) == 0
+    assert main(["export", str(run_dir), "--out", str(out)]) == 0
     written = capsys.readouterr().out.split()
     names = ["dates.encoder.onnx", "dates.decoder_step.onnx", "dates.json"]
     assert [str(tmp_path / n) for n in names] == [w for w in written if w != "wrote"]

@@ -49,8 +49,9 @@ def export_graph(
     *,
     loops: bool,
 ) -> Graph:
-    """``module(*args)`` as an ONNX graph; ``loops``: recurrent layers become ``Scan`` loops
-    (a whole sequence of any length), else they run as the single step they are given."""
+    """``module(*args)`` in eval mode (it is left in eval mode) as an ONNX graph; ``loops``:
+    recurrent layers become ``Scan`` loops (a whole sequence of any length), else they run as
+    the single step they are given."""
     check_cells(module)
     module.eval()
     with torch.no_grad(), set_backend("step", "off"):

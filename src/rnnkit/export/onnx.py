@@ -27,11 +27,18 @@ FORMATS = ("onnx",)
 
 def kinds() -> list[tuple[str, type, Callable[[nn.Module], dict[str, Graph]]]]:
     """(kind, model class, its graphs): every kind of model that exports."""
-    from rnnkit.export.sequence_graphs import classifier_graphs, ctc_graphs, tagger_graphs
+    from rnnkit.export.sequence_graphs import (
+        classifier_graphs,
+        ctc_graphs,
+        sequence_model_graphs,
+        tagger_graphs,
+    )
     from rnnkit.export.step_graphs import language_model_graphs, seq2seq_graphs
     from rnnkit.seq2seq import Seq2Seq
+    from rnnkit.tasks.caption_model import CaptionModel
     from rnnkit.tasks.lm import LanguageModel
     from rnnkit.tasks.ocr_model import LineReader
+    from rnnkit.tasks.sequence_task import SequenceModel
     from rnnkit.tasks.speech_model import SpeechModel
     from rnnkit.tasks.tagger import Tagger
     from rnnkit.tasks.text_classify_model import TextClassifier
@@ -42,7 +49,9 @@ def kinds() -> list[tuple[str, type, Callable[[nn.Module], dict[str, Graph]]]]:
         ("classifier", TextClassifier, classifier_graphs),
         ("ctc", LineReader, ctc_graphs),
         ("ctc", SpeechModel, ctc_graphs),
+        ("sequence model", SequenceModel, sequence_model_graphs),
         ("seq2seq", Seq2Seq, seq2seq_graphs),
+        ("seq2seq", CaptionModel, seq2seq_graphs),
     ]
 
 

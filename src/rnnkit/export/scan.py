@@ -168,6 +168,12 @@ def scan_recurrences():
 def cell_body(cell: nn.Module, key: int) -> onnx.GraphProto:
     """The Scan body for ``cell``: its step traced once (in the dtype of its parameters), every
     name prefixed with ``r{key}/`` so that none shadows a name of the outer graph."""
+    missing = [a for a in ("input_size", "output_size", "state_sizes") if not hasattr(cell, a)]
+    if missing:  # the example step needs the sizes that rnnkit.cells.Cell declares
+        raise ExportError(
+            f"cannot export cell {type(cell).__name__}: it has no {', '.join(missing)} "
+            "(the sizes every rnnkit.cells.Cell declares)"
+        )
     sizes = tuple(cell.state_sizes)
     dtype = next(cell.parameters(), torch.zeros(())).dtype
     B = 2

@@ -154,3 +154,17 @@ def ctc_graphs(model: nn.Module) -> dict[str, Graph]:
         axes = {"features": {0: "time", 1: "batch"}, "frames": {0: "batch"}, **out_axes}
         args = (features, frames)
     return {"forward": export_graph(model, args, inputs, outputs, axes, loops=True)}
+
+
+# ---- the sequence tasks (fashion, digits, the long-range problems) -----------------------------
+def sequence_model_graphs(model: nn.Module) -> dict[str, Graph]:
+    """``forward``: x (T, B, I) floats, or (T, B) token ids -> outputs (B, O) for a many-to-one
+    problem (the readout of the last step), else (T, B, O)."""
+    T, B = 4, 2
+    if model.embedding is not None:
+        x = torch.zeros(T, B, dtype=torch.long)
+    else:
+        x = torch.zeros(T, B, model.rnn.input_size)
+    axes = {"x": {0: "time", 1: "batch"}}
+    axes["outputs"] = {0: "batch"} if model.many_to_one else {0: "time", 1: "batch"}
+    return {"forward": export_graph(model, (x,), ["x"], ["outputs"], axes, loops=True)}

@@ -74,15 +74,18 @@ class _Encoder(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, src: Tensor, lengths: Tensor) -> tuple[Tensor, ...]:
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         dec = self.model.decoder
-        memory, summary = self.model.encoder(src, lengths)
-        state = dec.init_state(memory, lengths, summary)
+        if hasattr(self.model, "encoder"):  # a Seq2Seq: src, lengths
+            memory, summary = self.model.encoder(*inputs)
+            state, like = dec.init_state(memory, inputs[1], summary), summary
+        else:  # a CaptionModel: images
+            state, like = self.model.encode(*inputs), inputs[0].flatten(1)
         if dec.bridge is None:  # zeros whose batch size is the input's, not the example's
-            zeros = [tuple(_zeros(summary, n) for n in c.state_sizes) for c in dec.cells]
+            zeros = [tuple(_zeros(like, n) for n in c.state_sizes) for c in dec.cells]
             state = state._replace(layers=tuple(z if len(z) > 1 else z[0] for z in zeros))
         if state.feed is not None:
-            state = state._replace(feed=_zeros(summary, dec.hidden_size))
+            state = state._replace(feed=_zeros(like, dec.hidden_size))
         return tuple(_flatten(state, len(dec.cells[0].state_sizes)))
 
 
@@ -112,22 +115,28 @@ class _DecoderStep(nn.Module):
 
 
 def seq2seq_graphs(model: nn.Module) -> dict[str, Graph]:
-    """``encoder``: src (S, B), lengths (B,) -> the decoder's state tensors; ``decoder_step``:
-    y_prev (B,) and those tensors -> logits (B, V), the changed state tensors (``*_out``) and,
-    with attention, the attention weights ``attention`` (B, S)."""
+    """``encoder``: src (S, B), lengths (B,) (a caption model: images (B, 1, 84, 84)) -> the
+    decoder's state tensors; ``decoder_step``: y_prev (B,) and those tensors -> logits (B, V),
+    the changed state tensors (``*_out``) and, with attention, the attention weights
+    ``attention`` (B, S) (S: the source length, or the caption model's 49 grid cells)."""
     S, B = 5, 2
     names = _decoder_state_names(model)
     batch_axis = {n: {0: "batch"} for n in names}
     for n in ("memory", "keys", "mask"):
         if n in batch_axis:
             batch_axis[n] = {0: "batch", 1: "source"}
-    src, lengths = torch.ones(S, B, dtype=torch.long), torch.tensor([S, S - 2])
-    axes = {"src": {0: "source", 1: "batch"}, "lengths": {0: "batch"}, **batch_axis}
-    encoder = export_graph(
-        _Encoder(model), (src, lengths), ["src", "lengths"], names, axes, loops=True
-    )
+    if hasattr(model, "encoder"):
+        inputs = ["src", "lengths"]
+        args = (torch.ones(S, B, dtype=torch.long), torch.tensor([S, S - 2]))
+        axes = {"src": {0: "source", 1: "batch"}, "lengths": {0: "batch"}, **batch_axis}
+    else:
+        from rnnkit.tasks.caption_data import CANVAS
+
+        inputs, args = ["images"], (torch.rand(B, 1, CANVAS, CANVAS),)
+        axes = {"images": {0: "batch"}, **batch_axis}
+    encoder = export_graph(_Encoder(model), args, inputs, names, axes, loops=True)
     with torch.no_grad():
-        flat = _Encoder(model).eval()(src, lengths)
+        flat = _Encoder(model).eval()(*args)
     step = _DecoderStep(model, names)
     carried = [f"{n}_out" for n in names[: step.n_carried()]]
     outputs = ["logits", *carried]
