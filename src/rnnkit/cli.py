@@ -146,11 +146,21 @@ def cmd_lab(argv: list[str]) -> int:
     return run(argv)
 
 
+# ---- export ---------------------------------------------------------------------------------
+def cmd_export(argv: list[str]) -> int:
+    try:
+        from rnnkit.export.onnx import cmd_export as export
+    except ModuleNotFoundError as e:  # onnx is an optional dependency
+        raise UserError(f"rnnkit export needs the {e.name} package: pip install onnx") from None
+    return export(argv)
+
+
 BUILT_IN = {
     "train": (cmd_train, "train a task: rnnkit train TASK [options] (train --help lists tasks)"),
     "plot": (cmd_plot, "draw a run's loss, bits and gradient-norm curves as PNG"),
     "demo": (cmd_demo, "train a small LSTM on generated data and show gradient flow"),
     "lab": (cmd_lab, "experiments with plots: rnnkit lab --help lists them"),
+    "export": (cmd_export, "a trained run's inference graph as ONNX: rnnkit export RUN --out F"),
     "bench": (cmd_bench, "benchmarks: rnnkit bench speed [--quick] (tokens/s against torch.nn)"),
 }
 

@@ -17,7 +17,8 @@ LN_EPS = 1e-5
 
 def layer_norm(a: Tensor, gain: Tensor, bias: Tensor | None = None) -> Tensor:
     """(a - mean) / std over the last dimension, times ``gain`` (plus ``bias``)."""
-    return F.layer_norm(a, a.shape[-1:], gain, bias, LN_EPS)
+    # gain.shape (= a.shape[-1:]): a constant in a traced graph, as ONNX's LayerNormalization needs
+    return F.layer_norm(a, gain.shape, gain, bias, LN_EPS)
 
 
 class LSTMCell(Cell):
