@@ -6,7 +6,8 @@ them: B sources of one length S (about the data's median, <eos> included), targe
 drawn from [T/2, T]. A step is forward, the masked cross-entropy (label smoothing as the preset),
 backward and AdamW's update. The same model runs with ``Decoder.use_kernel`` True (the
 hand-derived kernel, ``rnnkit.kernels.attention_decoder``) and False (the step loop under
-autograd), the repeats interleaved, one thread; medians and the ratio kernel / loop.
+autograd), the repeats interleaved, one thread; medians of the wall-clock time and of the
+process's CPU time (the steadier one on a shared machine) and the ratios kernel / loop.
 
     OMP_NUM_THREADS=1 python benchmarks/seq2seq_step.py [--json docs/seq2seq_step.json]
         [--repeats N]
@@ -63,14 +64,19 @@ def measure(name: str, repeats: int) -> dict:
     for _ in range(2):  # warm-up
         step(True)
         step(False)
-    times: dict[str, list[float]] = {"kernel": [], "loop": []}
+    wall: dict[str, list[float]] = {"kernel": [], "loop": []}
+    cpu: dict[str, list[float]] = {"kernel": [], "loop": []}
     for _ in range(repeats):
         for kind in ("kernel", "loop"):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             step(kind == "kernel")
-            times[kind].append(time.perf_counter() - start)
-    kernel, loop = (statistics.median(times[k]) for k in ("kernel", "loop"))
-    return {"B": B, "S": S, "T": T, "kernel_s": kernel, "loop_s": loop, "ratio": kernel / loop}
+            wall[kind].append(time.perf_counter() - start)
+            cpu[kind].append(time.process_time() - start_cpu)
+    out = {"B": B, "S": S, "T": T}
+    for clock, times in (("wall", wall), ("cpu", cpu)):
+        kernel, loop = (statistics.median(times[k]) for k in ("kernel", "loop"))
+        out[clock] = {"kernel_s": kernel, "loop_s": loop, "ratio": kernel / loop}
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -89,10 +95,13 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     for name in names:
         r = results[name] = measure(name, a.repeats)
-        print(
-            f"{name:10s} B {r['B']} S {r['S']} T {r['T']}: kernel {r['kernel_s'] * 1000:7.1f} ms"
-            f"  loop {r['loop_s'] * 1000:7.1f} ms  ratio {r['ratio']:.2f}"
-        )
+        for clock in ("wall", "cpu"):
+            c = r[clock]
+            print(
+                f"{name:10s} B {r['B']} S {r['S']} T {r['T']} {clock:4s}: kernel "
+                f"{c['kernel_s'] * 1000:7.1f} ms  loop {c['loop_s'] * 1000:7.1f} ms  "
+                f"ratio {c['ratio']:.2f}"
+            )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(

@@ -5,7 +5,9 @@ With Bahdanau attention, or Luong attention with input feeding, every decoder st
 previous step's output, so the decoder cannot run layer by layer as a sequence
 (``rnnkit.seq2seq.Decoder.sequence``); stepped under autograd it costs a graph of small ops per
 step and separate weight gradients per step. This kernel keeps the step loop in the forward,
-without a graph, and does every weight gradient as one matrix product over all T·B rows.
+without a graph, and does every weight gradient as one matrix product over all T·B rows; with
+Bahdanau attention the context's share of the first layer's input, W_x c_t, is a weighted sum of
+the memory projected once (m_x), so no step multiplies by W_x.
 
 Notation. Layers l = 1..L of GRU or LSTM cells (``rnnkit.cells``, gate order r,z,n / i,f,g,o),
 states s^l_t (h^l_t, and c^l_t for the LSTM), s_t = h^L_t the top one. Memory m (B, S, M), keys
@@ -17,7 +19,7 @@ h̃_{t-1} (Luong). Layers l > 1 take d^l_t ⊙ h^{l-1}_t, d^l a dropout mask (sc
 Forward, step t (masked softmax: -∞ at padding, so weight exactly 0 there):
 
     Bahdanau:  a_t = tanh(k + W_q s_{t-1})   e_t = a_t v   α_t = softmax(e_t)   c_t = α_t m
-               x^1_t = xg_t + W_x c_t
+               x^1_t = xg_t + W_x c_t = xg_t + α_t m_x,   m_x = m W_xᵀ (B, S, G) once
     Luong:     x^1_t = xg_t + W_x h̃_{t-1}     (h̃_0 = the state's ``feed``, zeros)
     cells:     s^l_t = cell^l(x^l_t, s^l_{t-1}),  x^l_t = W_ih^l (d^l_t ⊙ h^{l-1}_t) + b_ih^l
     Luong:     e_t = k s_t   α_t = softmax(e_t)   c_t = α_t m   h̃_t = tanh(W_c [s_t; c_t] + b_c)
@@ -36,18 +38,19 @@ the softmax's backward is ∂L/∂e = α ⊙ (∂L/∂α - Σ_s α_s ∂L/∂α_
     cells, l = L..1: the cell's backward (``rnnkit.kernels.gru`` / ``lstm``) of g^l gives
                ∂L/∂x^l_t and δs^l_{t-1};  g^{l-1} = d^l_t ⊙ (∂L/∂x^l_t W_ih^l) + δh^{l-1}_t
     Luong:     δh̃_{t-1} = ∂L/∂x^1_t W_x
-    Bahdanau:  ∂L/∂c_t = ∂L_t/∂c_t + ∂L/∂x^1_t W_x
-               ∂L/∂α_t = ∂L_t/∂α_t + m ∂L/∂c_t;    ∂L/∂e_t from it
+    Bahdanau:  ∂L/∂α_t = ∂L_t/∂α_t + m ∂L_t/∂c_t + m_x ∂L/∂x^1_t;    ∂L/∂e_t from it
                ∂L/∂u_t = Σ_s ∂L/∂e_ts v ⊙ (1 - a_ts²) = -v ⊙ Σ_s ∂L/∂e_ts a_ts²   (u = W_q s_{t-1})
                δs_{t-1} += ∂L/∂u_t W_q
 
 and then, as sums over all steps (one matrix product each):
 
-    ∂L/∂xg = ∂L/∂x^1                    ∂W_x = Σ_t ∂L/∂x^1_tᵀ [c_t | h̃_{t-1}]
+    ∂L/∂xg = ∂L/∂x^1
     ∂W_ih^l = Σ_t ∂L/∂x^l_tᵀ (d^l_t ⊙ h^{l-1}_t)      ∂W_hh^l, ∂b^l: as in the cell kernels
-    ∂m = Σ_t α_tᵀ ∂L/∂c_t (per batch row)
-    Luong:     ∂k = Σ_t ∂L/∂e_tᵀ s_t     ∂W_c = Σ_t ∂L/∂z_tᵀ [s_t; c_t]     ∂b_c = Σ_t ∂L/∂z_t
-    Bahdanau:  ∂k = v ⊙ Σ_t ∂L/∂e_t ⊙ (1 - a_t²)      ∂v = Σ_{t,s} ∂L/∂e_ts a_ts
+    Luong:     ∂m = Σ_t α_tᵀ ∂L/∂c_t (per batch row)      ∂W_x = Σ_t ∂L/∂x^1_tᵀ h̃_{t-1}
+               ∂k = Σ_t ∂L/∂e_tᵀ s_t     ∂W_c = Σ_t ∂L/∂z_tᵀ [s_t; c_t]     ∂b_c = Σ_t ∂L/∂z_t
+    Bahdanau:  ∂m_x = Σ_t α_tᵀ ∂L/∂x^1_t      ∂m = Σ_t α_tᵀ ∂L_t/∂c_t + ∂m_x W_x
+               ∂W_x = Σ_{b,s} ∂m_xᵀ m    (B·S rows)
+               ∂k = v ⊙ Σ_t ∂L/∂e_t ⊙ (1 - a_t²)      ∂v = Σ_{t,s} ∂L/∂e_ts a_ts
                ∂W_q = Σ_t ∂L/∂u_tᵀ s_{t-1}
 
 The initial states and h̃_0 get δs^l_0 and δh̃_0. Second derivatives (``create_graph``) are not
@@ -149,21 +152,29 @@ class AttentionDecoderBPTT(torch.autograd.Function):
         W_x_t = weight_x.t()
         if bahdanau:
             A = weight_a.shape[0]
-            a = new(T, B, S, A)  # tanh(k + W_q s_{t-1})
+            # a_t = tanh(k + W_q s_{t-1}), (B, S, A) each: one tensor a step, not one (T, B, S, A)
+            # buffer, which (tens of MB) the allocator would map afresh, page by page, every call
+            a = []
             u = new(B, A)
             W_q_t, v = weight_a.t(), vector_a.reshape(A, 1)
+            # W_x c_t = Σ_s α_ts (W_x m_s): the memory projected once, a (B, 1, S) product a step
+            memory_x = torch.matmul(memory, W_x_t)  # (B, S, G)
         else:
             feeds = new(T + 1, B, H)  # h̃_0..h̃_T
             feeds[0] = feed0
             W_cs_t, W_cc_t = weight_a[:, :H].t(), weight_a[:, H:].t()
+            # (B, Q, S): a (B, 1, Q) x (B, Q, S) product a step, faster than (B, S, Q) x (B, Q, 1)
+            keys_t = keys.transpose(1, 2)
         for t in range(T):
             if bahdanau:
                 torch.mm(hs[-1][t], W_q_t, out=u)  # u = W_q s_{t-1}
-                torch.add(keys, u.unsqueeze(1), out=a[t]).tanh_()
+                a.append(torch.add(keys, u.unsqueeze(1)).tanh_())
                 torch.mm(a[t].view(B * S, A), v, out=e.view(B * S, 1))  # e = a v
                 _masked_softmax_(e, pad, empty, alpha[t])
-                torch.bmm(alpha[t].unsqueeze(1), memory, out=context[t].unsqueeze(1))
-                torch.addmm(xg[t], context[t], W_x_t, out=x)  # x^1 = xg + W_x c
+                # x^1 = xg + W_x c = xg + α (W_x m)
+                torch.baddbmm(
+                    xg[t].unsqueeze(1), alpha[t].unsqueeze(1), memory_x, out=x.unsqueeze(1)
+                )
             else:
                 torch.addmm(xg[t], feeds[t], W_x_t, out=x)  # x^1 = xg + W_x h̃_{t-1}
             for l, layer in enumerate(layers):
@@ -193,17 +204,21 @@ class AttentionDecoderBPTT(torch.autograd.Function):
                     torch.lerp(n, hs[l][t], z, out=hs[l][t + 1])  # h' = n + z ⊙ (h - n)
             if not bahdanau:
                 s = hs[-1][t + 1]
-                torch.bmm(keys, s.unsqueeze(2), out=e.unsqueeze(2))  # e = k s_t
+                torch.bmm(s.unsqueeze(1), keys_t, out=e.unsqueeze(1))  # e = k s_t
                 _masked_softmax_(e, pad, empty, alpha[t])
                 torch.bmm(alpha[t].unsqueeze(1), memory, out=context[t].unsqueeze(1))
                 f_new = torch.addmm(vector_a, s, W_cs_t, out=feeds[t + 1])
                 f_new.addmm_(context[t], W_cc_t).tanh_()  # h̃ = tanh(W_c [s; c] + b_c)
+        if bahdanau:  # c_t = α_t m, every step in one product
+            torch.bmm(alpha.transpose(0, 1), memory, out=context.transpose(0, 1))
         ctx.kind, ctx.lstm, ctx.n_layers = kind, lstm, L
         saved = [memory, keys, weight_x, weight_a, vector_a, alpha, context]
-        saved += [a if bahdanau else feeds]
+        saved += [None if bahdanau else feeds]
         for l, layer in enumerate(layers):
             saved += [hs[l], cs[l], gates[l], extra[l], inputs[l]]
             saved += [layer.weight_ih, layer.weight_hh, layer.drop]
+        if bahdanau:
+            saved += a
         ctx.save_for_backward(*saved)
         outputs = (hs[-1][1:], context, alpha)
         return outputs if bahdanau else (*outputs, feeds[1:])
@@ -215,11 +230,9 @@ class AttentionDecoderBPTT(torch.autograd.Function):
                 "second derivatives through the attention decoder kernel are not derived: set "
                 "Decoder.use_kernel = False to step the decoder under autograd"
             )
-        memory, keys, weight_x, weight_a, vector_a, alpha, context, a_or_feeds = ctx.saved_tensors[
-            :8
-        ]
-        rest = ctx.saved_tensors[8:]
         L, lstm, bahdanau = ctx.n_layers, ctx.lstm, ctx.kind == "bahdanau"
+        memory, keys, weight_x, weight_a, vector_a, alpha, context, feeds = ctx.saved_tensors[:8]
+        rest, a = ctx.saved_tensors[8 : 8 + 8 * L], ctx.saved_tensors[8 + 8 * L :]
         hs, cs, gates, extra, inputs, W_ih, W_hh, drops = (list(rest[i::8]) for i in range(8))
         T, B, S = alpha.shape
         H, M, G = hs[0].shape[-1], memory.shape[-1], gates[0].shape[-1]
@@ -270,21 +283,27 @@ class AttentionDecoderBPTT(torch.autograd.Function):
         dP = [new(T, B, G) for _ in range(L)] if not lstm else dX  # GRU: ∂L/∂(W_hh h + b_hh)
         dh = [alpha.new_zeros(B, H) for _ in range(L)]  # δh^l_t
         dcell = [alpha.new_zeros(B, H) for _ in range(L)] if lstm else None  # δc^l_t
-        dC = new(T, B, M)  # ∂L/∂c_t
+        dC = None if bahdanau else new(T, B, M)  # ∂L/∂c_t (Luong)
         dE = new(T, B, S)  # ∂L/∂e_t
         g_buf, carry = new(B, H), new(B, H)
         if bahdanau:
-            a = a_or_feeds
-            A = a.shape[-1]
-            a2 = a * a  # (T, B, S, A)
+            A = a[0].shape[-1]
+            a2 = new(B, S, A)  # a_t², a step at a time
+            d_keys_sum = alpha.new_zeros(B, S, A)  # Σ_t ∂L/∂e_t ⊙ a_t²
+            d_v = alpha.new_zeros(1, A)  # Σ_t Σ_s ∂L/∂e_ts a_ts
             v = vector_a.reshape(A)
             dU = new(T, B, A)  # ∂L/∂u_t
             W_q = weight_a
+            memory_x_t = torch.matmul(weight_x, memory.transpose(1, 2))  # (B, G, S) (W_x m)ᵀ
+            # ∂L/∂α_t = ∂L_t/∂α_t + m ∂L_t/∂c_t (all steps now) + (W_x m) ∂L/∂x^1_t (in the loop)
+            d_alpha = torch.baddbmm(
+                d_alpha.transpose(0, 1), d_c.transpose(0, 1), memory.transpose(1, 2)
+            ).transpose(0, 1)  # (T, B, S)
         else:
-            feeds = a_or_feeds
             dZ = 1 - feeds[1:] * feeds[1:]  # ∂h̃/∂z, times the gradient below
             d_fed = alpha.new_zeros(B, H)  # δh̃_t
             W_cs, W_cc = weight_a[:, :H], weight_a[:, H:]
+            memory_t = memory.transpose(1, 2)  # (B, M, S)
 
         for t in range(T - 1, -1, -1):
             g = torch.add(d_s[t], dh[-1], out=g_buf)  # ∂L_t/∂s_t + δs_t
@@ -292,8 +311,8 @@ class AttentionDecoderBPTT(torch.autograd.Function):
                 dz = dZ[t].mul_(d_feed[t] + d_fed)  # ∂L/∂z_t
                 torch.addmm(d_c[t], dz, W_cc, out=dC[t])  # ∂L/∂c_t
                 g.addmm_(dz, W_cs)
-                d_a = torch.bmm(memory, dC[t].unsqueeze(2)).squeeze(2).add_(d_alpha[t])
-                dE[t] = _softmax_backward(alpha[t], d_a)
+                d_a = torch.baddbmm(d_alpha[t].unsqueeze(1), dC[t].unsqueeze(1), memory_t)
+                dE[t] = _softmax_backward(alpha[t], d_a.squeeze(1))
                 g.add_(torch.bmm(dE[t].unsqueeze(1), keys).squeeze(1))  # + ∂L/∂e_t k
             for l in range(L - 1, -1, -1):
                 F_t = factors[l][t]
@@ -319,10 +338,12 @@ class AttentionDecoderBPTT(torch.autograd.Function):
                         g.mul_(drops[l][t])
                     g.add_(dh[l - 1])
             if bahdanau:
-                torch.addmm(d_c[t], dX[0][t], weight_x, out=dC[t])  # ∂L/∂c_t
-                d_a = torch.bmm(memory, dC[t].unsqueeze(2)).squeeze(2).add_(d_alpha[t])
-                dE[t] = _softmax_backward(alpha[t], d_a)
-                du = torch.bmm(dE[t].unsqueeze(1), a2[t], out=dU[t].unsqueeze(1)).squeeze(1)
+                d_a = torch.baddbmm(d_alpha[t].unsqueeze(1), dX[0][t].unsqueeze(1), memory_x_t)
+                dE[t] = _softmax_backward(alpha[t], d_a.squeeze(1))
+                torch.mul(a[t], a[t], out=a2)
+                du = torch.bmm(dE[t].unsqueeze(1), a2, out=dU[t].unsqueeze(1)).squeeze(1)
+                d_keys_sum.addcmul_(a2, dE[t].unsqueeze(-1))
+                d_v.addmm_(dE[t].view(1, B * S), a[t].view(B * S, A))
                 du.mul_(-v)  # ∂L/∂u_t = -v ⊙ Σ_s ∂L/∂e_s a_s²
                 dh[-1].addmm_(du, W_q)  # the query s_{t-1}
             else:
@@ -332,13 +353,19 @@ class AttentionDecoderBPTT(torch.autograd.Function):
         rows = lambda x: x.reshape(TB, x.shape[-1])  # noqa: E731
         need = ctx.needs_input_grad
         d_xg = dX[0] if need[3] else None
-        d_memory = torch.bmm(alpha.permute(1, 2, 0), dC.transpose(0, 1))  # Σ_t α_tᵀ ∂L/∂c_t
-        fed_in = context if bahdanau else feeds[:-1]  # what W_x multiplies
-        d_weight_x = rows(dX[0]).t().mm(rows(fed_in))
+        alpha_b = alpha.permute(1, 2, 0)  # (B, S, T)
+        if bahdanau:
+            # ∂(W_x m) = Σ_t α_tᵀ ∂L/∂x^1_t;  ∂m = Σ_t α_tᵀ ∂L_t/∂c_t + ∂(W_x m) W_x
+            d_memory_x = torch.bmm(alpha_b, dX[0].transpose(0, 1))  # (B, S, G)
+            d_memory = torch.bmm(alpha_b, d_c.transpose(0, 1))
+            d_memory.view(B * S, M).addmm_(d_memory_x.view(B * S, G), weight_x)
+            d_weight_x = d_memory_x.view(B * S, G).t().mm(memory.reshape(B * S, M))
+        else:
+            d_memory = torch.bmm(alpha_b, dC.transpose(0, 1))  # Σ_t α_tᵀ ∂L/∂c_t
+            d_weight_x = rows(dX[0]).t().mm(rows(feeds[:-1]))  # Σ_t ∂L/∂x^1_tᵀ h̃_{t-1}
         if bahdanau:
             # ∂k = v ⊙ (Σ_t ∂L/∂e_t - Σ_t ∂L/∂e_t a_t²);  ∂v = Σ ∂L/∂e a;  ∂W_q = Σ ∂L/∂u_tᵀ s_{t-1}
-            d_keys = (dE.sum(0).unsqueeze(-1) - a2.mul_(dE.unsqueeze(-1)).sum(0)) * v
-            d_v = dE.reshape(1, TB * S).mm(a.reshape(TB * S, A))
+            d_keys = (dE.sum(0).unsqueeze(-1) - d_keys_sum) * v
             d_weight_a, d_vector_a = rows(dU).t().mm(rows(hs[-1][:-1])), d_v
             d_feed0 = None
         else:
