@@ -10,7 +10,7 @@ autograd), the repeats interleaved, one thread; medians of the wall-clock time a
 process's CPU time (the steadier one on a shared machine) and the ratios kernel / loop.
 
     OMP_NUM_THREADS=1 python benchmarks/seq2seq_step.py [--json docs/seq2seq_step.json]
-        [--repeats N]
+        [--repeats N] [--presets g2p,translate,dates] [--flops]
 """
 
 from __future__ import annotations
@@ -79,10 +79,25 @@ def measure(name: str, repeats: int) -> dict:
     return out
 
 
+def flops(name: str) -> dict:
+    """The matrix products' floating-point operations of one step of each path (torch's
+    ``FlopCounterMode``: matmul-type ops only), GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step, _ = setup(name)
+    out = {}
+    for kind in ("kernel", "loop"):
+        with FlopCounterMode(display=False) as counter:
+            step(kind == "kernel")
+        out[kind] = counter.get_total_flops() / 1e9
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--repeats", type=int, default=20, help="timed repeats per row and path")
+    p.add_argument("--flops", action="store_true", help="count each step's GFLOP, no timing")
     p.add_argument("--presets", default=",".join(SHAPES), help="comma-separated preset names")
     a = p.parse_args(argv)
     if a.repeats < 1:
@@ -92,6 +107,11 @@ def main(argv: list[str] | None = None) -> dict:
         if name not in SHAPES:
             p.error(f"--presets: expected names among {', '.join(SHAPES)}, got {name!r}")
     torch.set_num_threads(1)
+    if a.flops:
+        counts = {name: flops(name) for name in names}
+        for name, c in counts.items():
+            print(f"{name:10s} GFLOP a step: kernel {c['kernel']:.2f}  loop {c['loop']:.2f}")
+        return counts
     results = {}
     for name in names:
         r = results[name] = measure(name, a.repeats)

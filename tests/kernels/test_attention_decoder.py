@@ -16,10 +16,11 @@ from rnnkit.tasks.seq2seq_config import Seq2SeqConfig
 KINDS = ["bahdanau", "luong-dot", "luong-general"]
 
 
-def function_inputs(cell: str, kind: str, layers: int, seed: int = 0):
-    """Tiny random inputs of the Function: (static args, differentiable tensors, assemble)."""
-    g = torch.Generator().manual_seed(seed)
-    T, B, S, H, A = 3, 2, 3, 3, 2
+def function_inputs(cell: str, kind: str, layers: int, steps: int = 3):
+    """The Function on tiny random inputs: (call, the differentiable tensors). The source has
+    S = 3 positions; ``steps`` T (Bahdanau projects the memory once where S <= T)."""
+    g = torch.Generator().manual_seed(0)
+    T, B, S, H, A = steps, 2, 3, 3, 2
     M = H if kind == "luong-dot" else 4
     G = (4 if cell == "lstm" else 3) * H
     I0 = M if kind == "bahdanau" else H  # what W_x multiplies: the context, or h̃_{t-1}
@@ -86,6 +87,13 @@ def test_gradcheck(cell, kind, layers):
     assert torch.autograd.gradcheck(call, inputs)
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_gradcheck_bahdanau_source_longer_than_target(cell):
+    """S > T: Bahdanau's W_x c_t a product a step instead of the projected memory."""
+    call, inputs = function_inputs(cell, "bahdanau", 2, steps=2)
+    assert torch.autograd.gradcheck(call, inputs)
+
+
 def test_padding_gets_zero_weight_and_no_gradient():
     call, inputs = function_inputs("gru", "bahdanau", 1)
     s, c, alpha = call(*inputs)
@@ -96,9 +104,11 @@ def test_padding_gets_zero_weight_and_no_gradient():
     assert (grad[1, 2] == 0).all()
 
 
-def batch():
+def batch(short_source: bool = False):
     sources = [[4, 5, 6, 7, 8], [9, 4], [5, 5, 6]]
     targets = [[4, 5, 6], [7], [8, 9, 4, 5]]
+    if short_source:  # S 3 < T 7
+        sources, targets = [[4, 5], [9], [5, 6]], [[4, 5, 6, 7, 8, 9], [7], [8, 9, 4, 5]]
     return make_batch(sources, targets, [0, 1, 2])
 
 
@@ -109,27 +119,34 @@ def model(**kw) -> Seq2Seq:
     return Seq2Seq(12, 10, cfg).double()
 
 
-def loss_and_grads(m: Seq2Seq, kernel: bool, seed: int = 1):
+def loss_and_grads(m: Seq2Seq, kernel: bool, short_source: bool = False):
     m.decoder.use_kernel = kernel
-    b = batch()
-    torch.manual_seed(seed)  # the same dropout masks in both runs
+    b = batch(short_source)
+    torch.manual_seed(1)  # the same dropout masks in both runs
     logits, alpha = m(b.src, b.src_lengths, b.tgt_in)
     loss = sequence_loss(logits, b.tgt_out)[0] + (alpha * alpha).sum()
     return loss, alpha, torch.autograd.grad(loss, list(m.parameters()), allow_unused=True)
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-@pytest.mark.parametrize("layers", [1, 2])
-@pytest.mark.parametrize("attention", KINDS)
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_seq2seq_kernel_equals_the_step_loop(cell, attention, layers, dropout):
+CASES = [
+    (cell, attention, layers, dropout, False)
+    for cell in ("gru", "lstm")
+    for attention in KINDS
+    for layers in (1, 2)
+    for dropout in (0.0, 0.3)
+] + [("gru", "bahdanau", 2, 0.3, True), ("lstm", "bahdanau", 1, 0.3, True)]
+
+
+@pytest.mark.parametrize("cell,attention,layers,dropout,short_source", CASES)
+def test_seq2seq_kernel_equals_the_step_loop(cell, attention, layers, dropout, short_source):
     """The loss, the attention weights and every parameter's gradient of the whole model are
-    the step loop's (float64), in training mode with dropout drawing the same masks."""
+    the step loop's (float64), in training mode with dropout drawing the same masks; sources
+    longer and shorter than the targets (Bahdanau's two ways to apply W_x to the context)."""
     torch.manual_seed(0)
     m = model(cell=cell, attention=attention, decoder_layers=layers, dropout=dropout).train()
     assert applies(m.decoder)
-    loss, alpha, grads = loss_and_grads(m, True)
-    loss_ref, alpha_ref, grads_ref = loss_and_grads(m, False)
+    loss, alpha, grads = loss_and_grads(m, True, short_source)
+    loss_ref, alpha_ref, grads_ref = loss_and_grads(m, False, short_source)
     torch.testing.assert_close(loss, loss_ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(alpha, alpha_ref, rtol=1e-12, atol=1e-12)
     for (name, _), g, h in zip(m.named_parameters(), grads, grads_ref, strict=True):

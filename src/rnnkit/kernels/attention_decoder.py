@@ -6,8 +6,9 @@ previous step's output, so the decoder cannot run layer by layer as a sequence
 (``rnnkit.seq2seq.Decoder.sequence``); stepped under autograd it costs a graph of small ops per
 step and separate weight gradients per step. This kernel keeps the step loop in the forward,
 without a graph, and does every weight gradient as one matrix product over all T·B rows; with
-Bahdanau attention the context's share of the first layer's input, W_x c_t, is a weighted sum of
-the memory projected once (m_x), so no step multiplies by W_x.
+Bahdanau attention and a source no longer than the target (S ≤ T), the context's share of the
+first layer's input, W_x c_t, is a weighted sum of the memory projected once (m_x): fewer rows
+to multiply by W_x, and no step does.
 
 Notation. Layers l = 1..L of GRU or LSTM cells (``rnnkit.cells``, gate order r,z,n / i,f,g,o),
 states s^l_t (h^l_t, and c^l_t for the LSTM), s_t = h^L_t the top one. Memory m (B, S, M), keys
@@ -19,7 +20,7 @@ h̃_{t-1} (Luong). Layers l > 1 take d^l_t ⊙ h^{l-1}_t, d^l a dropout mask (sc
 Forward, step t (masked softmax: -∞ at padding, so weight exactly 0 there):
 
     Bahdanau:  a_t = tanh(k + W_q s_{t-1})   e_t = a_t v   α_t = softmax(e_t)   c_t = α_t m
-               x^1_t = xg_t + W_x c_t = xg_t + α_t m_x,   m_x = m W_xᵀ (B, S, G) once
+               x^1_t = xg_t + W_x c_t  (= xg_t + α_t m_x,  m_x = m W_xᵀ (B, S, G) once, if S ≤ T)
     Luong:     x^1_t = xg_t + W_x h̃_{t-1}     (h̃_0 = the state's ``feed``, zeros)
     cells:     s^l_t = cell^l(x^l_t, s^l_{t-1}),  x^l_t = W_ih^l (d^l_t ⊙ h^{l-1}_t) + b_ih^l
     Luong:     e_t = k s_t   α_t = softmax(e_t)   c_t = α_t m   h̃_t = tanh(W_c [s_t; c_t] + b_c)
@@ -38,7 +39,9 @@ the softmax's backward is ∂L/∂e = α ⊙ (∂L/∂α - Σ_s α_s ∂L/∂α_
     cells, l = L..1: the cell's backward (``rnnkit.kernels.gru`` / ``lstm``) of g^l gives
                ∂L/∂x^l_t and δs^l_{t-1};  g^{l-1} = d^l_t ⊙ (∂L/∂x^l_t W_ih^l) + δh^{l-1}_t
     Luong:     δh̃_{t-1} = ∂L/∂x^1_t W_x
-    Bahdanau:  ∂L/∂α_t = ∂L_t/∂α_t + m ∂L_t/∂c_t + m_x ∂L/∂x^1_t;    ∂L/∂e_t from it
+    Bahdanau:  ∂L/∂c_t = ∂L_t/∂c_t + ∂L/∂x^1_t W_x
+               ∂L/∂α_t = ∂L_t/∂α_t + m ∂L/∂c_t  (= ∂L_t/∂α_t + m ∂L_t/∂c_t + m_x ∂L/∂x^1_t)
+               ∂L/∂e_t from it
                ∂L/∂u_t = Σ_s ∂L/∂e_ts v ⊙ (1 - a_ts²) = -v ⊙ Σ_s ∂L/∂e_ts a_ts²   (u = W_q s_{t-1})
                δs_{t-1} += ∂L/∂u_t W_q
 
@@ -48,8 +51,8 @@ and then, as sums over all steps (one matrix product each):
     ∂W_ih^l = Σ_t ∂L/∂x^l_tᵀ (d^l_t ⊙ h^{l-1}_t)      ∂W_hh^l, ∂b^l: as in the cell kernels
     Luong:     ∂m = Σ_t α_tᵀ ∂L/∂c_t (per batch row)      ∂W_x = Σ_t ∂L/∂x^1_tᵀ h̃_{t-1}
                ∂k = Σ_t ∂L/∂e_tᵀ s_t     ∂W_c = Σ_t ∂L/∂z_tᵀ [s_t; c_t]     ∂b_c = Σ_t ∂L/∂z_t
-    Bahdanau:  ∂m_x = Σ_t α_tᵀ ∂L/∂x^1_t      ∂m = Σ_t α_tᵀ ∂L_t/∂c_t + ∂m_x W_x
-               ∂W_x = Σ_{b,s} ∂m_xᵀ m    (B·S rows)
+    Bahdanau:  ∂m = Σ_t α_tᵀ ∂L/∂c_t      ∂W_x = Σ_t ∂L/∂x^1_tᵀ c_t;   with m_x (S ≤ T):
+               ∂m_x = Σ_t α_tᵀ ∂L/∂x^1_t  ∂m = Σ_t α_tᵀ ∂L_t/∂c_t + ∂m_x W_x  ∂W_x = ∂m_xᵀ m
                ∂k = v ⊙ Σ_t ∂L/∂e_t ⊙ (1 - a_t²)      ∂v = Σ_{t,s} ∂L/∂e_ts a_ts
                ∂W_q = Σ_t ∂L/∂u_tᵀ s_{t-1}
 
@@ -157,8 +160,10 @@ class AttentionDecoderBPTT(torch.autograd.Function):
             a = []
             u = new(B, A)
             W_q_t, v = weight_a.t(), vector_a.reshape(A, 1)
-            # W_x c_t = Σ_s α_ts (W_x m_s): the memory projected once, a (B, 1, S) product a step
-            memory_x = torch.matmul(memory, W_x_t)  # (B, S, G)
+            # W_x c_t = Σ_s α_ts (W_x m_s): the memory projected once (B·S rows) where that is
+            # fewer rows than the steps' T·B, then a (B, 1, S) product a step
+            project = S <= T
+            memory_x = torch.matmul(memory, W_x_t) if project else None  # (B, S, G)
         else:
             feeds = new(T + 1, B, H)  # h̃_0..h̃_T
             feeds[0] = feed0
@@ -171,10 +176,13 @@ class AttentionDecoderBPTT(torch.autograd.Function):
                 a.append(torch.add(keys, u.unsqueeze(1)).tanh_())
                 torch.mm(a[t].view(B * S, A), v, out=e.view(B * S, 1))  # e = a v
                 _masked_softmax_(e, pad, empty, alpha[t])
-                # x^1 = xg + W_x c = xg + α (W_x m)
-                torch.baddbmm(
-                    xg[t].unsqueeze(1), alpha[t].unsqueeze(1), memory_x, out=x.unsqueeze(1)
-                )
+                if project:  # x^1 = xg + W_x c = xg + α (W_x m)
+                    torch.baddbmm(
+                        xg[t].unsqueeze(1), alpha[t].unsqueeze(1), memory_x, out=x.unsqueeze(1)
+                    )
+                else:
+                    torch.bmm(alpha[t].unsqueeze(1), memory, out=context[t].unsqueeze(1))
+                    torch.addmm(xg[t], context[t], W_x_t, out=x)  # x^1 = xg + W_x c
             else:
                 torch.addmm(xg[t], feeds[t], W_x_t, out=x)  # x^1 = xg + W_x h̃_{t-1}
             for l, layer in enumerate(layers):
@@ -209,9 +217,10 @@ class AttentionDecoderBPTT(torch.autograd.Function):
                 torch.bmm(alpha[t].unsqueeze(1), memory, out=context[t].unsqueeze(1))
                 f_new = torch.addmm(vector_a, s, W_cs_t, out=feeds[t + 1])
                 f_new.addmm_(context[t], W_cc_t).tanh_()  # h̃ = tanh(W_c [s; c] + b_c)
-        if bahdanau:  # c_t = α_t m, every step in one product
+        if bahdanau and project:  # c_t = α_t m, every step in one product
             torch.bmm(alpha.transpose(0, 1), memory, out=context.transpose(0, 1))
         ctx.kind, ctx.lstm, ctx.n_layers = kind, lstm, L
+        ctx.project = bahdanau and project
         saved = [memory, keys, weight_x, weight_a, vector_a, alpha, context]
         saved += [None if bahdanau else feeds]
         for l, layer in enumerate(layers):
@@ -283,7 +292,9 @@ class AttentionDecoderBPTT(torch.autograd.Function):
         dP = [new(T, B, G) for _ in range(L)] if not lstm else dX  # GRU: ∂L/∂(W_hh h + b_hh)
         dh = [alpha.new_zeros(B, H) for _ in range(L)]  # δh^l_t
         dcell = [alpha.new_zeros(B, H) for _ in range(L)] if lstm else None  # δc^l_t
-        dC = None if bahdanau else new(T, B, M)  # ∂L/∂c_t (Luong)
+        project = ctx.project
+        dC = None if project else new(T, B, M)  # ∂L/∂c_t
+        memory_t = memory.transpose(1, 2)  # (B, M, S)
         dE = new(T, B, S)  # ∂L/∂e_t
         g_buf, carry = new(B, H), new(B, H)
         if bahdanau:
@@ -294,16 +305,16 @@ class AttentionDecoderBPTT(torch.autograd.Function):
             v = vector_a.reshape(A)
             dU = new(T, B, A)  # ∂L/∂u_t
             W_q = weight_a
-            memory_x_t = torch.matmul(weight_x, memory.transpose(1, 2))  # (B, G, S) (W_x m)ᵀ
-            # ∂L/∂α_t = ∂L_t/∂α_t + m ∂L_t/∂c_t (all steps now) + (W_x m) ∂L/∂x^1_t (in the loop)
-            d_alpha = torch.baddbmm(
-                d_alpha.transpose(0, 1), d_c.transpose(0, 1), memory.transpose(1, 2)
-            ).transpose(0, 1)  # (T, B, S)
+            if project:
+                memory_x_t = torch.matmul(weight_x, memory_t)  # (B, G, S) (W_x m)ᵀ
+                # ∂L/∂α_t = ∂L_t/∂α_t + m ∂L_t/∂c_t (all steps now) + m_x ∂L/∂x^1_t (in the loop)
+                d_alpha = torch.baddbmm(
+                    d_alpha.transpose(0, 1), d_c.transpose(0, 1), memory_t
+                ).transpose(0, 1)  # (T, B, S)
         else:
             dZ = 1 - feeds[1:] * feeds[1:]  # ∂h̃/∂z, times the gradient below
             d_fed = alpha.new_zeros(B, H)  # δh̃_t
             W_cs, W_cc = weight_a[:, :H], weight_a[:, H:]
-            memory_t = memory.transpose(1, 2)  # (B, M, S)
 
         for t in range(T - 1, -1, -1):
             g = torch.add(d_s[t], dh[-1], out=g_buf)  # ∂L_t/∂s_t + δs_t
@@ -338,7 +349,11 @@ class AttentionDecoderBPTT(torch.autograd.Function):
                         g.mul_(drops[l][t])
                     g.add_(dh[l - 1])
             if bahdanau:
-                d_a = torch.baddbmm(d_alpha[t].unsqueeze(1), dX[0][t].unsqueeze(1), memory_x_t)
+                if project:
+                    d_a = torch.baddbmm(d_alpha[t].unsqueeze(1), dX[0][t].unsqueeze(1), memory_x_t)
+                else:
+                    torch.addmm(d_c[t], dX[0][t], weight_x, out=dC[t])  # ∂L/∂c_t
+                    d_a = torch.baddbmm(d_alpha[t].unsqueeze(1), dC[t].unsqueeze(1), memory_t)
                 dE[t] = _softmax_backward(alpha[t], d_a.squeeze(1))
                 torch.mul(a[t], a[t], out=a2)
                 du = torch.bmm(dE[t].unsqueeze(1), a2, out=dU[t].unsqueeze(1)).squeeze(1)
@@ -354,15 +369,16 @@ class AttentionDecoderBPTT(torch.autograd.Function):
         need = ctx.needs_input_grad
         d_xg = dX[0] if need[3] else None
         alpha_b = alpha.permute(1, 2, 0)  # (B, S, T)
-        if bahdanau:
-            # ∂(W_x m) = Σ_t α_tᵀ ∂L/∂x^1_t;  ∂m = Σ_t α_tᵀ ∂L_t/∂c_t + ∂(W_x m) W_x
+        if project:
+            # ∂m_x = Σ_t α_tᵀ ∂L/∂x^1_t;  ∂m = Σ_t α_tᵀ ∂L_t/∂c_t + ∂m_x W_x
             d_memory_x = torch.bmm(alpha_b, dX[0].transpose(0, 1))  # (B, S, G)
             d_memory = torch.bmm(alpha_b, d_c.transpose(0, 1))
             d_memory.view(B * S, M).addmm_(d_memory_x.view(B * S, G), weight_x)
             d_weight_x = d_memory_x.view(B * S, G).t().mm(memory.reshape(B * S, M))
         else:
             d_memory = torch.bmm(alpha_b, dC.transpose(0, 1))  # Σ_t α_tᵀ ∂L/∂c_t
-            d_weight_x = rows(dX[0]).t().mm(rows(feeds[:-1]))  # Σ_t ∂L/∂x^1_tᵀ h̃_{t-1}
+            fed_in = context if bahdanau else feeds[:-1]  # what W_x multiplies: c_t or h̃_{t-1}
+            d_weight_x = rows(dX[0]).t().mm(rows(fed_in))  # Σ_t ∂L/∂x^1_tᵀ (c_t or h̃_{t-1})
         if bahdanau:
             # ∂k = v ⊙ (Σ_t ∂L/∂e_t - Σ_t ∂L/∂e_t a_t²);  ∂v = Σ ∂L/∂e a;  ∂W_q = Σ ∂L/∂u_tᵀ s_{t-1}
             d_keys = (dE.sum(0).unsqueeze(-1) - d_keys_sum) * v
