@@ -52,6 +52,7 @@ from rnnkit.attention import ATTENTION, make_attention
 from rnnkit.cells import REGISTRY, cell_names
 from rnnkit.decoding import select_rows
 from rnnkit.ensemble import Ensemble  # noqa: F401 (its old home)
+from rnnkit.kernels import attention_decoder
 from rnnkit.layers.torch_compat import BY_NAME
 from rnnkit.metrics import perplexity  # noqa: F401 (its old home)
 from rnnkit.scheduled_sampling import feed_back
@@ -161,7 +162,13 @@ class Decoder(nn.Module):
     """One step at a time: ``step(y_prev (B,), state) -> (logits (B, V), state, α (B, S) | None)``.
 
     See the module docstring for the equations of each ``attention`` and ``context`` mode.
+
+    ``use_kernel`` (default True): whether ``run`` sends teacher-forced steps with attention
+    through the hand-derived kernel (``rnnkit.kernels.attention_decoder``) where it applies;
+    False steps under autograd (the reference, and for second derivatives).
     """
+
+    use_kernel = True
 
     def __init__(
         self,
@@ -319,6 +326,9 @@ class Decoder(nn.Module):
         sampling): y_in (T, B), <bos> first -> logits (T, B, V), weights (T, B, S) | None."""
         if teacher_forcing >= 1.0 and self.parallel:
             return self.sequence(y_in, state)
+        if teacher_forcing >= 1.0 and self.use_kernel and attention_decoder.applies(self):
+            h_tilde, h, c, alpha = attention_decoder.run_decoder(self, state, y_in)
+            return self.output(h_tilde, h, c), alpha
         gold = y_in.unbind(0)
         if teacher_forcing >= 1.0:
             # the steps need only the recurrent part; the output layer (the largest product
