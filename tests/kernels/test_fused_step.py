@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnkit.cells import ElmanCell, GRUCell, LSTMCell, MinimalGRUCell
+from rnnkit.cells import ElmanCell, GRUCell, JordanCell, LSTMCell, MinimalGRUCell
 from rnnkit.kernels import fused, set_backend
 from rnnkit.layers.recurrent import Recurrent
 
@@ -19,6 +19,11 @@ CELLS = {
     "elman-sigmoid": lambda I, H, dt: ElmanCell(I, H, nonlinearity="sigmoid", dtype=dt),
     "elman-identity": lambda I, H, dt: ElmanCell(I, H, nonlinearity="identity", dtype=dt),
     "mgru": lambda I, H, dt: MinimalGRUCell(I, H, dtype=dt),
+    "jordan": lambda I, H, dt: JordanCell(I, H, output_size=4, dtype=dt),
+    "jordan-tanh": lambda I, H, dt: JordanCell(
+        I, H, output_size=4, nonlinearity="relu", output_nonlinearity="tanh", dtype=dt
+    ),
+    "jordan-sigmoid": lambda I, H, dt: JordanCell(I, H, output_nonlinearity="sigmoid", dtype=dt),
     "lstm": lambda I, H, dt: LSTMCell(I, H, dtype=dt),
     "lstm-peephole": lambda I, H, dt: LSTMCell(I, H, peephole=True, dtype=dt),
     "lstm-layer-norm": lambda I, H, dt: LSTMCell(I, H, layer_norm=True, dtype=dt),
