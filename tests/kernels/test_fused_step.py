@@ -135,3 +135,31 @@ def test_other_dtypes_and_setting_use_torch_ops() -> None:
         assert fused.step_ops(torch.zeros(1)) is None
     with pytest.raises(ValueError, match="fused backend must be one of"):
         set_backend("fused", "numba")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_sampler_equals_torch_step(bias: bool) -> None:
+    """The compiled sampling step: the state, p = softmax(logits / temperature) and the inverse
+    CDF draw equal those of embedding → torch.nn.LSTM → head stepped one token at a time."""
+    from torch import nn
+
+    from rnnkit.kernels.fused.sampler import LSTMSampler
+
+    torch.manual_seed(0)
+    V, E, H, L = 11, 5, 8, 2
+    emb, lstm, head = nn.Embedding(V, E), nn.LSTM(E, H, L, bias=bias), nn.Linear(H, V, bias=bias)
+    sampler = LSTMSampler(emb, lstm, head)
+    state, temperature = None, 0.7
+    for token, u in [(3, 0.1), (0, 0.5), (10, 0.99), (4, 0.0)]:
+        nxt = sampler.step(token, u, temperature)
+        with torch.no_grad():
+            ys, state = lstm(emb(torch.tensor([[token]])), state)
+            p = (head(ys[0, 0]) / temperature).softmax(-1)
+        torch.testing.assert_close(sampler.probs, p, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(sampler.h, state[0][:, 0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(sampler.c, state[1][:, 0], rtol=1e-5, atol=1e-6)
+        assert nxt == min(int((p.cumsum(0) <= u).sum()), V - 1)
+    out = sampler.sample([1, 2], 6, generator=torch.Generator().manual_seed(0))
+    assert len(out) == 6 and all(0 <= t < V for t in out)
+    with pytest.raises(ValueError, match="token must be in"):
+        sampler.step(V, 0.5)

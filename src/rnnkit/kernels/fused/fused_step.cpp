@@ -335,6 +335,74 @@ void lstm_bwd(i64 B, i64 H, const T* dh, i64 sdh, const T* dy, i64 sdy, T* dc, i
   delete[] tmp;
 }
 
+// One token of a stacked LSTM's sampler, batch 1: x = E[token] (V, E); for each layer l,
+// z = W_l [x; h_l] + b_l with W_l = [W_ih | W_hh] (4H, I_l + H) and b_l = b_ih + b_hh (4H),
+// gates i, f, g, o, c_l <- f c_l + i g, h_l <- o tanh(c_l), x = h_l; logits = W_o h + b_o (V);
+// p = softmax(logits / temperature) into probs (V); returns the index k with
+// Σ_{j<k} p_j <= u < Σ_{j<=k} p_j (the last index if rounding leaves u past the total).
+// h, c: (L, H); scratch: 4H + max(E, H) + H floats.
+template <typename T>
+i64 lstm_sample(i64 L, i64 H, i64 V, i64 E, const T* emb, const T* const* W, const T* const* bias,
+                T* h, T* c, const T* Wo, const T* bo, double temperature, i64 token, double u,
+                T* probs, T* scratch) {
+  T* z = scratch;
+  T* v = scratch + 4 * H;  // [x; h_l]
+  i64 I = E;
+  for (i64 j = 0; j < E; ++j) v[j] = emb[token * E + j];
+  for (i64 l = 0; l < L; ++l) {
+    T* hl = h + l * H;
+    T* cl = c + l * H;
+    for (i64 j = 0; j < H; ++j) v[I + j] = hl[j];
+    const i64 K = I + H;
+    const T* Wl = W[l];
+    for (i64 r = 0; r < 4 * H; ++r) {
+      const T* w = Wl + r * K;
+      T acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (i64 k = 0; k < K; ++k) acc += w[k] * v[k];
+      z[r] = acc + (bias[l] != nullptr ? bias[l][r] : T(0));
+    }
+#pragma omp simd
+    for (i64 j = 0; j < H; ++j) {
+      const T i = sigmoid<T>(z[j]), f = sigmoid<T>(z[H + j]);
+      const T g = std::tanh(z[2 * H + j]), o = sigmoid<T>(z[3 * H + j]);
+      const T cv = f * cl[j] + i * g;
+      cl[j] = cv;
+      hl[j] = o * std::tanh(cv);
+    }
+    for (i64 j = 0; j < H; ++j) v[j] = hl[j];
+    I = H;
+  }
+  const T* top = h + (L - 1) * H;
+  T mx = -INFINITY;
+  for (i64 r = 0; r < V; ++r) {
+    const T* w = Wo + r * H;
+    T acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (i64 k = 0; k < H; ++k) acc += w[k] * top[k];
+    probs[r] = (acc + (bo != nullptr ? bo[r] : T(0))) / T(temperature);
+    mx = probs[r] > mx ? probs[r] : mx;
+  }
+  double total = 0;
+  for (i64 r = 0; r < V; ++r) {
+    probs[r] = std::exp(probs[r] - mx);
+    total += probs[r];
+  }
+  double cum = 0;
+  i64 pick = V - 1;
+  const double target = u * total;
+  for (i64 r = 0; r < V; ++r) {
+    cum += probs[r];
+    if (target < cum) {
+      pick = r;
+      break;
+    }
+  }
+  const T inv = T(1.0 / total);
+  for (i64 r = 0; r < V; ++r) probs[r] *= inv;
+  return pick;
+}
+
 }  // namespace
 
 // The C ABI: one symbol per function and dtype (f32: float, f64: double).
@@ -386,6 +454,14 @@ void lstm_bwd(i64 B, i64 H, const T* dh, i64 sdh, const T* dy, i64 sdy, T* dc, i
     lstm_bwd<T>(B, H, dh, sdh, dy, sdy, dc, sdc, dH, sdH, D, sD, Q, sQ, gt, sgt, da, sda, ca,    \
                 sca, o, m, sm);                                                                 \
   }
+
+extern "C" i64 lstm_sample_f32(i64 L, i64 H, i64 V, i64 E, const float* emb,
+                               const float* const* W, const float* const* b, float* h, float* c,
+                               const float* Wo, const float* bo, double temperature, i64 token,
+                               double u, float* probs, float* scratch) {
+  return lstm_sample<float>(L, H, V, E, emb, W, b, h, c, Wo, bo, temperature, token, u, probs,
+                            scratch);
+}
 
 RNNKIT_EXPORT(float, f32)
 RNNKIT_EXPORT(double, f64)
