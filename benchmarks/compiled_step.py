@@ -1,7 +1,11 @@
 """The compiled inner step against the PyTorch ops it replaces, per cell, side by side in one
 process, one thread: training tokens/s (forward + backward of one layer over a (T, B) batch) with
 the "fused" backend "compiled" and "torch", and the torch.nn twin where one exists; and
-forward-only tokens/s for the GRU against torch.nn.GRU.
+forward-only tokens/s for the GRU against torch.nn.GRU; and batch-1 sampling chars/s of the
+2x512 LSTM character model (vocab 65, embedding 512, as ``rnnkit bench speed`` config S): the
+compiled sampler (``rnnkit.kernels.fused.sampler.LSTMSampler``, one call per token) against
+stepping rnnkit.LSTM and torch.nn.LSTM one token at a time as the bench does (embedding, layer,
+head, softmax, torch.multinomial).
 
 Each configuration runs in turn, round-robin, ``--repeats`` times; the figure is the median's
 tokens per second of CPU time (time.process_time: the machine was shared with other runs, so
@@ -23,8 +27,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import rnnkit
 from rnnkit.cells import ElmanCell, GRUCell, JordanCell, LSTMCell, MinimalGRUCell
 from rnnkit.kernels import fused, set_backend
+from rnnkit.kernels.fused.sampler import LSTMSampler
 from rnnkit.layers.recurrent import Recurrent
 
 CELLS = {
@@ -79,6 +85,35 @@ def measure(configs: dict, repeats: int) -> dict[str, float]:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def sampling(repeats: int, chars: int, V: int = 65, H: int = 512, L: int = 2) -> dict:
+    """chars/s of CPU time sampling ``chars`` characters at batch 1, three ways."""
+    torch.manual_seed(0)
+    emb, head = nn.Embedding(V, H), nn.Linear(H, V)
+    layers = {"rnnkit.LSTM": rnnkit.LSTM(H, H, num_layers=L), "torch.nn.LSTM": nn.LSTM(H, H, L)}
+    gen = torch.Generator().manual_seed(0)
+
+    def stepping(lstm: nn.Module):
+        def run() -> None:
+            with torch.no_grad():
+                token, state = torch.zeros(1, 1, dtype=torch.long), None
+                for _ in range(chars):
+                    ys, state = lstm(emb(token), state)  # (1, 1, H): T = 1, B = 1
+                    probs = head(ys[-1]).softmax(-1)
+                    token = torch.multinomial(probs, 1, generator=gen)  # (1, 1)
+
+        return run
+
+    sampler = LSTMSampler(emb, layers["rnnkit.LSTM"], head)
+    configs = {"compiled": lambda: sampler.sample([0], chars, generator=gen)}
+    configs.update({name: stepping(lstm) for name, lstm in layers.items()})
+    secs = measure(configs, repeats)
+    row = {"cell": f"LSTM {L}x{H} sampler", "mode": "sample, batch 1"}
+    row.update({f"{k}_chars_per_s": round(chars / s) for k, s in secs.items()})
+    row["compiled_over_rnnkit"] = round(secs["rnnkit.LSTM"] / secs["compiled"], 2)
+    row["compiled_over_torch_nn"] = round(secs["torch.nn.LSTM"] / secs["compiled"], 2)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--T", type=int, default=50)
@@ -86,6 +121,7 @@ def main() -> None:
     parser.add_argument("--I", type=int, default=64)
     parser.add_argument("--H", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--chars", type=int, default=100, help="per sampling repeat")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -127,6 +163,8 @@ def main() -> None:
     row["torch_ops_over_torch_nn"] = round(secs["torch.nn"] / secs["torch"], 2)
     rows.append(row)
     print(row, flush=True)
+    rows.append(sampling(args.repeats, args.chars))
+    print(rows[-1], flush=True)
     result = {
         "what": "tokens/s of CPU time, one layer, float32, one thread, median of repeats",
         "shape": {"T": T, "B": B, "I": I, "H": H},

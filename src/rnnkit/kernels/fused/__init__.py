@@ -63,12 +63,21 @@ def cache_dir() -> Path:
     return Path(root) / "fused"
 
 
+def _cpu() -> bytes:
+    """The CPU's feature flags (-march=native builds for them), where Linux lists them."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return b""
+    return next((line for line in text.splitlines() if line.startswith("flags")), "").encode()
+
+
 def build(cxx: str) -> Path:
     """Compile fused_step.cpp with ``cxx`` into the cache (once: the file name is a hash of the
-    source, flags and compiler version) and return the library's path."""
+    source, flags, compiler version and CPU flags) and return the library's path."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(
-        SOURCE.read_bytes() + " ".join(COMPILE_FLAGS).encode() + version.encode()
+        SOURCE.read_bytes() + " ".join(COMPILE_FLAGS).encode() + version.encode() + _cpu()
     ).hexdigest()[:16]
     target = cache_dir() / f"fused_step_{key}.so"
     if target.exists():
