@@ -155,6 +155,11 @@ def _pair(t: Tensor) -> tuple[int, int]:
     return t.data_ptr(), t.stride(0)
 
 
+def _ptrs(ts: tuple) -> tuple:
+    """Data pointers of contiguous 1-D tensors (the cell's parameters), None for None."""
+    return tuple(None if t is None else t.data_ptr() for t in ts)
+
+
 def _mask(m: Tensor | None) -> tuple[int | None, int]:
     return (None, 0) if m is None else (m.data_ptr(), m.stride(0))
 
@@ -253,16 +258,16 @@ class Ops:
 
     def lstm_forward(
         self, z: Tensor, c: Tensor, h: Tensor, c_new: Tensor, h_new: Tensor, tanh_c: Tensor,
-        peephole: tuple[Tensor, Tensor, Tensor] | None, layer_norm: tuple | None, eps: float, mask,
+        peephole: tuple, layer_norm: tuple | bool | None, eps: float, mask,
     ) -> None:  # fmt: skip
         """LSTM step: z <- [i, f, g, o], c_new <- c', tanh_c <- tanh(ĉ), h_new <- h' ((h, c)
-        where masked). ``peephole``: (w_ci, w_cf, w_co) or None; ``layer_norm``: (a = W_hh h,
-        LN(a) out, its 1/σ out, γ_hh, LN(c') out, its 1/σ out, γ_c, β_c) or None, in which case
-        z already holds the recurrent product."""
+        where masked). ``peephole``: (w_ci, w_cf, w_co), each None without peepholes;
+        ``layer_norm``: (a = W_hh h, LN(a) out, its 1/σ out, γ_hh, LN(c') out, its 1/σ out, γ_c,
+        β_c), or False/None, in which case z already holds the recurrent product."""
         c, h = _rows(c), _rows(h)
         B, H = c.shape
-        w = (None, None, None) if peephole is None else tuple(p.data_ptr() for p in peephole)
-        if layer_norm is None:
+        w = _ptrs(peephole)
+        if not layer_norm:
             ln = [None, 0, None, 0, None, 0, None, None, 0, None, 0, None, None]
         else:
             a, an, ar, ghh, cn, cr, gc, bc = layer_norm
@@ -275,16 +280,17 @@ class Ops:
 
     def lstm_backward(
         self, dh: Tensor, dy: Tensor, dc: Tensor, d_h: Tensor, D: Tensor, Q: Tensor,
-        gates: Tensor, d_a: Tensor, carry: Tensor, peephole: tuple | None,
-        layer_norm: tuple | None, mask,
+        gates: Tensor, d_a: Tensor, carry: Tensor, peephole: tuple,
+        layer_norm: tuple | bool | None, mask,
     ) -> None:  # fmt: skip
         """LSTM step back: d_h <- Δh, D <- ∂L/∂z, dc <- δc_{t-1} (in place), d_a <- ∂L/∂a
         (with the gate norm), carry <- 0 (dh where masked), so that δh_{t-1} = carry + d_a W_hh.
-        ``layer_norm``: (LN(a), its 1/σ, γ_hh, LN(c), its 1/σ) or None."""
+        ``peephole`` as in ``lstm_forward``; ``layer_norm``: (LN(a), its 1/σ, γ_hh, LN(c), its
+        1/σ), or False/None."""
         dh, dy, Q, gates = _rows(dh), _rows(dy), _rows(Q), _rows(gates)
         B, H = dh.shape
-        w = (None, None, None) if peephole is None else tuple(p.data_ptr() for p in peephole)
-        if layer_norm is None:
+        w = _ptrs(peephole)
+        if not layer_norm:
             ln = [None, 0, None, 0, None, None, 0, None, 0]
         else:
             an, ar, ghh, cn, cr = layer_norm
