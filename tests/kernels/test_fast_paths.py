@@ -270,7 +270,9 @@ def test_one_backend_api_for_both_fast_paths():
     with stepper.set_step_backend("off"):
         assert get_backend("step") == "off"
     assert get_backend("step") == "auto"
-    with pytest.raises(ValueError, match=r"backend name must be one of \['lstm', 'step'\]"):
+    with pytest.raises(
+        ValueError, match=r"backend name must be one of \['lstm', 'step', 'fused'\]"
+    ):
         get_backend("gpu")
     with pytest.raises(ValueError, match=r"step backend must be one of .*got 'fast'"):
         set_backend("step", "fast")

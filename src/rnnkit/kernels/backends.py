@@ -1,6 +1,6 @@
 """The fused paths' backends: one way to switch them and to ask which is set.
 
-Two paths have more than one implementation of the same function, each chosen by a setting:
+Three paths have more than one implementation of the same function, each chosen by a setting:
 
 ``"lstm"``: what runs a plain LSTM sequence (no peephole, no layer_norm) over a batch without a
     mask, which is exactly torch.nn.LSTM's function (``rnnkit.kernels.lstm.use_fused``).
@@ -14,6 +14,11 @@ Two paths have more than one implementation of the same function, each chosen by
     float64 on the CPU and ``"torch"`` otherwise; ``"numpy"`` and ``"torch"`` run the same
     concatenated-weight step on numpy arrays or on torch tensors; ``"off"`` takes the usual
     path (the cell's forward).
+``"fused"``: how the hand-derived kernels do each step's element-wise work
+    (``rnnkit.kernels.fused``). ``"auto"`` (the default; ``$RNNKIT_FUSED`` sets the initial
+    value) runs one compiled call per step for float32 and float64 on the CPU where the C++
+    source builds, and the PyTorch ops otherwise (saying so once when it cannot build);
+    ``"compiled"`` requires the compiled step; ``"torch"`` runs the PyTorch ops always.
 
 Every choice computes the same function and is tested equal to the generic path. Use::
 
@@ -29,13 +34,21 @@ setting.
 
 from __future__ import annotations
 
+import os
+
 OPTIONS: dict[str, tuple[str, ...]] = {
     "lstm": ("auto", "torch", "rnnkit"),
     "step": ("auto", "numpy", "torch", "off"),
+    "fused": ("auto", "compiled", "torch"),
 }
 """Each switch and its values; the first is the default."""
 
 _settings = {name: values[0] for name, values in OPTIONS.items()}
+_env = os.environ.get("RNNKIT_FUSED")
+if _env:  # the initial "fused" setting
+    if _env not in OPTIONS["fused"]:
+        raise ValueError(f"RNNKIT_FUSED must be one of {list(OPTIONS['fused'])}, got {_env!r}")
+    _settings["fused"] = _env
 
 
 def _check_name(name: str) -> str:
@@ -45,7 +58,7 @@ def _check_name(name: str) -> str:
 
 
 def get_backend(name: str) -> str:
-    """The value of the switch ``name`` ("lstm" or "step")."""
+    """The value of the switch ``name`` ("lstm", "step" or "fused")."""
     return _settings[_check_name(name)]
 
 

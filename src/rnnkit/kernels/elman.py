@@ -52,6 +52,7 @@ from torch.autograd.function import FunctionCtx
 
 from rnnkit.cells.elman import ElmanCell
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
+from rnnkit.kernels.fused import step_ops
 from rnnkit.kernels.registry import register_kernel
 
 INPLACE_ACTIVATIONS: dict[str, Callable[[Tensor], object]] = {
@@ -97,8 +98,13 @@ class ElmanBPTT(torch.autograd.Function):
         w_t = weight_hh.t()  # (H, H), so that h @ W_hhᵀ is W_hh h for each row h
         hs = xg.new_empty(xg.shape)  # (T, B, H): hs[t] = h_t, the state after step t
         h = h0  # (B, H)
+        fused = step_ops(xg)  # the compiled step, or None (rnnkit.kernels.fused)
         for t in range(T):
             torch.addmm(xb[t], h, w_t, out=hs[t])  # a_t = x̃_t + b_hh + W_hh h_{t-1}
+            if fused is not None:  # the element-wise work below, in one compiled call
+                fused.elman_forward(hs[t], h, nonlinearity, None if mask is None else mask[t])
+                h = hs[t]
+                continue
             f_(hs[t])  # h_t = f(a_t), in place
             if mask is not None:  # past a sequence's end, carry its state: h_t = h_{t-1}
                 torch.where(mask[t], hs[t], h, out=hs[t])
@@ -125,12 +131,17 @@ class ElmanBPTT(torch.autograd.Function):
 
         delta_a = torch.empty_like(hs)  # (T, B, H): δa_t = ∂L/∂a_t
         delta_h = grad_hT.clone(memory_format=torch.contiguous_format)  # (B, H): δh_T
+        fused = step_ops(hs)  # the compiled step, or None (rnnkit.kernels.fused)
         for t in range(T - 1, -1, -1):
-            # The total gradient at h_t: from its own output plus from the future.
-            torch.add(grad_ys[t], delta_h, out=delta_a[t])  # ∂L_t/∂h_t + δh_t
-            # Through the nonlinearity: δa_t = f'(a_t) ⊙ (∂L_t/∂h_t + δh_t).
-            if fprime is not None:
-                delta_a[t].mul_(fprime[t])
+            if fused is not None:  # the element-wise work below, in one compiled call
+                fp_t = None if fprime is None else fprime[t]
+                fused.elman_backward(grad_ys[t], delta_h, fp_t, delta_a[t])
+            else:
+                # The total gradient at h_t: from its own output plus from the future.
+                torch.add(grad_ys[t], delta_h, out=delta_a[t])  # ∂L_t/∂h_t + δh_t
+                # Through the nonlinearity: δa_t = f'(a_t) ⊙ (∂L_t/∂h_t + δh_t).
+                if fprime is not None:
+                    delta_a[t].mul_(fprime[t])
             # Through the recurrent weights: δh_{t-1} = W_hhᵀ δa_t.
             if mask is None:
                 torch.mm(delta_a[t], weight_hh, out=delta_h)

@@ -63,6 +63,7 @@ from torch import Tensor
 
 from rnnkit.cells.gru import GRUCell
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
+from rnnkit.kernels.fused import step_ops
 from rnnkit.kernels.registry import register_kernel
 
 
@@ -88,12 +89,17 @@ class GRUBPTT(torch.autograd.Function):
         if reset_after:
             gates = xg.new_empty(T, B, 3 * H)  # (T, B, 3H) [r, z, p_n]
             W_t = weight_hh.t()  # (H, 3H)
+            fused = step_ops(xg)  # the compiled step, or None (rnnkit.kernels.fused)
             for t in range(T):
                 P = gates[t]  # (B, 3H)
                 if bias_hh is None:
                     torch.mm(h, W_t, out=P)  # [p_r, p_z, p_n] = W_hh h
                 else:
                     torch.addmm(bias_hh, h, W_t, out=P)  # [p_r, p_z, p_n] = W_hh h + b_hh
+                if fused is not None:  # the element-wise work below, in one compiled call
+                    fused.gru_forward(P, xg[t], h, ns[t], hs[t], None if mask is None else mask[t])
+                    h = hs[t]
+                    continue
                 P[:, : 2 * H].add_(xg[t, :, : 2 * H]).sigmoid_()  # r, z, in place of p_r, p_z
                 r, z, p_n = P.split(H, dim=1)
                 n = torch.addcmul(xg[t, :, 2 * H :], r, p_n, out=ns[t]).tanh_()
@@ -141,7 +147,13 @@ class GRUBPTT(torch.autograd.Function):
             dn_da = (1 - z) * (1 - n * n)  # ∂h'/∂a_n
             # dP = g ⊙ [∂h'/∂a_r, ∂h'/∂a_z, ∂h'/∂p_n]: the factors now, g in the loop
             dP = torch.cat([dn_da * p_n * r * (1 - r), (h_prev - n) * z * (1 - z), dn_da * r], -1)
+            fused = step_ops(hs)  # the compiled step, or None (rnnkit.kernels.fused)
             for t in range(T - 1, -1, -1):
+                if fused is not None:  # the element-wise work below, in one compiled call
+                    m_t = None if mask is None else mask[t]
+                    fused.gru_backward(dh, gys[t], gates[t], dP[t], G[t], carry, m_t)
+                    torch.addmm(carry, dP[t], W, out=dh)
+                    continue
                 g = torch.add(dh, gys[t], out=G[t])  # g = ∂L_t/∂h_t + δh_t
                 if not_m is not None:
                     g.masked_fill_(not_m[t], 0.0)  # past the end: h_t does not depend on h'

@@ -61,6 +61,7 @@ from torch.autograd.function import FunctionCtx
 from rnnkit.cells.jordan import JordanCell
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
 from rnnkit.kernels.elman import INPLACE_ACTIVATIONS, derivative_from_output
+from rnnkit.kernels.fused import step_ops
 from rnnkit.kernels.registry import register_kernel
 
 
@@ -100,6 +101,8 @@ class JordanBPTT(torch.autograd.Function):
         hs = xg.new_empty(xg.shape)  # (T, B, H): hs[t] = h_t
         ys = xg.new_empty(T, B, O)  # (T, B, O): ys[t] = y_t, the state after step t
         y = y0  # (B, O)
+        # the compiled step (rnnkit.kernels.fused) for the element-wise g, its mask, and f
+        fused = None if output_nonlinearity == "softmax" else step_ops(xg)
         for t in range(T):
             torch.addmm(xb[t], y, w_yh_t, out=hs[t])  # a_t = x̃_t + b_yh + W_yh y_{t-1}
             f_(hs[t])  # h_t = f(a_t), in place
@@ -107,6 +110,11 @@ class JordanBPTT(torch.autograd.Function):
                 torch.mm(hs[t], w_hy_t, out=ys[t])  # z_t = W_hy h_t
             else:
                 torch.addmm(bias_hy, hs[t], w_hy_t, out=ys[t])  # z_t = W_hy h_t + b_hy
+            if fused is not None:  # g and the mask below, in one compiled call
+                m = None if mask is None else mask[t]
+                fused.elman_forward(ys[t], y, output_nonlinearity, m)
+                y = ys[t]
+                continue
             g_(ys[t])  # y_t = g(z_t), in place
             if mask is not None:  # past a sequence's end, carry its state: y_t = y_{t-1}
                 torch.where(mask[t], ys[t], y, out=ys[t])
@@ -141,7 +149,19 @@ class JordanBPTT(torch.autograd.Function):
         delta_z = torch.empty_like(ys)  # (T, B, O): δz_t = ∂L/∂z_t
         delta_a = torch.empty_like(hs)  # (T, B, H): δa_t = ∂L/∂a_t
         delta_y = grad_yT.clone(memory_format=torch.contiguous_format)  # (B, O): δy_T
+        fused = None if softmax else step_ops(hs)  # the compiled step (rnnkit.kernels.fused)
         for t in range(T - 1, -1, -1):
+            if fused is not None:  # the next lines up to softmax's, in one compiled call
+                gp_t = None if gprime is None else gprime[t]
+                fused.elman_backward(grad_ys[t], delta_y, gp_t, delta_z[t])  # δz_t = g' ⊙ e
+                torch.mm(delta_z[t], weight_hy, out=delta_a[t])
+                if fprime is not None:
+                    delta_a[t].mul_(fprime[t])
+                if mask is None:
+                    torch.mm(delta_a[t], weight_yh, out=delta_y)
+                else:
+                    torch.where(mask[t], delta_a[t] @ weight_yh, delta_y, out=delta_y)
+                continue
             # The total gradient at y_t: from its own output plus from the future.
             e = torch.add(grad_ys[t], delta_y, out=delta_z[t])  # ∂L_t/∂y_t + δy_t
             # Through the output nonlinearity: δz_t = g'(z_t)ᵀ e.

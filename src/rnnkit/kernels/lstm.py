@@ -66,6 +66,7 @@ from torch import Tensor
 from rnnkit.cells.lstm import LN_EPS, LSTMCell
 from rnnkit.kernels.backends import OPTIONS, get_backend, set_backend
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
+from rnnkit.kernels.fused import step_ops
 from rnnkit.kernels.registry import register_kernel
 
 BACKENDS = OPTIONS["lstm"]
@@ -214,8 +215,19 @@ class LSTMBPTT(torch.autograd.Function):
         h_steps, c_steps = hs.unbind(0), cs.unbind(0)  # per-step views (B, ·), taken once
         z_steps, tanh_steps = gates.unbind(0), tanh_cs.unbind(0)
 
+        fused, peep = step_ops(xg), (weight_ci, weight_cf, weight_co)  # rnnkit.kernels.fused
         for t in range(T):
             h, c, z = h_steps[t], c_steps[t], z_steps[t]  # (B, H), (B, H), (B, 4H)
+            if fused is not None:  # the product, then the element-wise work in one compiled call
+                if layer_norm:  # a = W_hh h; the compiled step adds LN(a) ⊙ γ_hh to z
+                    torch.mm(h, W_t, out=a)
+                else:
+                    z.addmm_(h, W_t)
+                ln = layer_norm and (a, a_norm[t], rstd_hh[t], weight_ln_hh, c_norm[t], rstd_c[t],
+                                     weight_ln_c, bias_ln_c)  # fmt: skip
+                fused.lstm_forward(z, c, h, c_steps[t + 1], h_steps[t + 1], tanh_steps[t], peep, ln,
+                                   LN_EPS, None if mask is None else mask[t])  # fmt: skip
+                continue
             # z = xg + b_hh + W_hh h: the step's one recurrent product, into the gate buffer
             if layer_norm:  # z += LN(a) ⊙ γ_hh
                 torch.mm(h, W_t, out=a)
@@ -301,8 +313,18 @@ class LSTMBPTT(torch.autograd.Function):
         past_end = None if mask is None else ~mask  # (T, B, 1)
         dh = d_hT.contiguous()  # δh_T (B, H)
         dc = d_cT.contiguous()  # δc_T (B, H)
+        fused, peep = step_ops(gates), (weight_ci, weight_cf, weight_co)  # rnnkit.kernels.fused
+        if fused is not None:  # its own buffers, updated in place
+            dh, dc = (d.clone(memory_format=torch.contiguous_format) for d in (d_hT, d_cT))
+            carry = torch.empty_like(dh)
         for t in range(T - 1, -1, -1):
             m = None if mask is None else mask[t]  # (B, 1) True: step t is in the sequence
+            if fused is not None:  # the element-wise work in one compiled call, then the product
+                ln = layer_norm and (a_norm[t], rstd_hh[t], weight_ln_hh, c_norm[t], rstd_c[t])
+                fused.lstm_backward(dh, d_ys[t], dc, d_h_all[t], d_z_all[t], Q_gain[t], gates[t],
+                                    d_a_all[t], carry, peep, ln, m)  # fmt: skip
+                torch.addmm(carry, d_a_all[t], weight_hh, out=dh)  # δh_{t-1} = carry + ∂L/∂a W
+                continue
             d_z = d_z_all[t]  # (B, 4H) D_t, turned into ∂L/∂z_t in place
             d_zo = d_z[:, 3 * H :]  # (B, H)
             # Δh = ∂L_t/∂h_t + δh_t, Δc = δc_t; zero at a masked step (h_t is not this step's)

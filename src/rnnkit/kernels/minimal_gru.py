@@ -38,6 +38,7 @@ from torch import Tensor
 
 from rnnkit.cells.minimal_gru import MinimalGRUCell
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
+from rnnkit.kernels.fused import step_ops
 from rnnkit.kernels.registry import register_kernel
 
 
@@ -61,8 +62,13 @@ class MinimalGRUBPTT(torch.autograd.Function):
         gates = xg.new_empty(T, B, 2 * H)  # (T, B, 2H) [u, c~]
         cs = xg.new_empty(T, B, H)  # (T, B, H) states c_1..c_T
         c = c0
+        fused = step_ops(xg)  # the compiled step, or None (rnnkit.kernels.fused)
         for t in range(T):
             A = torch.addmm(xgb[t], c, W_t, out=gates[t])  # [a_u, a_c]
+            if fused is not None:  # the element-wise work below, in one compiled call
+                fused.minimal_gru_forward(A, c, cs[t], None if mask is None else mask[t])
+                c = cs[t]
+                continue
             A[:, :H].sigmoid_()  # u
             A[:, H:].tanh_()  # c~
             u, c_tilde = A.chunk(2, dim=1)
@@ -91,7 +97,13 @@ class MinimalGRUBPTT(torch.autograd.Function):
         dc.copy_(gcT)
         g = c0.new_empty(B, H)  # ∂L/∂c' of the current step
         carry = c0.new_empty(B, H)  # the part of δc_{t-1} outside W_hh's product
+        fused = step_ops(cs)  # the compiled step, or None (rnnkit.kernels.fused)
         for t in range(T - 1, -1, -1):
+            if fused is not None:  # the element-wise work below, in one compiled call
+                m_t = None if mask is None else mask[t]
+                fused.minimal_gru_backward(dc, gys[t], gates[t], dA[t], carry, m_t)
+                torch.addmm(carry, dA[t], W, out=dc)
+                continue
             torch.add(dc, gys[t], out=g)  # g = ∂L_t/∂c_t + δc_t
             if not_m is not None:
                 g.masked_fill_(not_m[t], 0.0)  # past the end: c_t does not depend on c'
