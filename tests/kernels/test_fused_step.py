@@ -163,3 +163,26 @@ def test_lstm_sampler_equals_torch_step(bias: bool) -> None:
     assert len(out) == 6 and all(0 <= t < V for t in out)
     with pytest.raises(ValueError, match="token must be in"):
         sampler.step(V, 0.5)
+
+
+def forward(name: str, xs: torch.Tensor, backend: str) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    cell = CELLS[name](xs.shape[-1], 7, xs.dtype)
+    state, _ = make_state(cell, xs.shape[1], xs.dtype)
+    with torch.no_grad(), set_backend("fused", backend), set_backend("lstm", "rnnkit"):
+        ys, final = Recurrent(cell, use_kernel=True)(xs, state)
+    return [ys, *flat(final)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("name", CELLS)
+def test_saturation_and_nan_behave_as_the_torch_ops(name: str, dtype: torch.dtype) -> None:
+    # pre-activations of ±1e4 saturate (no NaN from inf arithmetic); a NaN in the input
+    # reaches exactly the outputs it reaches through the PyTorch ops (never silently dropped)
+    torch.manual_seed(1)
+    xs = torch.randn(6, 5, 3, dtype=dtype) * 1e4
+    xs[2, 0, 1] = float("nan")
+    compiled, ops = forward(name, xs, "compiled"), forward(name, xs, "torch")
+    for oc, oo in zip(compiled, ops, strict=True):
+        assert torch.equal(oc.isnan(), oo.isnan())
+        torch.testing.assert_close(oc, oo, equal_nan=True, **TOL[dtype])

@@ -40,9 +40,21 @@ from torch import Tensor
 from rnnkit.kernels.backends import get_backend
 
 SOURCE = Path(__file__).with_name("fused_step.cpp")
-COMPILE_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-std=c++17")
+COMPILE_FLAGS = (
+    "-O3",
+    "-march=native",
+    "-ffast-math",
+    "-fno-finite-math-only",
+    "-D__FAST_MATH__",
+    "-fopenmp-simd",
+    "-fPIC",
+    "-std=c++17",
+)
 """-ffast-math lets exp and tanh vectorize; it is not passed to the link step, which would link
-crtfastmath.o and flush denormals to zero in the whole process."""
+crtfastmath.o and flush denormals to zero in the whole process. -fno-finite-math-only keeps
+inf and NaN as IEEE has them (with it, a diverging run's saturated gates turned into NaN where
+the PyTorch ops give 0 or 1); -D__FAST_MATH__ keeps glibc's headers declaring the vector exp and
+tanh (libmvec) that this macro guards."""
 
 NONLINEARITY_CODE = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
 

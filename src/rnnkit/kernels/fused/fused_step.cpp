@@ -98,7 +98,7 @@ void elman_fwd(i64 B, i64 H, i64 f, T* a, i64 sa, const T* h, i64 sh, const bool
       for (i64 j = 0; j < H; ++j) ar[j] = std::tanh(ar[j]);
     } else if (f == 1) {
 #pragma omp simd
-      for (i64 j = 0; j < H; ++j) ar[j] = ar[j] > T(0) ? ar[j] : T(0);
+      for (i64 j = 0; j < H; ++j) ar[j] = ar[j] < T(0) ? T(0) : ar[j];  // NaN stays NaN
     } else if (f == 2) {
 #pragma omp simd
       for (i64 j = 0; j < H; ++j) ar[j] = sigmoid<T>(ar[j]);
