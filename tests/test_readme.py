@@ -20,12 +20,26 @@ def numbers(text: str) -> list[float]:
     return [float(x) for x in re.findall(r"-?\d+\.\d+(?:e[-+]\d+)?", text)]
 
 
+# a block that begins with this comment reads files a command shown before it writes; the test
+# named in the comment makes those files and runs the block
+NEEDS_FILES = "# needs the files of the command above; run by "
+
+
 def blocks() -> list:
     return [
         pytest.param(code, shown, id=f"{page.name}-{i}")
         for page in PAGES
         for i, (code, shown) in enumerate(BLOCK.findall(page.read_text()))
+        if not code.startswith(NEEDS_FILES)
     ]
+
+
+def test_a_block_that_needs_files_names_an_existing_test():
+    for page in PAGES:
+        for code, _ in BLOCK.findall(page.read_text()):
+            if code.startswith(NEEDS_FILES):
+                path, name = code.splitlines()[0].removeprefix(NEEDS_FILES).split("::")
+                assert f"def {name.strip()}(" in (ROOT / path).read_text(), (page.name, name)
 
 
 @pytest.mark.parametrize("code, shown", blocks())

@@ -48,67 +48,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.attention import ATTENTION, make_attention
-from rnnkit.cells import REGISTRY, cell_names
+from rnnkit.attention import make_attention
 from rnnkit.decoding import select_rows
 from rnnkit.ensemble import Ensemble  # noqa: F401 (its old home)
-from rnnkit.kernels import attention_decoder
+from rnnkit.kernels import attention_decoder_run
 from rnnkit.layers.torch_compat import BY_NAME
 from rnnkit.metrics import perplexity  # noqa: F401 (its old home)
 from rnnkit.scheduled_sampling import feed_back
-
-# the cells whose output is their hidden state (Jordan's is a projection of it)
-CELLS = {name: REGISTRY[name].cls for name in cell_names(output_projection=False)}
-CONTEXTS = ("none", "init", "input", "both")
-ATTENTIONS = ("none", *ATTENTION)
-PAD, UNK, BOS, EOS = 0, 1, 2, 3  # the special token ids of rnnkit.data.pairs vocabularies
-
-
-def check_seq2seq_options(cfg: Any) -> None:
-    """Refuse impossible options of ``Seq2Seq`` with a ``ValueError`` whose message starts with
-    the option's name, e.g. "hidden_size must be >= 1, got 0" (the command line words it as
-    the option: ``rnnkit.tasks.seq2seq_config.check_seq2seq_config``)."""
-    for name, choices in (("cell", CELLS), ("attention", ATTENTIONS), ("context", CONTEXTS)):
-        if getattr(cfg, name) not in choices:
-            raise ValueError(
-                f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}"
-            )
-    for name in ("embedding_size", "hidden_size", "encoder_layers", "decoder_layers"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("encoder_size", "attention_size"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
-    for name in ("dropout", "label_smoothing"):
-        if not 0 <= getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
-    if cfg.attention == "none" and cfg.context == "none":
-        raise ValueError(
-            "context none with attention none leaves the decoder blind to the source: choose "
-            "init, input or both"
-        )
-    after = [k for k, cls in ATTENTION.items() if not cls.queries_before_step]
-    if not cfg.input_feeding and cfg.attention not in after:
-        raise ValueError(
-            f"input_feeding false applies to attention queried after the step "
-            f"({', '.join(after)}), not attention {cfg.attention}"
-        )
-    D = 2 if cfg.bidirectional else 1
-    if cfg.encoder_size == 0 and cfg.hidden_size % D:
-        raise ValueError(
-            f"hidden_size must be even for a bidirectional encoder with encoder_size 0, "
-            f"got {cfg.hidden_size}"
-        )
-    memory = D * (cfg.encoder_size or cfg.hidden_size // D)
-    if (
-        cfg.attention != "none"
-        and ATTENTION[cfg.attention].same_widths
-        and memory != cfg.hidden_size
-    ):
-        raise ValueError(
-            f"attention {cfg.attention} needs the memory width ({memory}) == hidden_size "
-            f"({cfg.hidden_size}): set encoder_size 0"
-        )
+from rnnkit.seq2seq_options import (  # noqa: F401 (re-exported: their home was here)
+    ATTENTIONS,
+    BOS,
+    CELLS,
+    CONTEXTS,
+    EOS,
+    PAD,
+    UNK,
+    check_seq2seq_options,
+)
 
 
 class Encoder(nn.Module):
@@ -326,8 +282,8 @@ class Decoder(nn.Module):
         sampling): y_in (T, B), <bos> first -> logits (T, B, V), weights (T, B, S) | None."""
         if teacher_forcing >= 1.0 and self.parallel:
             return self.sequence(y_in, state)
-        if teacher_forcing >= 1.0 and self.use_kernel and attention_decoder.applies(self):
-            h_tilde, h, c, alpha = attention_decoder.run_decoder(self, state, y_in)
+        if teacher_forcing >= 1.0 and self.use_kernel and attention_decoder_run.applies(self):
+            h_tilde, h, c, alpha = attention_decoder_run.run_decoder(self, state, y_in)
             return self.output(h_tilde, h, c), alpha
         gold = y_in.unbind(0)
         if teacher_forcing >= 1.0:

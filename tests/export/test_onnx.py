@@ -4,6 +4,8 @@ and short lengths), equal to rnnkit's eval-mode output to 1e-4; the command on t
 one-line errors."""
 
 import json
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -400,6 +402,21 @@ def check_exported_language_model(run_dir, out, capsys):
 
 def test_the_command_exports_a_language_model_run(charlm_run, tmp_path, capsys):
     check_exported_language_model(charlm_run, tmp_path / "model.onnx", capsys)
+
+
+def test_the_docs_example_samples_from_the_files(charlm_run, tmp_path, capsys, monkeypatch):
+    # docs/export.md's onnxruntime example, on the files `rnnkit export` writes
+    from rnnkit.tasks.runs import load_run
+
+    page = (Path(__file__).parents[2] / "docs" / "export.md").read_text()
+    (code,) = [c for c in re.findall(r"```python\n(.*?)```", page, re.S) if "charlm.onnx" in c]
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(charlm_run), "--format", "onnx", "--out", "charlm.onnx"]) == 0
+    capsys.readouterr()
+    exec(code, {"__name__": "docs"})
+    text = capsys.readouterr().out
+    loaded = load_run(charlm_run)
+    assert len(text) > 200 and set(text.rstrip("\n")) <= set(loaded.vocab.tokens)
 
 
 @pytest.mark.slow

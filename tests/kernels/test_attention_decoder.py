@@ -8,8 +8,9 @@ import torch
 from rnnkit.attention import GatedAttention
 from rnnkit.cells.gru import GRUCell
 from rnnkit.data.pairs import make_batch
-from rnnkit.kernels import attention_decoder
-from rnnkit.kernels.attention_decoder import AttentionDecoderBPTT, applies
+from rnnkit.kernels import attention_decoder_run
+from rnnkit.kernels.attention_decoder import AttentionDecoderBPTT
+from rnnkit.kernels.attention_decoder_run import applies
 from rnnkit.seq2seq import Seq2Seq, sequence_loss
 from rnnkit.tasks.seq2seq_config import Seq2SeqConfig
 
@@ -158,13 +159,13 @@ def test_seq2seq_kernel_equals_the_step_loop(cell, attention, layers, dropout, s
 
 def test_run_uses_the_kernel_only_where_it_applies(monkeypatch):
     calls = []
-    real = attention_decoder.run_decoder
+    real = attention_decoder_run.run_decoder
 
     def counting(*args):
         calls.append(1)
         return real(*args)
 
-    monkeypatch.setattr(attention_decoder, "run_decoder", counting)
+    monkeypatch.setattr(attention_decoder_run, "run_decoder", counting)
     b = batch()
 
     def runs_kernel(m: Seq2Seq, **kw) -> bool:

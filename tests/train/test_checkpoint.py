@@ -432,7 +432,7 @@ class Config:
 
 
 def test_restore_model_rebuilds_config_vocab_and_weights_or_says_why_in_one_line(tmp_path):
-    from rnnkit.train.checkpoint import restore_model
+    from rnnkit.train.restore import restore_model
 
     def build(cfg, vocab):
         return nn.Linear(len(vocab), cfg.model.hidden)

@@ -38,7 +38,7 @@ class LoadedCaption:
 
 def load_caption(ckpt, path: Path) -> LoadedCaption:
     """A caption checkpoint (``TaskSpec.load``): the model in eval mode and its vocabulary."""
-    from rnnkit.train.checkpoint import restore_model
+    from rnnkit.train.restore import restore_model
 
     def build(cfg, vocab):
         return CaptionModel(len(vocab), cfg.model)

@@ -48,7 +48,7 @@ class LoadedOCR:
 
 def load_ocr(ckpt, path: Path) -> LoadedOCR:
     """An OCR checkpoint (``TaskSpec.load``): the model in eval mode and its alphabet."""
-    from rnnkit.train.checkpoint import restore_model
+    from rnnkit.train.restore import restore_model
 
     def build(cfg, alphabet):
         return LineReader(len(alphabet), cfg.model)

@@ -11,7 +11,8 @@ from torch import nn
 from rnnkit.data.text import Vocab
 from rnnkit.errors import UserError
 from rnnkit.tasks.lm import LanguageModel, LMConfig
-from rnnkit.train.checkpoint import load_checkpoint, restore_model
+from rnnkit.train.checkpoint import load_checkpoint
+from rnnkit.train.restore import restore_model
 from rnnkit.train.run_dir import checkpoint_path
 
 LM_TASKS = ("charlm", "wordlm")

@@ -16,7 +16,7 @@ from rnnkit.seq2seq import Seq2Seq
 from rnnkit.tasks.runs import load_run
 from rnnkit.tasks.seq2seq_config import check_seq2seq_config
 from rnnkit.tasks.seq2seq_task import Recipe, attention_map, evaluate_examples, predict
-from rnnkit.train.checkpoint import restore_model
+from rnnkit.train.restore import restore_model
 from rnnkit.train.train_config import check_seed
 
 

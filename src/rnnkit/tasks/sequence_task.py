@@ -402,7 +402,7 @@ def loader(config_class: type, make_problem: Callable) -> Callable:
     ``config_class``) and ``make_problem(cfg)``, the weights loaded, in eval mode."""
 
     def load(ckpt, path) -> LoadedSequenceRun:
-        from rnnkit.train.checkpoint import restore_model
+        from rnnkit.train.restore import restore_model
 
         problems = []
 

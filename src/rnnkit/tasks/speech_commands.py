@@ -34,7 +34,7 @@ class LoadedSpeech:
 
 def load_speech(ckpt, path: Path) -> LoadedSpeech:
     """A speech run's checkpoint (``TaskSpec.load``): the model in eval mode and its config."""
-    from rnnkit.train.checkpoint import restore_model
+    from rnnkit.train.restore import restore_model
 
     def build(cfg, _):
         return SpeechModel(cfg.model)

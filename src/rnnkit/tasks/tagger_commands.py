@@ -15,7 +15,7 @@ from rnnkit.errors import UserError
 from rnnkit.tasks.runs import load_run
 from rnnkit.tasks.tagger import Tagger, TaggerVocab, check_tagger_config, tag_sentences
 from rnnkit.tasks.tagger_task import TaggingRecipe
-from rnnkit.train.checkpoint import restore_model
+from rnnkit.train.restore import restore_model
 
 CONFUSION_TAGS = 20  # the confusion picture shows at most this many tags (the rest: "other")
 

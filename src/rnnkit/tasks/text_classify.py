@@ -298,7 +298,7 @@ def loader(config_class: type) -> object:
     """A ``TaskSpec.load`` for a text-classification task whose config is ``config_class``."""
 
     def load(ckpt, path) -> LoadedClassifier:
-        from rnnkit.train.checkpoint import restore_model
+        from rnnkit.train.restore import restore_model
 
         def build(cfg, vocab):
             sizes = len(vocab), len(vocab.chars), len(vocab.classes)

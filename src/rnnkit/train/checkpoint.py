@@ -304,48 +304,6 @@ _TRAINER_KINDS: dict[str, tuple[type | tuple[type, ...], str]] = {
 }
 
 
-def restore_model(
-    ckpt: Checkpoint,
-    path: str | os.PathLike,
-    config_type: type,
-    build: Any,
-    read_vocab: Any = None,
-    check: Any = None,
-    keys: tuple[str, ...] = (),
-) -> tuple[Any, Any, nn.Module]:
-    """What every task's ``TaskSpec.load`` does with a checkpoint: check its metadata, rebuild
-    the config and the vocabulary, then the model with the saved weights, in eval mode.
-
-    Args:
-        ckpt: the loaded checkpoint; path: its file, for messages.
-        config_type: the task's config dataclass (``config_from_dict``).
-        build: ``build(cfg, vocab) -> nn.Module``, the untrained model.
-        read_vocab: ``read_vocab(meta["vocab"])``, for a task that saves a vocabulary.
-        check: ``check(cfg)``, more checks of the config (raising ``UserError``).
-        keys: further metadata keys the caller reads (``check_meta``).
-
-    Returns:
-        (cfg, vocab or None, model).
-
-    Raises:
-        UserError: one line naming the checkpoint, for missing or malformed metadata and for
-            weights that do not fit the model.
-    """
-    from rnnkit.config import config_from_dict
-
-    check_meta(ckpt.meta, ("config", *(("vocab",) if read_vocab else ()), *keys), path)
-    try:
-        cfg = config_from_dict(config_type, ckpt.meta["config"])
-        if check is not None:
-            check(cfg)
-        vocab = read_vocab(ckpt.meta["vocab"]) if read_vocab else None
-    except UserError as e:
-        raise UserError(f"checkpoint {path}: {e}") from None
-    model = build(cfg, vocab)
-    load_model_state(model, ckpt.model_state, path)
-    return cfg, vocab, model.eval()
-
-
 def check_meta(meta: dict[str, Any], keys: tuple[str, ...], path: str | os.PathLike) -> None:
     """Refuse a checkpoint whose metadata lacks a key the caller reads, or holds the wrong kind.
 
