@@ -151,7 +151,7 @@ def create_app(
         m.need("score")
         return ScoreResponse(model=name, results=[m.score(t) for t in body.texts])
 
-    @app.post("/models/{name}/predict")
+    @app.post("/models/{name}/predict", response_model_exclude_none=True)
     def predict(name: str, body: bodies.predict) -> PredictResponse:  # type: ignore[valid-type]
         m = get(name)
         out = m.predict(body.input)
