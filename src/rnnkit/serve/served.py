@@ -29,6 +29,13 @@ KINDS = {
 }
 
 
+HINTS = {
+    "sample": "sample and score are for language models (charlm, wordlm)",
+    "score": "sample and score are for language models (charlm, wordlm)",
+    "predict": "predict serves seq2seq, tagger and classifier runs",
+}
+
+
 class Unsupported(Exception):
     """The model's task has no such operation (HTTP 400); the message names the task."""
 
@@ -84,17 +91,15 @@ class ServedModel:
         return self.loaded.meta.get("config", {})
 
     def need(self, operation: str) -> None:
+        """Raise ``Unsupported`` naming the task unless the model has ``operation``."""
         if operation in self.operations:
             return
-        what = {
-            "sample": "sample and score are for language models (charlm, wordlm)",
-            "score": "sample and score are for language models (charlm, wordlm)",
-            "predict": "predict serves seq2seq, tagger and classifier runs"
-            + (" (a language model: use sample, greedy for the likeliest continuation)")
-            * (self.kind == "language model")
-            + (f" ({self.task} reads files: use rnnkit predict)") * (self.kind == "other"),
-        }[operation]
-        raise Unsupported(f"model {self.name!r} is a {self.task!r} run: no {operation}; {what}")
+        hint = HINTS[operation]
+        if operation == "predict" and self.kind == "language model":
+            hint += "; for the likeliest continuation use sample with greedy true"
+        elif operation == "predict" and self.kind == "other":
+            hint += f"; {self.task} reads image or audio files: use rnnkit predict"
+        raise Unsupported(f"model {self.name!r} is a {self.task!r} run: no {operation}; {hint}")
 
     # ---- language models ---------------------------------------------------------------------
     def sample(self, prime: str, length: int, seed: int | None, **choose) -> tuple[str, int]:
