@@ -81,7 +81,11 @@ async def client(http, url: str, body: dict, seed: int, until: float, out: dict)
 
 async def load(url: str, clients: int, seconds: float, body: dict) -> dict:
     out: dict = {"latency": [], "errors": {}}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # idle connections dropped after 2 s, before uvicorn's 5 s keep-alive timeout closes them
+    # (both at 5 s, a request can be sent on a connection as the server closes it)
+    limits = httpx.Limits(
+        max_connections=clients, max_keepalive_connections=clients, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(limits=limits, timeout=120) as http:
         start = time.perf_counter()
         until = start + seconds
