@@ -155,12 +155,24 @@ def cmd_export(argv: list[str]) -> int:
     return export(argv)
 
 
+# ---- serve ----------------------------------------------------------------------------------
+def cmd_serve(argv: list[str]) -> int:
+    try:
+        from rnnkit.serve.command import cmd_serve as serve
+    except ModuleNotFoundError as e:  # fastapi and uvicorn are optional dependencies
+        raise UserError(
+            f"rnnkit serve needs the {e.name} package: pip install fastapi uvicorn"
+        ) from None
+    return serve(argv)
+
+
 BUILT_IN = {
     "train": (cmd_train, "train a task: rnnkit train TASK [options] (train --help lists tasks)"),
     "plot": (cmd_plot, "draw a run's loss, bits and gradient-norm curves as PNG"),
     "demo": (cmd_demo, "train a small LSTM on generated data and show gradient flow"),
     "lab": (cmd_lab, "experiments with plots: rnnkit lab --help lists them"),
     "export": (cmd_export, "a trained run's inference graph as ONNX: rnnkit export RUN --out F"),
+    "serve": (cmd_serve, "trained runs over HTTP: rnnkit serve RUN [RUN ...] --port 8000"),
     "bench": (cmd_bench, "benchmarks: rnnkit bench speed [--quick] (tokens/s against torch.nn)"),
 }
 

@@ -15,11 +15,17 @@ from rnnkit.train.train_config import check_seed
 
 
 def sample_text(run: Path, prime: str | None, length: int, **choose) -> str:
+    return generate(load_run(run), prime, length, **choose)
+
+
+def generate(loaded, prime: str | None, length: int, **choose) -> str:
+    """``length`` tokens sampled from a loaded language model after ``prime`` (default: a line
+    start), the prime included; ``choose``: sample_sequence's options and ``seed`` (a
+    torch.Generator of its own; None: torch's global generator)."""
     import torch
 
     from rnnkit.decoding import sample_sequence
 
-    loaded = load_run(run)
     vocab, model = loaded.vocab, loaded.model
     if prime is None or prime == "":
         prime_ids = loaded.start_ids()
@@ -93,9 +99,16 @@ def cmd_sample(argv: list[str]) -> int:
     return 0
 
 
-def cmd_score(argv: list[str]) -> int:
+def score_text(loaded, text: str) -> tuple[float, int]:
+    """(log p(text | line start) in nats, the number of tokens scored) under a loaded model."""
     from rnnkit.decoding import sequence_log_prob
 
+    ids = loaded.start_ids() + loaded.vocab.encode(text).tolist()
+    total, _ = sequence_log_prob(loaded.model.step, None, ids)
+    return total, len(ids) - len(loaded.start_ids())
+
+
+def cmd_score(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="rnnkit score", description="Log-probability of texts under a trained model."
     )
@@ -106,9 +119,7 @@ def cmd_score(argv: list[str]) -> int:
     unit = "char" if loaded.level == "char" else "token"
     rows = []
     for text in a.texts:
-        ids = loaded.start_ids() + loaded.vocab.encode(text).tolist()
-        total, _ = sequence_log_prob(loaded.model.step, None, ids)
-        n = len(ids) - len(loaded.start_ids())
+        total, n = score_text(loaded, text)
         if n == 0:
             raise UserError(f"nothing to score in {text!r}: give a non-empty text")
         rows.append((total, text))

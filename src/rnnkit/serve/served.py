@@ -1,0 +1,188 @@
+"""The models a server holds: each run loaded once by its task's ``TaskSpec.load``, in eval mode,
+and the three operations on it (sample, score, predict), written over the functions the
+commands use (``rnnkit sample``, ``score``, ``predict``); no HTTP here.
+
+State: the parameters are only read (eval mode, ``torch.inference_mode``); every recurrent state
+is made inside the call that uses it, and every sampling call draws from a ``torch.Generator`` of
+its own, seeded from the request. So concurrent calls on one model share nothing mutable and need
+no lock. (The library's predict functions set ``model.eval()`` or restore ``model.train(False)``
+on a model that is already in eval mode: no change.)"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from rnnkit.errors import UserError
+
+KINDS = {
+    "language model": ("sample", "score"),
+    "seq2seq": ("predict",),
+    "tagger": ("predict",),
+    "classifier": ("predict",),
+    "other": (),
+}
+
+
+HINTS = {
+    "sample": "sample and score are for language models (charlm, wordlm)",
+    "score": "sample and score are for language models (charlm, wordlm)",
+    "predict": "predict serves seq2seq, tagger and classifier runs",
+}
+
+
+class Unsupported(Exception):
+    """The model's task has no such operation (HTTP 400); the message names the task."""
+
+
+def kind_of(loaded) -> str:
+    from rnnkit.tasks.runs import LoadedRun
+    from rnnkit.tasks.seq2seq_commands import LoadedSeq2Seq
+    from rnnkit.tasks.tagger_commands import LoadedTagger
+    from rnnkit.tasks.text_classify import LoadedClassifier
+
+    for cls, kind in [
+        (LoadedRun, "language model"),
+        (LoadedSeq2Seq, "seq2seq"),
+        (LoadedTagger, "tagger"),
+        (LoadedClassifier, "classifier"),
+    ]:
+        if isinstance(loaded, cls):
+            return kind
+    return "other"
+
+
+def run_metrics(run: Path) -> dict:
+    """The last validation record of the run's log.jsonl (without ``split``), else {}."""
+    log = run / "log.jsonl" if run.is_dir() else run.parent / "log.jsonl"
+    if not log.is_file():
+        return {}
+    last: dict = {}
+    for line in log.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("split") == "val":
+            last = {k: v for k, v in record.items() if k != "split"}
+    return last
+
+
+@dataclass
+class ServedModel:
+    name: str
+    task: str
+    kind: str
+    path: Path
+    loaded: object
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        return KINDS[self.kind]
+
+    @property
+    def config(self) -> dict:
+        return self.loaded.meta.get("config", {})
+
+    def need(self, operation: str) -> None:
+        """Raise ``Unsupported`` naming the task unless the model has ``operation``."""
+        if operation in self.operations:
+            return
+        hint = HINTS[operation]
+        if operation == "predict" and self.kind == "language model":
+            hint += "; for the likeliest continuation use sample with greedy true"
+        elif operation == "predict" and self.kind == "other":
+            hint += f"; {self.task} reads image or audio files: use rnnkit predict"
+        raise Unsupported(f"model {self.name!r} is a {self.task!r} run: no {operation}; {hint}")
+
+    # ---- language models ---------------------------------------------------------------------
+    def sample(self, prime: str, length: int, seed: int | None, **choose) -> tuple[str, int]:
+        """(the text, the seed used); without a seed one is drawn (never torch's global RNG)."""
+        from rnnkit.tasks.lm_commands import generate
+
+        self.need("sample")
+        seed = secrets.randbits(63) if seed is None else seed
+        with torch.inference_mode():
+            return generate(self.loaded, prime, length, seed=seed, **choose), seed
+
+    def score(self, text: str) -> dict:
+        from rnnkit.tasks.lm_commands import score_text
+
+        self.need("score")
+        with torch.inference_mode():
+            total, n = score_text(self.loaded, text)
+        if n == 0:
+            raise UserError(f"nothing to score in {text!r}: give a non-empty text")
+        return {
+            "text": text,
+            "log_prob": total,
+            "tokens": n,
+            "bits_per_token": -total / math.log(2) / n,
+            "perplexity": math.exp(-total / n),
+        }
+
+    # ---- predict -----------------------------------------------------------------------------
+    def predict(self, text: str) -> dict:
+        self.need("predict")
+        with torch.inference_mode():
+            return getattr(self, f"_predict_{self.kind.replace(' ', '_')}")(text)
+
+    def _predict_seq2seq(self, text: str) -> dict:
+        from rnnkit.tasks.seq2seq_task import attention_map, predict
+
+        m = self.loaded
+        options = {"method": "greedy", "max_len": m.cfg.decode.max_len}
+        output = predict(m.model, m.vocab, [text], **options)[0][0][0]
+        found = attention_map(m.model, m.vocab, text, output)
+        out = {"output": output}
+        if found is not None:
+            weights, source, target = found
+            out.update(attention=weights.tolist(), source_tokens=source, output_tokens=target)
+        return out
+
+    def _predict_tagger(self, text: str) -> dict:
+        from rnnkit.tasks.tagger import tag_sentences
+
+        tokens = text.split()
+        if not tokens:
+            raise UserError("input: the sentence is empty")
+        tags = tag_sentences(self.loaded.model, self.loaded.vocab, [tokens])[0]
+        return {"output": " ".join(tags), "tokens": tokens, "tags": tags}
+
+    def _predict_classifier(self, text: str) -> dict:
+        from rnnkit.tasks.text_classify import classify
+
+        c = classify(self.loaded, [text])[0]
+        return {
+            "output": c.label,
+            "label": c.label,
+            "probabilities": c.probabilities,
+            "tokens": c.tokens,
+            "token_attention": c.attention,
+        }
+
+
+def model_name(run: Path) -> str:
+    return run.parent.name if run.is_file() else run.name
+
+
+def load_models(runs: list[Path]) -> dict[str, ServedModel]:
+    """Each run (a run directory or a checkpoint) loaded once, named by its directory."""
+    from rnnkit.tasks.runs import load_run
+
+    models: dict[str, ServedModel] = {}
+    for run in map(Path, runs):
+        name = model_name(run)
+        if name in models:
+            raise UserError(f"two runs are named {name!r} ({models[name].path}, {run}): rename one")
+        loaded = load_run(run, loader=None)
+        loaded.model.eval()
+        task = loaded.meta.get("task", "?")
+        models[name] = ServedModel(name, task, kind_of(loaded), run, loaded, run_metrics(run))
+    return models
