@@ -232,3 +232,23 @@ def test_the_curricula_benchmark_smoke_mode(tmp_path):
     assert [r["curriculum"] for r in rows] == ["none", "naive", "mix", "combined"]
     assert all(r["steps"] == 4 and 0 <= r["test_char_acc"] <= 1 for r in rows)
     assert png.exists()
+
+
+def test_a_reversed_answer_is_written_ones_digit_first_and_read_back(tmp_path, monkeypatch):
+    rng, same = random.Random(3), random.Random(3)
+    for _ in range(20):
+        forward = example(rng, 3, 1, "addition", "train")
+        backward = example(same, 3, 1, "addition", "train", order="reversed")
+        assert backward.source == forward.source and backward.target == forward.target[::-1]
+    out = tmp_path / "rev"
+    args = ["train", "execute", "--preset", "tiny", "--out", str(out), "--dry-run", *QUIET,
+            "--data.answer_order", "reversed"]  # fmt: skip
+    assert main(args) == 0
+    from rnnkit.tasks import seq2seq_task
+    from rnnkit.tasks.execute_commands import predict_one
+    from rnnkit.tasks.seq2seq_commands import load_seq2seq_run
+
+    loaded = load_seq2seq_run(out)
+    assert loaded.cfg.data.answer_order == "reversed"
+    monkeypatch.setattr(seq2seq_task, "predict", lambda *a, **k: [[("0111-", 0.0)]])
+    assert predict_one(loaded, "print((1000-2110))") == "-1110"  # read back as printed

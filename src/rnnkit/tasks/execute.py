@@ -53,6 +53,11 @@ class ExecuteDataConfig:
     )
     length: int = option(4, "digits of the numbers (the paper's length)")
     nesting: int = option(1, "operations composed (the paper's nesting; addition: 1)")
+    answer_order: Literal["forward", "reversed"] = option(
+        "forward",
+        "how the model writes the answer: as printed (the paper), or reversed, ones digit "
+        "first, so that a carry is written after the digits it comes from",
+    )
     batch_size: int = option(100, "B, programs per batch (generated afresh for every batch)")
     epoch_batches: int = option(1000, "batches that count as one epoch (the data is unending)")
     val_examples: int = option(1000, "validation programs at the target difficulty")
@@ -109,7 +114,9 @@ def held_out(cfg: ExecuteConfig) -> dict:
     """The fixed held-out programs at the target difficulty (``Recipe.examples``)."""
     d = cfg.data
     return {
-        split: examples(d.val_examples, d.length, d.nesting, d.family, split, d.seed)
+        split: examples(
+            d.val_examples, d.length, d.nesting, d.family, split, d.seed, d.answer_order
+        )
         for split in ("val", "test")
     }
 

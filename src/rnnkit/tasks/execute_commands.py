@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rnnkit.errors import UserError
 from rnnkit.tasks.execute_programs import ProgramError, run_program
-from rnnkit.tasks.execute_task import accuracies, examples, score_examples, stages
+from rnnkit.tasks.execute_task import accuracies, examples, score_examples, stages, written
 
 
 def program_text(text: str) -> str:
@@ -31,7 +31,8 @@ def _answer(loaded, program: str) -> str:
     from rnnkit.tasks.seq2seq_task import predict
 
     max_len = loaded.cfg.decode.max_len
-    return predict(loaded.model, loaded.vocab, [program], max_len=max_len)[0][0][0]
+    answer = predict(loaded.model, loaded.vocab, [program], max_len=max_len)[0][0][0]
+    return written(answer, loaded.cfg.data.answer_order)
 
 
 def predict_one(loaded, text: str) -> str:
@@ -68,7 +69,9 @@ def cmd_predict(argv: list[str]) -> int:
         verdict = "right" if answer == str(value) else f"wrong: it prints {value}"
         print(f"{answer}\t({verdict})")
         if a.attention:
-            weights, xs, ys = attention_map(loaded.model, loaded.vocab, program, answer)
+            # the map shows the answer as the model wrote it
+            shown = written(answer, loaded.cfg.data.answer_order)
+            weights, xs, ys = attention_map(loaded.model, loaded.vocab, program, shown)
             path = Path(a.attention)
             if len(checked) > 1:
                 path = path.with_name(f"{path.stem}_{i + 1}{path.suffix}")
@@ -107,7 +110,9 @@ def cmd_eval(argv: list[str]) -> int:
     d = loaded.cfg.data
     rows = []
     for length, nesting in stages(d.length, d.nesting):
-        items = examples(a.examples, length, nesting, d.family, a.split, d.seed)
+        items = examples(
+            a.examples, length, nesting, d.family, a.split, d.seed, loaded.cfg.data.answer_order
+        )
         sums = score_examples(
             loaded.model, loaded.vocab, items, a.batch_size, loaded.cfg.decode.max_len, "cpu"
         )

@@ -48,6 +48,7 @@ from rnnkit.tasks.execute_programs import (
 from rnnkit.tasks.seq2seq_task import Example, Seq2SeqTask, decode_ids
 
 STRATEGIES = ("none", "naive", "mix", "combined")
+ANSWER_ORDERS = ("forward", "reversed")
 TEST_BUCKETS, VAL_BUCKETS = range(0, 10), range(10, 20)  # of held_out_bucket's 100
 
 
@@ -64,21 +65,33 @@ def split_of(program: str) -> str:
     return "test" if bucket in TEST_BUCKETS else "val" if bucket in VAL_BUCKETS else "train"
 
 
-def example(rng: random.Random, length: int, nesting: int, family: str, split: str) -> Example:
-    """A program of ``split`` at this difficulty and its answer (what running it prints)."""
+def written(answer: str, order: str) -> str:
+    """The answer as the model writes it: as printed (``forward``) or ones digit first
+    (``reversed``); the same function turns a written answer back into the printed one."""
+    if order not in ANSWER_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ANSWER_ORDERS)}, got {order!r}")
+    return answer[::-1] if order == "reversed" else answer
+
+
+def example(
+    rng: random.Random, length: int, nesting: int, family: str, split: str, order="forward"
+) -> Example:
+    """A program of ``split`` at this difficulty and its answer (what running it prints),
+    written in ``order``."""
     for _ in range(100_000):
         text = generate_program(rng, length, nesting, family)
         if split_of(text) == split:
-            return Example(text, str(run_program(text)))
+            return Example(text, written(str(run_program(text)), order))
     raise UserError(f"execute: no {split} program of length {length} found")
 
 
 def examples(
-    n: int, length: int, nesting: int, family: str, split: str, seed: int
+    n: int, length: int, nesting: int, family: str, split: str, seed: int, order="forward"
 ) -> list[Example]:
-    """``n`` fixed programs of ``split`` at one difficulty (the same for the same arguments)."""
+    """``n`` fixed programs of ``split`` at one difficulty (the same for the same arguments;
+    ``order`` changes only how the answers are written)."""
     rng = random.Random(f"{seed}-{split}-{family}-{length}-{nesting}")
-    return [example(rng, length, nesting, family, split) for _ in range(n)]
+    return [example(rng, length, nesting, family, split, order) for _ in range(n)]
 
 
 def stages(length: int, nesting: int) -> list[tuple[int, int]]:
@@ -173,7 +186,9 @@ class ExecuteTask:
         d, t = cfg.data, cfg.train
         self.vocab = vocab or vocabulary()
         self.curriculum = Curriculum(t.curriculum, d.length, d.nesting, t.curriculum_mix)
-        self.val = examples(d.val_examples, d.length, d.nesting, d.family, "val", d.seed)
+        self.val = examples(
+            d.val_examples, d.length, d.nesting, d.family, "val", d.seed, d.answer_order
+        )
         self.data_sizes = {"train": d.batch_size * d.epoch_batches, "val": len(self.val)}
         torch.manual_seed(t.seed)
         self.model = Seq2Seq(len(self.vocab.source), len(self.vocab.target), cfg.model)
@@ -187,7 +202,9 @@ class ExecuteTask:
         d, stage = self.cfg.data, self.curriculum.current
         if stage not in self.stage_cache:
             n = d.stage_examples
-            self.stage_cache[stage] = examples(n, *stage, d.family, "train", d.seed + 1)
+            self.stage_cache[stage] = examples(
+                n, *stage, d.family, "train", d.seed + 1, d.answer_order
+            )
         return self.stage_cache[stage]
 
     # ---- the Task protocol -------------------------------------------------------------
@@ -207,7 +224,7 @@ class ExecuteTask:
         batch = []
         for _ in range(d.batch_size):
             length, nesting = self.curriculum.draw(rng)
-            batch.append(example(rng, length, nesting, d.family, "train"))
+            batch.append(example(rng, length, nesting, d.family, "train", d.answer_order))
         sources = [self.vocab.source.encode(ex.source) for ex in batch]
         targets = [self.vocab.target.encode(ex.target) for ex in batch]
         return make_batch(sources, targets, range(len(batch)))
