@@ -216,3 +216,43 @@ def test_the_vector_to_sequence_model_trains_and_has_no_attention_to_draw(tmp_pa
     wide = ["--model.vector_size", "8"]  # the fc vector's width is for the model without attention
     assert main(["train", "caption", "--preset", "tiny", "--out", str(tmp_path / "y"), *wide]) == 2
     assert "'model.vector_size' applies to pool fc without attention" in capsys.readouterr().err
+
+
+def test_the_auxiliary_item_loss_labels_each_cell_and_learns(pools, tmp_path, capsys):
+    from rnnkit.tasks import caption
+    from rnnkit.tasks.caption_task import CaptionTask, cell_items
+
+    scenes = [D.make_scene("train", i, 1, pools["train"]) for i in range(16)]
+    labels = cell_items(scenes)
+    for scene, row in zip(scenes, labels, strict=True):
+        expected = [len(D.ITEMS)] * 9
+        for item, cell in scene.items:
+            expected[cell] = item
+        assert row.tolist() == expected
+    cfg = caption.tiny()
+    cfg.data.val_size, cfg.model.item_loss = 500, 1.0
+    task = CaptionTask(cfg)
+    batch = task.train_batch(0)
+    assert torch.equal(batch[3], cell_items([D.make_scene("train", i, 1, task.pool)
+                                             for i in range(cfg.data.batch_size)]))  # fmt: skip
+    model = task.model.train()
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+
+    @torch.no_grad()
+    def cell_loss() -> float:  # the auxiliary head's cross-entropy on the batch
+        images, y_in, _, items = batch
+        _, _, cells = model(images, y_in, with_items=True)
+        return float(torch.nn.functional.cross_entropy(cells.flatten(0, 1), items.flatten()))
+
+    first = cell_loss()
+    for _ in range(25):
+        loss, _ = task.loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert cell_loss() < 0.7 * first
+    bad = ["--model.item_loss", "-1"]
+    assert main(["train", "caption", "--preset", "tiny", "--out", str(tmp_path / "x"), *bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.item_loss" in err

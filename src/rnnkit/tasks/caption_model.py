@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from rnnkit.attention import GatedAttention
 from rnnkit.config import option
 from rnnkit.seq2seq import ATTENTIONS, CELLS, CONTEXTS, Decoder, DecoderState, Seq2Seq
-from rnnkit.tasks.caption_data import CANVAS
+from rnnkit.tasks.caption_data import CANVAS, GRID, ITEMS
 
 POOLS = (2, 2, 3, 1)  # each conv layer's max-pool: 84 -> 42 -> 21 -> 7 -> 7
 WIDTHS = (1, 2, 4, 4)  # each conv layer's channels, as multiples of model.channels
@@ -62,6 +62,11 @@ class CaptionModelConfig:
         0.0, "attention: λ of the penalty λ Σ_i (1 - Σ_t α_ti)² per caption, in the loss"
     )
     dropout: float = option(0.0, "dropout on the embeddings and before the output")
+    item_loss: float = option(
+        0.0,
+        "weight of an auxiliary loss, not in the papers: the item in each of the 9 scene cells "
+        "(or none) from the grid pooled to 3x3 (its labels are what the caption states)",
+    )
 
 
 class CaptionModel(nn.Module):
@@ -80,6 +85,8 @@ class CaptionModel(nn.Module):
                 raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
         if not 0.0 <= cfg.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
+        if cfg.item_loss < 0:
+            raise ValueError(f"item_loss must be >= 0, got {cfg.item_loss}")
         if cfg.doubly_stochastic < 0:
             raise ValueError(f"doubly_stochastic must be >= 0, got {cfg.doubly_stochastic}")
         if cfg.attention == "none" and cfg.context == "none":
@@ -111,16 +118,24 @@ class CaptionModel(nn.Module):
             attention_size=cfg.attention_size,
             dropout=cfg.dropout,
         )
+        # the auxiliary head: the 7x7 grid averaged into the scene's 3x3 cells (bins of 3 grid
+        # positions, overlapping by one), each cell's item or "empty" (the last class)
+        self.items = nn.Linear(M, len(ITEMS) + 1) if cfg.item_loss else None
         if cfg.gate and self.decoder.attention is not None:
             self.decoder.attention = GatedAttention(self.decoder.attention, cfg.hidden_size)
 
     def grid(self, images: Tensor) -> Tensor:
         """The memory (S, B, M): the grid vectors in reading order, plus their positions."""
-        f = self.cnn(images)  # (B, M, 7, 7)
-        return f.flatten(2).permute(2, 0, 1) + self.position  # (S, B, M)
+        return self._memory(self.cnn(images))
+
+    def _memory(self, f: Tensor) -> Tensor:
+        return f.flatten(2).permute(2, 0, 1) + self.position  # (B, M, 7, 7) -> (S, B, M)
 
     def encode(self, images: Tensor) -> DecoderState:
-        memory = self.grid(images)
+        return self._encode(self.cnn(images))
+
+    def _encode(self, f: Tensor) -> DecoderState:
+        memory = self._memory(f)
         S, B, _ = memory.shape
         if self.fc is None:
             summary = memory.mean(0)  # (B, M)
@@ -135,8 +150,17 @@ class CaptionModel(nn.Module):
         y_in: Tensor,
         teacher_forcing: float = 1.0,
         generator: torch.Generator | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        return self.decoder.run(self.encode(images), y_in, teacher_forcing, generator)
+        with_items: bool = False,
+    ):
+        """(logits, α); with ``with_items`` also the auxiliary head's logits (B, 9, 11)."""
+        f = self.cnn(images)
+        logits, alpha = self.decoder.run(self._encode(f), y_in, teacher_forcing, generator)
+        if not with_items:
+            return logits, alpha
+        if self.items is None:
+            raise ValueError("with_items needs the auxiliary head: item_loss > 0")
+        cells = nn.functional.adaptive_avg_pool2d(f, GRID).flatten(2).transpose(1, 2)
+        return logits, alpha, self.items(cells)
 
     def step(self, y_prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """The decoding interface of ``rnnkit.decoding``: ids (B,) -> logits (B, V), state."""

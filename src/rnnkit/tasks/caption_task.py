@@ -123,6 +123,15 @@ def caption_batch(scenes: list[D.Scene], vocab: TokenVocab) -> tuple[Tensor, Ten
     return D.scene_batch(scenes), y_in, y_out
 
 
+def cell_items(scenes: list[D.Scene]) -> Tensor:
+    """(B, 9): the item in each cell of each scene, in reading order; ``len(ITEMS)`` if empty."""
+    out = torch.full((len(scenes), D.GRID * D.GRID), len(D.ITEMS), dtype=torch.long)
+    for b, scene in enumerate(scenes):
+        for item, cell in scene.items:
+            out[b, cell] = item
+    return out
+
+
 @torch.no_grad()
 def decode(model: CaptionModel, images: Tensor, vocab: TokenVocab, max_len: int, beam: int = 0):
     """Captions of a batch of images: greedy, or beam search of width ``beam``."""
@@ -182,18 +191,23 @@ class CaptionTask:
         first = self.step * d.batch_size
         share = range(first + self.rank, first + d.batch_size, self.world_size)
         scenes = [D.make_scene("train", i, d.seed, self.pool) for i in share]
-        return caption_batch(scenes, self.vocab)
+        return (*caption_batch(scenes, self.vocab), cell_items(scenes))
 
     def loss(self, model: nn.Module, batch) -> tuple[Tensor, int]:
-        images, y_in, y_out = (t.to(self.device) for t in batch)
-        s = self.cfg.sampling
+        images, y_in, y_out, items = (t.to(self.device) for t in batch)
+        s, m = self.cfg.sampling, self.cfg.model
         eps = teacher_forcing_prob(self.step, s.schedule, k=s.k, steps=s.steps, eps_min=s.eps_min)
         generator = torch.Generator().manual_seed(self.cfg.train.seed * 7919 + self.step)
-        logits, alpha = model(images, y_in, eps, generator)
+        aux = bool(m.item_loss) and model.training
+        logits, alpha, *cells = model(images, y_in, eps, generator, with_items=aux)
         total, n = sequence_loss(logits, y_out)
-        lam = self.cfg.model.doubly_stochastic
-        if alpha is not None and lam and model.training:
-            total = total + lam * doubly_stochastic_penalty(alpha, y_out != PAD).sum()
+        if alpha is not None and m.doubly_stochastic and model.training:
+            total = (
+                total + m.doubly_stochastic * doubly_stochastic_penalty(alpha, y_out != PAD).sum()
+            )
+        if aux:  # λ times the mean cross-entropy per cell, on top of the mean per word
+            ce = nn.functional.cross_entropy(cells[0].flatten(0, 1), items.flatten())
+            total = total + m.item_loss * ce * n
         return total / max(n, 1), n
 
     def evaluate(self, model: nn.Module, max_batches: int) -> dict[str, float]:
