@@ -1,8 +1,9 @@
 """Spoken digit strings: ``rnnkit train speech`` (CTC speech recognition).
 
 Training audio is synthesised offline by espeak-ng (every English voice and variant, except a
-held-out ~15% of the variants) and flite (four voices; ``slt`` held out), as strings of 1-7
-digits, cached once as a pool and augmented afresh in every batch (``speech_data``); features
+held-out ~15% of the variants) and flite (four of its five voices; ``awb`` held out), as
+strings of 1-7 digits, cached once as a pool and augmented afresh in every batch
+(``speech_data``); features
 are 40 log-mel energies every 10 ms (``speech_features``); the model is a stride-2 convolution
 and three bidirectional recurrent layers under CTC over the ten digits (``speech_model``).
 

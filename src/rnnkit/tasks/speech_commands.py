@@ -133,7 +133,7 @@ def cmd_predict(argv: list[str]) -> int:
 
 SETS = {
     "espeak": "held-out espeak-ng variants",
-    "flite": "held-out flite voice (slt)",
+    "flite": "the held-out flite voice (data.held_out_flite)",
     "real": "real voice (Asterisk prompts, spliced)",
     "tidigits": "31 TIDIGITS utterances from Sphinx MFCCs (approximate front end)",
 }
