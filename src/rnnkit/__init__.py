@@ -18,8 +18,9 @@ from rnnkit.layers import (
 )
 from rnnkit.layers.initialisation import chrono_init_
 from rnnkit.train.bptt import detach_state, truncated_bptt
+from rnnkit.version import package_version
 
-__version__ = "0.1.0"
+__version__ = package_version()
 
 __all__ = [
     "RNN",

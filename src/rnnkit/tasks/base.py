@@ -23,6 +23,7 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from rnnkit.errors import UserError
 
@@ -59,6 +60,27 @@ class TaskSpec:
             self.finish(task, result, run_dir, dry_run)
         else:
             print(task.report(result) + f"; checkpoints in {run_dir}")
+
+
+class EpochBatches:
+    """The Task protocol's (``rnnkit.train.task.Task``) bookkeeping for a task that draws
+    ``cfg.data.epoch_batches`` batches an epoch from its data, addressed by ``(self.epoch,
+    position)``, and moves each batch to ``self.device`` when it uses it: ``to`` records the
+    device, ``start_epoch`` the epoch. A task whose epochs or devices need more overrides
+    these methods."""
+
+    cfg: Any  # the task's config, with a ``data.epoch_batches`` option
+    device: Any  # torch.device
+    epoch: int
+
+    def to(self, device) -> None:
+        self.device = device
+
+    def num_train_batches(self) -> int:
+        return self.cfg.data.epoch_batches
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
 
 _REGISTRY: dict[str, TaskSpec] = {}

@@ -22,37 +22,30 @@ from rnnkit.errors import UserError
 from rnnkit.tasks import caption_data as D
 from rnnkit.tasks.caption_model import SIDE, CaptionModel
 from rnnkit.tasks.caption_task import TEST_SEED, CaptionConfig, decode, load_vocab, score
+from rnnkit.tasks.runs import load_task_run
+from rnnkit.train.restore import LoadedModel, model_loader
 
 HELD_OUT_SPLITS = ("test", "compositional")
 _SCENE = re.compile(rf"({'|'.join(HELD_OUT_SPLITS)}):(\d+)$")
 
 
 @dataclass
-class LoadedCaption:
+class LoadedCaption(LoadedModel):
     model: CaptionModel
     vocab: TokenVocab
     cfg: CaptionConfig
-    meta: dict
-    path: Path
 
 
-def load_caption(ckpt, path: Path) -> LoadedCaption:
-    """A caption checkpoint (``TaskSpec.load``): the model in eval mode and its vocabulary."""
-    from rnnkit.train.restore import restore_model
+def build_model(cfg: CaptionConfig, vocab: TokenVocab) -> CaptionModel:
+    return CaptionModel(len(vocab), cfg.model)
 
-    def build(cfg, vocab):
-        return CaptionModel(len(vocab), cfg.model)
 
-    cfg, vocab, model = restore_model(ckpt, path, CaptionConfig, build, load_vocab)
-    return LoadedCaption(model, vocab, cfg, ckpt.meta, path)
+# a caption checkpoint (``TaskSpec.load``): the model in eval mode and its vocabulary
+load_caption = model_loader(LoadedCaption, CaptionConfig, build_model, load_vocab)
 
 
 def load_caption_run(run) -> LoadedCaption:
-    from rnnkit.tasks.runs import load_run
-
-    loaded = load_run(Path(run), load_caption, "a caption run")
-    torch.set_num_threads(loaded.cfg.train.threads or torch.get_num_threads())
-    return loaded
+    return load_task_run(run, load_caption, "a caption run")
 
 
 def held_out_scene(name: str, data: str | None) -> D.Scene | None:

@@ -27,6 +27,7 @@ from rnnkit.decoding import beam_search, decode_batch
 from rnnkit.errors import UserError
 from rnnkit.seq2seq import sequence_loss
 from rnnkit.tasks import caption_data as D
+from rnnkit.tasks.base import EpochBatches
 from rnnkit.tasks.caption_model import CaptionModel, CaptionModelConfig
 from rnnkit.tasks.seq2seq_task import Bleu, Example, SamplingConfig
 from rnnkit.train.schedules import check_schedule, teacher_forcing_prob
@@ -157,7 +158,7 @@ def scenes_of(cfg: CaptionConfig, split: str, n: int, seed: int) -> list[D.Scene
 
 
 # ---- the task ----------------------------------------------------------------------------------
-class CaptionTask:
+class CaptionTask(EpochBatches):
     """Scenes -> captions (see ``rnnkit.train.task.Task``)."""
 
     level = "word"
@@ -175,15 +176,6 @@ class CaptionTask:
         self.model = CaptionModel(len(self.vocab), cfg.model)
         self.device = torch.device("cpu")
         self.epoch, self.step = 0, 0
-
-    def to(self, device: torch.device) -> None:
-        self.device = device
-
-    def num_train_batches(self) -> int:
-        return self.cfg.data.epoch_batches
-
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def train_batch(self, position: int):
         d = self.cfg.data

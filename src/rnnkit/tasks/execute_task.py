@@ -39,6 +39,7 @@ from rnnkit.data.pairs import SPECIALS, PairVocab, TokenVocab, held_out_bucket, 
 from rnnkit.errors import UserError
 from rnnkit.metrics import perplexity
 from rnnkit.seq2seq import PAD, Seq2Seq, sequence_loss
+from rnnkit.tasks.base import EpochBatches
 from rnnkit.tasks.execute_programs import (
     SOURCE_CHARS,
     TARGET_CHARS,
@@ -173,7 +174,7 @@ def accuracies(sums: dict[str, float]) -> dict[str, float]:
 
 
 # ---- the task --------------------------------------------------------------------------------
-class ExecuteTask:
+class ExecuteTask(EpochBatches):
     """Generated programs -> ``Seq2Seq`` -> masked cross-entropy (``rnnkit.train.task.Task``);
     each evaluation may move the curriculum on."""
 
@@ -208,15 +209,6 @@ class ExecuteTask:
         return self.stage_cache[stage]
 
     # ---- the Task protocol -------------------------------------------------------------
-    def to(self, device: torch.device) -> None:
-        self.device = device
-
-    def num_train_batches(self) -> int:
-        return self.cfg.data.epoch_batches
-
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def train_batch(self, position: int):
         d = self.cfg.data
         self.step = self.epoch * self.num_train_batches() + position

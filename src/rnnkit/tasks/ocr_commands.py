@@ -35,34 +35,31 @@ from rnnkit.tasks.ocr_task import (
     error_sums,
     load_alphabet,
 )
+from rnnkit.tasks.runs import load_task_run
+from rnnkit.train.restore import LoadedModel, model_loader
 
 
 @dataclass
-class LoadedOCR:
+class LoadedOCR(LoadedModel):
     model: LineReader
-    alphabet: Alphabet
+    vocab: Alphabet
     cfg: OCRConfig
-    meta: dict
-    path: Path
+
+    @property
+    def alphabet(self) -> Alphabet:
+        return self.vocab
 
 
-def load_ocr(ckpt, path: Path) -> LoadedOCR:
-    """An OCR checkpoint (``TaskSpec.load``): the model in eval mode and its alphabet."""
-    from rnnkit.train.restore import restore_model
+def build_model(cfg: OCRConfig, alphabet: Alphabet) -> LineReader:
+    return LineReader(len(alphabet), cfg.model)
 
-    def build(cfg, alphabet):
-        return LineReader(len(alphabet), cfg.model)
 
-    cfg, alphabet, model = restore_model(ckpt, path, OCRConfig, build, load_alphabet)
-    return LoadedOCR(model, alphabet, cfg, ckpt.meta, path)
+# an OCR checkpoint (``TaskSpec.load``): the model in eval mode and its alphabet
+load_ocr = model_loader(LoadedOCR, OCRConfig, build_model, load_alphabet)
 
 
 def load_ocr_run(run) -> LoadedOCR:
-    from rnnkit.tasks.runs import load_run
-
-    loaded = load_run(Path(run), load_ocr, "an OCR run")
-    torch.set_num_threads(loaded.cfg.train.threads or torch.get_num_threads())
-    return loaded
+    return load_task_run(run, load_ocr, "an OCR run")
 
 
 def read_line(path) -> np.ndarray:

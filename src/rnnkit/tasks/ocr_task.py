@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from rnnkit.config import option
 from rnnkit.errors import UserError
 from rnnkit.tasks import ocr_data as D
+from rnnkit.tasks.base import EpochBatches
 from rnnkit.tasks.ocr_model import LineReader, OCRModelConfig
 from rnnkit.train.trainer import TrainConfig, check_range, check_train_config
 
@@ -167,7 +168,7 @@ def by_width(lines: list[tuple[np.ndarray, str]], batch_size: int) -> list[list[
 
 
 # ---- the task ----------------------------------------------------------------------------------
-class OCRTask:
+class OCRTask(EpochBatches):
     """Line images -> CTC over characters (see ``rnnkit.train.task.Task``)."""
 
     level = "char"
@@ -196,12 +197,6 @@ class OCRTask:
         self.model = LineReader(len(self.vocab), cfg.model)
         self.device = torch.device("cpu")
         self.epoch, self.pool, self.batches = -1, [], []
-
-    def to(self, device: torch.device) -> None:
-        self.device = device
-
-    def num_train_batches(self) -> int:
-        return self.cfg.data.epoch_batches
 
     def start_epoch(self, epoch: int) -> None:
         if epoch == self.epoch and self.pool:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from rnnkit.data.text import Vocab
@@ -62,3 +63,11 @@ def load_run(run: Path, loader: Callable | None = load_lm, what: str = "a langua
     if spec is None or spec.load is None or (loader is not None and spec.load is not loader):
         raise UserError(f"{path} is a {task!r} checkpoint, not {what}")
     return spec.load(ckpt, path)
+
+
+def load_task_run(run: str | Path, loader: Callable, what: str):
+    """``load_run`` of the one task loaded by ``loader``, for that task's commands (``predict``,
+    ``eval``): torch then uses the run's ``train.threads`` threads (0: as many as it had)."""
+    loaded = load_run(Path(run), loader, what)
+    torch.set_num_threads(loaded.cfg.train.threads or torch.get_num_threads())
+    return loaded

@@ -32,7 +32,7 @@ from rnnkit.data import synthetic
 from rnnkit.errors import UserError
 from rnnkit.layers.init import chrono_init_
 from rnnkit.layers.torch_compat import BY_NAME
-from rnnkit.tasks.base import check_library_options
+from rnnkit.tasks.base import EpochBatches, check_library_options
 from rnnkit.train.trainer import TrainConfig, check_range
 
 VARIANTS = {"irnn": "elman", "peephole": "lstm"}  # configured variants of registered cells
@@ -237,7 +237,7 @@ def metrics_from_sums(problem: Problem, sums: dict[str, float]) -> dict[str, flo
 
 
 # ---- the task --------------------------------------------------------------------------------
-class SequenceTask:
+class SequenceTask(EpochBatches):
     """A many-to-one or many-to-many task on generated sequences (see ``rnnkit.train.Task``).
 
     Args:
@@ -285,12 +285,6 @@ class SequenceTask:
     def to(self, device: torch.device) -> None:
         self.device = device
         self.val_x, self.val_y = self.val_x.to(device), self.val_y.to(device)
-
-    def num_train_batches(self) -> int:
-        return self.cfg.data.epoch_batches
-
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def train_batch(self, position: int) -> tuple[Tensor, Tensor]:
         seed = batch_seed(self.cfg.data.seed, self.epoch, position)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from rnnkit.errors import UserError
 from rnnkit.tasks import TaskSpec, register, speech_commands
-from rnnkit.tasks.base import check_library_options
+from rnnkit.tasks.base import EpochBatches, check_library_options
 from rnnkit.tasks.sequence_task import Symbols, batch_seed
 from rnnkit.tasks.speech_data import (
     FLITE_VOICES,
@@ -51,7 +51,7 @@ def word_errors(refs: list[list[int]], hyps: list[list[int]]) -> tuple[int, int,
     return sum(edits), sum(len(r) for r in refs), sum(e > 0 for e in edits)
 
 
-class SpeechTask:
+class SpeechTask(EpochBatches):
     """The spoken-digits task for the trainer (``rnnkit.train.task.Task``)."""
 
     level = "utterance"
@@ -85,15 +85,6 @@ class SpeechTask:
         self.model = SpeechModel(cfg.model)
         self.device = torch.device("cpu")
         self.epoch = 0
-
-    def to(self, device: torch.device) -> None:
-        self.device = device
-
-    def num_train_batches(self) -> int:
-        return self.cfg.data.epoch_batches
-
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def train_batch(self, position: int):
         d = self.cfg.data

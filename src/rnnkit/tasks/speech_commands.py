@@ -20,31 +20,28 @@ from pathlib import Path
 import torch
 
 from rnnkit.errors import UserError
-from rnnkit.tasks.runs import load_run
+from rnnkit.tasks.runs import load_task_run
 from rnnkit.tasks.speech_model import BLANK, SpeechConfig, SpeechModel, digits_of
+from rnnkit.train.restore import LoadedModel, model_loader
 
 
 @dataclass
-class LoadedSpeech:
+class LoadedSpeech(LoadedModel):
     model: SpeechModel
-    cfg: object
-    meta: dict
-    path: Path
+    vocab: None  # the ten digits and the blank are fixed: no vocabulary is saved
+    cfg: SpeechConfig
 
 
-def load_speech(ckpt, path: Path) -> LoadedSpeech:
-    """A speech run's checkpoint (``TaskSpec.load``): the model in eval mode and its config."""
-    from rnnkit.train.restore import restore_model
+def build_model(cfg: SpeechConfig, _) -> SpeechModel:
+    return SpeechModel(cfg.model)
 
-    def build(cfg, _):
-        return SpeechModel(cfg.model)
 
-    cfg, _, model = restore_model(ckpt, path, SpeechConfig, build)
-    return LoadedSpeech(model, cfg, ckpt.meta, path)
+# a speech run's checkpoint (``TaskSpec.load``): the model in eval mode and its config
+load_speech = model_loader(LoadedSpeech, SpeechConfig, build_model)
 
 
 def load_speech_run(run: str) -> LoadedSpeech:
-    return load_run(Path(run), load_speech, "a speech run")
+    return load_task_run(run, load_speech, "a speech run")
 
 
 @torch.no_grad()

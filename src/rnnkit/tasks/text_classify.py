@@ -31,6 +31,7 @@ from rnnkit.tasks.text_classify_data import (
     split_examples,
 )
 from rnnkit.tasks.text_classify_model import TextClassifier, TextClassifierConfig, init_from_lm
+from rnnkit.train.restore import LoadedModel, model_loader
 from rnnkit.train.trainer import TrainConfig, check_range, check_train_config
 
 
@@ -286,28 +287,20 @@ def evaluate_examples(
 
 # ---- a trained run ---------------------------------------------------------------------------
 @dataclass
-class LoadedClassifier:
+class LoadedClassifier(LoadedModel):
     model: TextClassifier
     vocab: TextVocab
     cfg: TextClassifyConfig
-    meta: dict
-    path: Path
+
+
+def build_model(cfg: TextClassifyConfig, vocab: TextVocab) -> TextClassifier:
+    sizes = len(vocab), len(vocab.chars), len(vocab.classes)
+    return TextClassifier(*sizes, cfg.model, len(vocab.ngrams))
 
 
 def loader(config_class: type) -> object:
     """A ``TaskSpec.load`` for a text-classification task whose config is ``config_class``."""
-
-    def load(ckpt, path) -> LoadedClassifier:
-        from rnnkit.train.restore import restore_model
-
-        def build(cfg, vocab):
-            sizes = len(vocab), len(vocab.chars), len(vocab.classes)
-            return TextClassifier(*sizes, cfg.model, len(vocab.ngrams))
-
-        cfg, vocab, model = restore_model(ckpt, path, config_class, build, TextVocab.from_dict)
-        return LoadedClassifier(model, vocab, cfg, ckpt.meta, Path(path))
-
-    return load
+    return model_loader(LoadedClassifier, config_class, build_model, TextVocab.from_dict)
 
 
 @dataclass

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -52,3 +55,29 @@ def restore_model(
     model = build(cfg, vocab)
     load_model_state(model, ckpt.model_state, path)
     return cfg, vocab, model.eval()
+
+
+@dataclass
+class LoadedModel:
+    """A trained run as ``model_loader`` gives it back: the model in eval mode, its vocabulary
+    (None for a task that saves none), the config, the checkpoint's metadata and its file.
+    A task subclasses it to name its types (``LoadedCaption``, ``LoadedOCR``, ...)."""
+
+    model: nn.Module
+    vocab: Any
+    cfg: Any
+    meta: dict
+    path: Path
+
+
+def model_loader(
+    loaded_type: type[LoadedModel], config_type: type, build: Any, read_vocab: Any = None
+) -> Callable[[Checkpoint, Path], Any]:
+    """The ``TaskSpec.load`` of a task whose loaded run is just its model, vocabulary and config:
+    ``restore_model`` (arguments as there), the result as a ``loaded_type``."""
+
+    def load(ckpt: Checkpoint, path: Path) -> LoadedModel:
+        cfg, vocab, model = restore_model(ckpt, path, config_type, build, read_vocab)
+        return loaded_type(model, vocab, cfg, ckpt.meta, Path(path))
+
+    return load
