@@ -18,13 +18,28 @@ def sample_text(run: Path, prime: str | None, length: int, **choose) -> str:
     return generate(load_run(run), prime, length, **choose)
 
 
+def continue_ids(model, prime_ids: list[int], length: int, **choose) -> list[int]:
+    """``sample_sequence(model.step, None, prime_ids, length, **choose)``; for the models the
+    compiled sampler takes (``rnnkit.kernels.fused.lm_sampler``: float32 LSTM or GRU stacks on
+    the CPU), one compiled call per token, with the same random draws, so the same tokens."""
+    from rnnkit.decoding import check_sampling_options, sample_sequence
+    from rnnkit.kernels.fused import lm_sampler
+
+    compiled = isinstance(length, int) and length >= 0 and len(prime_ids) > 0
+    packed = lm_sampler.packed_model(model) if compiled else None
+    if packed is None:
+        return sample_sequence(model.step, None, prime_ids, length, **choose)
+    if not choose.get("greedy"):
+        options = ("temperature", "top_k", "top_p")
+        check_sampling_options(**{key: choose[key] for key in options if key in choose})
+    return lm_sampler.sample(packed, list(prime_ids), length, **choose)
+
+
 def generate(loaded, prime: str | None, length: int, **choose) -> str:
     """``length`` tokens sampled from a loaded language model after ``prime`` (default: a line
     start), the prime included; ``choose``: sample_sequence's options and ``seed`` (a
     torch.Generator of its own; None: torch's global generator)."""
     import torch
-
-    from rnnkit.decoding import sample_sequence
 
     vocab, model = loaded.vocab, loaded.model
     if prime is None or prime == "":
@@ -35,16 +50,14 @@ def generate(loaded, prime: str | None, length: int, **choose) -> str:
         shown = prime
     seed = choose.pop("seed", None)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    ids = sample_sequence(model.step, None, prime_ids, length, generator=generator, **choose)
+    ids = continue_ids(model, prime_ids, length, generator=generator, **choose)
     return shown + vocab.decode(ids)
 
 
 def predict(loaded, text: str, length: int = 200) -> str:
     """The likeliest continuation of ``text`` (greedy), ``length`` tokens long."""
-    from rnnkit.decoding import sample_sequence
-
     ids = loaded.start_ids() + loaded.vocab.encode(text).tolist()
-    return loaded.vocab.decode(sample_sequence(loaded.model.step, None, ids, length, greedy=True))
+    return loaded.vocab.decode(continue_ids(loaded.model, ids, length, greedy=True))
 
 
 def finish(task, result: dict, run_dir: Path, dry_run: bool) -> None:

@@ -40,6 +40,8 @@ from torch import Tensor
 from rnnkit.kernels.backends import get_backend
 
 SOURCE = Path(__file__).with_name("fused_step.cpp")
+SOURCES = (SOURCE, Path(__file__).with_name("sample_step.cpp"))
+"""Compiled into one library: the kernels' steps and the language-model sampler's token step."""
 COMPILE_FLAGS = (
     "-O3",
     "-march=native",
@@ -85,22 +87,27 @@ def _cpu() -> bytes:
 
 
 def build(cxx: str) -> Path:
-    """Compile fused_step.cpp with ``cxx`` into the cache (once: the file name is a hash of the
-    source, flags, compiler version and CPU flags) and return the library's path."""
+    """Compile ``SOURCES`` with ``cxx`` into the cache (once: the file name is a hash of the
+    sources, flags, compiler version and CPU flags) and return the library's path."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(
-        SOURCE.read_bytes() + " ".join(COMPILE_FLAGS).encode() + version.encode() + _cpu()
+        b"".join(source.read_bytes() for source in SOURCES)
+        + " ".join(COMPILE_FLAGS).encode()
+        + version.encode()
+        + _cpu()
     ).hexdigest()[:16]
     target = cache_dir() / f"fused_step_{key}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        obj, lib = Path(tmp) / "fused_step.o", Path(tmp) / "fused_step.so"
-        for cmd in (
-            [cxx, *COMPILE_FLAGS, "-c", str(SOURCE), "-o", str(obj)],
-            [cxx, "-shared", str(obj), "-o", str(lib), "-lm"],
-        ):
+        objs = [str(Path(tmp) / f"{source.stem}.o") for source in SOURCES]
+        lib = Path(tmp) / "fused_step.so"
+        compiles = [
+            [cxx, *COMPILE_FLAGS, "-c", str(source), "-o", obj]
+            for source, obj in zip(SOURCES, objs, strict=True)
+        ]
+        for cmd in (*compiles, [cxx, "-shared", *objs, "-o", str(lib), "-lm"]):
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")

@@ -1,0 +1,211 @@
+// One token of a language model's batch-1 sampler in one call: embedding, a stack of plain LSTM
+// or GRU (reset_after) layers, the linear head, and the choice of the next token (greedy, or
+// temperature, top-k, top-p and a draw). The Python side is rnnkit/kernels/fused/lm_sampler.py,
+// which packs the weights once and fills the Model struct below.
+//
+// Per layer l, with x the layer's input and h, c its state:
+//   gi = W_ih x + b_ih  (layer 0 with a table: gi = T[token], T = E W_ih^T + b_ih, made once)
+//   gh = W_hh h + b_hh
+//   LSTM: i, f, g, o = σ, σ, tanh, σ of (gi + gh) in four blocks of H; c <- f c + i g;
+//         h <- o tanh(c)
+//   GRU:  r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r gh_n); h <- (1 - z) n + z h
+// logits = W_o h_top + b_o. The choice, as rnnkit.decoding.choose does it: greedy: the first
+// argmax of the logits; else z = logits / τ (in float64 shifted by the maximum if that
+// overflows), top-k keeps the k largest (ties: the lower id), top-p keeps the smallest set of
+// the most probable (softmax in float64, ranked stably) whose mass ahead has not reached
+// p - 1e-6, p = softmax(z) in float32, and the token is argmax_k p_k / q_k with q_k ~ Exp(1)
+// given by the caller: torch.multinomial's own draw (so the same q gives the same token).
+//
+// Weights are packed in panels of 64 rows: a (R, K) matrix becomes (ceil(R / 64), K, 64), rows
+// past R zero, so that the matrix-vector product reads one contiguous stream and keeps eight
+// independent 16-wide accumulators (memory bandwidth, not the add latency, bounds it).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace {
+
+using i64 = std::int64_t;
+typedef float v16 __attribute__((vector_size(64)));
+
+inline v16 load(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+
+inline float sigmoid(float a) { return 1.0f / (1.0f + std::exp(-a)); }
+
+// y (R rounded up to 64) = P v + b (b may be null; its R entries), P packed as above.
+void matvec(i64 R, i64 K, const float* P, const float* v, const float* b, float* y) {
+  const i64 panels = (R + 63) / 64;
+  for (i64 p = 0; p < panels; ++p) {
+    const float* w = P + p * K * 64;
+    v16 a0 = {}, a1 = {}, a2 = {}, a3 = {}, b0 = {}, b1 = {}, b2 = {}, b3 = {};
+    i64 k = 0;
+    for (; k + 1 < K; k += 2, w += 128) {
+      const float x0 = v[k], x1 = v[k + 1];
+      a0 += load(w) * x0;
+      a1 += load(w + 16) * x0;
+      a2 += load(w + 32) * x0;
+      a3 += load(w + 48) * x0;
+      b0 += load(w + 64) * x1;
+      b1 += load(w + 80) * x1;
+      b2 += load(w + 96) * x1;
+      b3 += load(w + 112) * x1;
+    }
+    if (k < K) {
+      const float x0 = v[k];
+      a0 += load(w) * x0;
+      a1 += load(w + 16) * x0;
+      a2 += load(w + 32) * x0;
+      a3 += load(w + 48) * x0;
+    }
+    float* out = y + p * 64;
+    store(out, a0 + b0);
+    store(out + 16, a1 + b1);
+    store(out + 32, a2 + b2);
+    store(out + 48, a3 + b3);
+  }
+  if (b != nullptr)
+    for (i64 r = 0; r < R; ++r) y[r] += b[r];
+}
+
+}  // namespace
+
+// The model and its buffers; lm_sampler.py's _Model mirrors this field by field.
+struct Model {
+  i64 L, H, cell, V, E;  // cell: 0 LSTM, 1 GRU
+  const float* table;    // (V_in, G H) or null: layer 0's gi per token
+  const float* emb;      // (V_in, E): used when table is null
+  const float* const* W_ih;  // per layer, packed (G H, I_l)
+  const float* const* W_hh;  // per layer, packed (G H, H)
+  const float* const* b_ih;  // per layer (G H) or null
+  const float* const* b_hh;
+  const float* W_o;  // packed (V, H)
+  const float* b_o;  // (V) or null
+  float* h;          // (L, H)
+  float* c;          // (L, H), LSTM only
+  float* gi;         // G H rounded up to 64
+  float* gh;
+  float* logits;  // V rounded up to 64
+  float* probs;   // V: the distribution the token was drawn from (greedy: untouched)
+  double* work;   // V
+  i64* order;     // V
+  i64 greedy, top_k;  // top_k 0: off
+  double temperature, top_p;  // top_p >= 1: off
+};
+
+namespace {
+
+void layers(const Model& m, i64 token) {
+  const i64 H = m.H, G = m.cell == 0 ? 4 : 3;
+  const float* x = m.emb + token * m.E;
+  i64 I = m.E;
+  for (i64 l = 0; l < m.L; ++l) {
+    float* h = m.h + l * H;
+    if (l == 0 && m.table != nullptr)
+      std::memcpy(m.gi, m.table + token * G * H, sizeof(float) * G * H);
+    else
+      matvec(G * H, I, m.W_ih[l], x, m.b_ih[l], m.gi);
+    matvec(G * H, H, m.W_hh[l], h, m.b_hh[l], m.gh);
+    const float *gi = m.gi, *gh = m.gh;
+    if (m.cell == 0) {
+      float* c = m.c + l * H;
+#pragma omp simd
+      for (i64 j = 0; j < H; ++j) {
+        const float i = sigmoid(gi[j] + gh[j]), f = sigmoid(gi[H + j] + gh[H + j]);
+        const float g = std::tanh(gi[2 * H + j] + gh[2 * H + j]);
+        const float o = sigmoid(gi[3 * H + j] + gh[3 * H + j]);
+        c[j] = f * c[j] + i * g;
+        h[j] = o * std::tanh(c[j]);
+      }
+    } else {
+#pragma omp simd
+      for (i64 j = 0; j < H; ++j) {
+        const float r = sigmoid(gi[j] + gh[j]), z = sigmoid(gi[H + j] + gh[H + j]);
+        const float n = std::tanh(gi[2 * H + j] + r * gh[2 * H + j]);
+        h[j] = (1.0f - z) * n + z * h[j];
+      }
+    }
+    x = h;
+    I = H;
+  }
+}
+
+// The order of the kept tokens by value, descending, ties by id (a stable sort's order).
+void rank(const double* value, i64* order, i64 n, i64 V) {
+  for (i64 k = 0; k < V; ++k) order[k] = k;
+  auto before = [value](i64 a, i64 b) { return value[a] > value[b] || (value[a] == value[b] && a < b); };
+  if (n < V)
+    std::partial_sort(order, order + n, order + V, before);
+  else
+    std::sort(order, order + V, before);
+}
+
+i64 choose(const Model& m, const float* q) {
+  const i64 V = m.V;
+  float* z = m.logits;
+  if (m.greedy) {
+    i64 best = 0;
+    for (i64 k = 1; k < V; ++k)
+      if (z[k] > z[best]) best = k;
+    return best;
+  }
+  const float tau = float(m.temperature);
+  bool overflow = false;
+  float top = -INFINITY;
+  for (i64 k = 0; k < V; ++k) {
+    top = std::max(top, z[k]);
+    const float s = z[k] / tau;
+    overflow |= std::isinf(s) && std::isfinite(z[k]);
+    m.work[k] = s;
+  }
+  if (m.temperature < 1 && overflow)
+    for (i64 k = 0; k < V; ++k) m.work[k] = float((double(z[k]) - double(top)) / m.temperature);
+  for (i64 k = 0; k < V; ++k) z[k] = float(m.work[k]);  // z / τ, as float32
+  if (m.top_k > 0 && m.top_k < V) {
+    for (i64 k = 0; k < V; ++k) m.work[k] = z[k];
+    rank(m.work, m.order, m.top_k, V);
+    for (i64 k = m.top_k; k < V; ++k) z[m.order[k]] = -INFINITY;
+  }
+  if (m.top_p < 1) {
+    double mx = -INFINITY, total = 0;
+    for (i64 k = 0; k < V; ++k) mx = std::max(mx, double(z[k]));
+    for (i64 k = 0; k < V; ++k) total += m.work[k] = std::exp(double(z[k]) - mx);
+    for (i64 k = 0; k < V; ++k) m.work[k] /= total;
+    rank(m.work, m.order, V, V);
+    double ahead = 0;
+    for (i64 k = 0; k < V; ++k) {
+      const i64 t = m.order[k];
+      if (k > 0 && ahead >= m.top_p - 1e-6) z[t] = -INFINITY;
+      ahead += m.work[t];
+    }
+  }
+  float mx = -INFINITY, total = 0;
+  for (i64 k = 0; k < V; ++k) mx = std::max(mx, z[k]);
+  for (i64 k = 0; k < V; ++k) total += m.probs[k] = std::exp(z[k] - mx);
+  i64 best = 0;
+  float best_ratio = -1;
+  for (i64 k = 0; k < V; ++k) {
+    m.probs[k] /= total;
+    const float ratio = m.probs[k] / q[k];
+    if (ratio > best_ratio) best = k, best_ratio = ratio;
+  }
+  return best;
+}
+
+}  // namespace
+
+// Feed token through the layers; if emit, compute the logits and return the next token (q: V
+// draws of Exp(1), unused when greedy), else return -1.
+extern "C" i64 lm_sample_step_f32(const Model* m, i64 token, i64 emit, const float* q) {
+  layers(*m, token);
+  if (!emit) return -1;
+  matvec(m->V, m->H, m->W_o, m->h + (m->L - 1) * m->H, m->b_o, m->logits);
+  return choose(*m, q);
+}
