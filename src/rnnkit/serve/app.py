@@ -6,6 +6,9 @@ that turns any exception into a 500 JSON answer (logged, no traceback to the cli
     POST /models/{name}/sample    language models: text from a prime (seeded)
     POST /models/{name}/score     language models: log-probability, bits per token of texts
     POST /models/{name}/predict   seq2seq (+ attention), taggers (tags), classifiers (probabilities)
+    POST /models/{name}/activations  character language models: the hidden units that best
+                                  track simple character features, their value per character
+    GET  /                        the playground: one static page (static/) over these routes
 
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, so requests are served
 concurrently; see ``served`` for why they share no state."""
@@ -14,10 +17,12 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from rnnkit.errors import UserError
 from rnnkit.serve.schemas import (
+    ActivationsResponse,
     Health,
     ModelInfo,
     PredictResponse,
@@ -31,6 +36,7 @@ log = logging.getLogger("rnnkit.serve")
 
 MAX_LENGTH = 2000  # characters of a text, tokens to generate
 MAX_BODY = 64 * 1024  # bytes of a request body
+STATIC = Path(__file__).with_name("static")  # the playground: index.html, playground.js, .css
 
 
 class Guard:
@@ -157,4 +163,14 @@ def create_app(
         out = m.predict(body.input)
         return PredictResponse(model=name, task=m.task, input=body.input, **out)
 
+    @app.post("/models/{name}/activations")
+    def activations(name: str, body: bodies.activations) -> ActivationsResponse:  # type: ignore[valid-type]
+        out = get(name).activations(body.text, body.state, body.top)
+        return ActivationsResponse(model=name, **out)
+
+    @app.get("/", include_in_schema=False)
+    def playground() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -6,12 +6,13 @@ lengths are capped by the server's ``max_length``, so the request models are mad
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 REQUEST = ConfigDict(extra="forbid", strict=True)
 MAX_TEXTS = 64  # texts in one score request
+MAX_UNITS = 16  # units in one activations answer (one per character feature: 11 features)
 
 
 class Health(BaseModel):
@@ -69,6 +70,24 @@ class PredictResponse(BaseModel):
     )
 
 
+class UnitActivations(BaseModel):
+    feature: str = Field(description="the character feature the unit is the best match for")
+    layer: int = Field(description="0-based layer")
+    unit: int = Field(description="0-based unit in its layer")
+    r: float = Field(description="Pearson r of the unit's activation with the feature")
+    characters_in_feature: int
+    activations: list[float] = Field(description="the unit's value after each character")
+
+
+class ActivationsResponse(BaseModel):
+    model: str
+    state: str
+    layers: int
+    hidden_size: int
+    characters: list[str] = Field(description="the text, one character per entry")
+    units: list[UnitActivations] = Field(description="ranked by |r|, largest first")
+
+
 def request_models(max_length: int) -> SimpleNamespace:
     """The request bodies for a server whose texts and lengths are capped at ``max_length``."""
 
@@ -92,4 +111,15 @@ def request_models(max_length: int) -> SimpleNamespace:
         model_config = REQUEST
         input: str = Field(min_length=1, max_length=max_length)
 
-    return SimpleNamespace(sample=SampleRequest, score=ScoreRequest, predict=PredictRequest)
+    class ActivationsRequest(BaseModel):
+        model_config = REQUEST
+        text: str = Field(min_length=1, max_length=max_length, description="the text to read")
+        state: Literal["h", "c"] = Field("h", description="h: hidden state; c: an LSTM's cell")
+        top: int = Field(MAX_UNITS, ge=1, le=MAX_UNITS, description="the units to return")
+
+    return SimpleNamespace(
+        sample=SampleRequest,
+        score=ScoreRequest,
+        predict=PredictRequest,
+        activations=ActivationsRequest,
+    )

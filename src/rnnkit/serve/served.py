@@ -33,6 +33,7 @@ HINTS = {
     "sample": "sample and score are for language models (charlm, wordlm)",
     "score": "sample and score are for language models (charlm, wordlm)",
     "predict": "predict serves seq2seq, tagger and classifier runs",
+    "activations": "activations is for character-level language models (charlm)",
 }
 
 
@@ -84,7 +85,8 @@ class ServedModel:
 
     @property
     def operations(self) -> tuple[str, ...]:
-        return KINDS[self.kind]
+        char_lm = self.kind == "language model" and getattr(self.loaded, "level", "") == "char"
+        return KINDS[self.kind] + (("activations",) if char_lm else ())
 
     @property
     def config(self) -> dict:
@@ -125,6 +127,45 @@ class ServedModel:
             "tokens": n,
             "bits_per_token": -total / math.log(2) / n,
             "perplexity": math.exp(-total / n),
+        }
+
+    def activations(self, text: str, state: str, top: int) -> dict:
+        """The hidden units (``state`` h, or c for an LSTM) most correlated with the character
+        features of ``rnnkit lab activations`` (one unit per feature the text shows), ranked by
+        |r|, the ``top`` first, each with its activation after every character of ``text``."""
+        from rnnkit.lab.activations import character_classes, hidden_states, pick_units
+
+        self.need("activations")
+        try:
+            self.loaded.vocab.encode(text)
+        except UserError as e:
+            raise UserError(f"text: {e}") from None
+        sizes = getattr(self.loaded.model.rnn, "state_sizes", ())
+        if state == "c" and not (isinstance(sizes, tuple) and len(sizes) == 2):
+            raise UserError("state: the cell state c exists only for an LSTM run; use h")
+        with torch.inference_mode():
+            acts = hidden_states(self.loaded, text, state)  # (L, N, H)
+        picks = sorted(pick_units(acts, character_classes(text)), key=lambda p: -abs(p["r"]))
+        if not picks:
+            raise UserError("text: it shows no character feature (give two different characters)")
+        units = [
+            {
+                "feature": p["class"],
+                "layer": p["layer"],
+                "unit": p["unit"],
+                "r": p["r"],
+                "characters_in_feature": p["characters_in_class"],
+                "activations": acts[p["layer"], :, p["unit"]].tolist(),
+            }
+            for p in picks[:top]
+        ]
+        L, _, H = acts.shape
+        return {
+            "state": state,
+            "layers": L,
+            "hidden_size": H,
+            "characters": list(text),
+            "units": units,
         }
 
     # ---- predict -----------------------------------------------------------------------------
