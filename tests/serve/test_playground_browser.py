@@ -20,6 +20,7 @@ pytest.importorskip("fastapi", reason="rnnkit serve needs fastapi")
 pytest.importorskip("uvicorn", reason="rnnkit serve needs uvicorn")
 
 from test_serve import untrained_run  # noqa: E402  (tests/serve is on the path)
+from test_serve_media import media_runs, png  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -43,9 +44,12 @@ def url(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("playground")
     (root / "corpus.txt").write_text(CORPUS)
+    media = media_runs(root)
     runs = [
         untrained_run(root, "charlm", path=str(root / "corpus.txt")),
         untrained_run(root, "dates"),
+        media["ocr"],
+        media["caption"],
     ]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -116,7 +120,7 @@ def last_request(driver) -> dict:
 
 def test_the_page_loads_with_a_tab_per_model(page):
     tabs = [b.get_attribute("data-tab") for b in page.find_elements("css selector", "#tabs button")]
-    assert tabs == ["charlm", "charlm/units", "dates"]
+    assert tabs == ["charlm", "charlm/units", "dates", "ocr", "caption"]
     assert page.title == "rnnkit playground"
     shown = [p for p in page.find_elements("css selector", "section.panel") if p.is_displayed()]
     assert [p.get_attribute("data-panel") for p in shown] == ["charlm"]
@@ -200,3 +204,34 @@ def test_the_hidden_unit_view_colours_the_characters(page):
     assert "chosen" in units[1].get_attribute("class") and colours() != first
     units[0].click()
     screenshot(page, "units")
+
+
+def inked(driver, tab: str) -> list[int]:
+    """The canvas of the tab: [width, height, pixels neither white nor transparent]."""
+    return driver.execute_script(
+        """const c = document.querySelector(`section[data-panel="${arguments[0]}"] canvas`);
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) {
+          if (d[i + 3] > 0 && d[i] + d[i + 1] + d[i + 2] < 750) n++;
+        }
+        return [c.width, c.height, n];""",
+        tab,
+    )
+
+
+@pytest.mark.parametrize(("tab", "size"), [("ocr", (160, 32)), ("caption", (84, 84))])
+def test_a_picture_is_read_and_its_columns_or_attention_drawn(page, tmp_path, tab, size):
+    picture = tmp_path / f"{tab}.png"
+    picture.write_bytes(png(*size))
+    panel = open_tab(page, tab)
+    panel.find_element("css selector", "input.file").send_keys(str(picture))
+    panel.find_element("css selector", "button.predict").click()
+    status = panel.find_element("css selector", ".status")
+    until(page, lambda d: status.text not in ("", "…"))
+    assert "error" not in status.get_attribute("class"), status.text
+    sent = last_request(page)
+    assert sent["path"] == f"models/{tab}/predict" and list(sent["body"]) == ["image"]
+    width, height, n = inked(page, tab)
+    assert width > 50 and height > 50 and n > 0.05 * width * height, (width, height, n)
+    screenshot(page, tab)

@@ -297,19 +297,19 @@ def test_a_missing_run_fails_in_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "nothing" in err
 
 
-def test_a_run_read_from_files_is_listed_but_has_no_predict(runs):
-    """The CTC tasks and caption (images, audio) are listed; predict names the task (a stand-in
-    for such a run: building a real one takes seconds and its weights are not used)."""
+def test_a_run_without_a_served_predict_is_listed_but_refused(runs):
+    """A task the server has no predict for (e.g. fashion, images from a data set) is listed;
+    predict names the task (a stand-in for such a run: its weights are not used)."""
     from types import SimpleNamespace
 
     from rnnkit.serve import ServedModel
 
     models = load_models([runs["charlm"]])
-    ocr = SimpleNamespace(meta={"task": "ocr", "config": {"model": {"hidden_size": 8}}})
-    models["ocr"] = ServedModel("ocr", "ocr", "other", runs["charlm"], ocr)
+    fashion = SimpleNamespace(meta={"task": "fashion", "config": {"model": {"hidden_size": 8}}})
+    models["fashion"] = ServedModel("fashion", "fashion", "other", runs["charlm"], fashion)
     with TestClient(create_app(models), raise_server_exceptions=False) as c:
         listed = {m["name"]: m for m in c.get("/models").json()}
-        assert listed["ocr"]["operations"] == [] and listed["ocr"]["config"]["model"]
-        r = c.post("/models/ocr/predict", json={"input": "a.png"})
+        assert listed["fashion"]["operations"] == [] and listed["fashion"]["config"]["model"]
+        r = c.post("/models/fashion/predict", json={"input": "a.png"})
         assert r.status_code == 400
-        assert "'ocr' run: no predict" in r.text and "use rnnkit predict" in r.text
+        assert "'fashion' run: no predict" in r.text and "use rnnkit predict" in r.text

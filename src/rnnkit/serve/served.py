@@ -25,6 +25,9 @@ KINDS = {
     "seq2seq": ("predict",),
     "tagger": ("predict",),
     "classifier": ("predict",),
+    "line reader": ("predict",),  # ocr: a picture of a text line
+    "speech": ("predict",),  # spoken digits
+    "captioner": ("predict",),  # caption: a scene picture
     "other": (),
 }
 
@@ -32,7 +35,7 @@ KINDS = {
 HINTS = {
     "sample": "sample and score are for language models (charlm, wordlm)",
     "score": "sample and score are for language models (charlm, wordlm)",
-    "predict": "predict serves seq2seq, tagger and classifier runs",
+    "predict": "predict serves seq2seq, tagger, classifier, ocr, speech and caption runs",
     "activations": "activations is for character-level language models (charlm)",
 }
 
@@ -42,6 +45,7 @@ class Unsupported(Exception):
 
 
 def kind_of(loaded) -> str:
+    from rnnkit.serve.media import kind_of_media
     from rnnkit.tasks.runs import LoadedRun
     from rnnkit.tasks.seq2seq_commands import LoadedSeq2Seq
     from rnnkit.tasks.tagger_commands import LoadedTagger
@@ -55,7 +59,7 @@ def kind_of(loaded) -> str:
     ]:
         if isinstance(loaded, cls):
             return kind
-    return "other"
+    return kind_of_media(loaded) or "other"
 
 
 def run_metrics(run: Path) -> dict:
@@ -100,7 +104,7 @@ class ServedModel:
         if operation == "predict" and self.kind == "language model":
             hint += "; for the likeliest continuation use sample with greedy true"
         elif operation == "predict" and self.kind == "other":
-            hint += f"; {self.task} reads image or audio files: use rnnkit predict"
+            hint += f"; for {self.task} use rnnkit predict"
         raise Unsupported(f"model {self.name!r} is a {self.task!r} run: no {operation}; {hint}")
 
     # ---- language models ---------------------------------------------------------------------
@@ -169,10 +173,27 @@ class ServedModel:
         }
 
     # ---- predict -----------------------------------------------------------------------------
-    def predict(self, text: str) -> dict:
+    def predict(
+        self, input: str | None = None, image: bytes | None = None, audio: bytes | None = None
+    ) -> dict:
+        """The answer to a predict request, which gives exactly one of the three: ``input`` (a
+        text) for seq2seq, taggers, classifiers; ``image`` (PNG bytes) for ocr and caption;
+        ``audio`` (WAV bytes) for speech."""
+        from rnnkit.serve.media import FIELDS, predict_media
+
         self.need("predict")
+        wanted = FIELDS.get(self.kind, ("input", ""))[0]
+        given = {"input": input, "image": image, "audio": audio}
+        if given[wanted] is None:
+            what = {"input": "a text", "image": "a PNG picture", "audio": "a WAV sound"}[wanted]
+            sent = next(k for k, v in given.items() if v is not None)
+            raise UserError(
+                f"{sent}: a {self.task!r} run reads {what}: give {wanted!r} instead of {sent!r}"
+            )
+        if wanted != "input":
+            return predict_media(self.kind, self.loaded, given[wanted])
         with torch.inference_mode():
-            return getattr(self, f"_predict_{self.kind.replace(' ', '_')}")(text)
+            return getattr(self, f"_predict_{self.kind.replace(' ', '_')}")(input)
 
     def _predict_seq2seq(self, text: str) -> dict:
         from rnnkit.tasks.seq2seq_task import attention_map, predict

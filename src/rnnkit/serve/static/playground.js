@@ -162,6 +162,91 @@ function taggerOrClassifierPanel(model, panel) {
   panel.append(result);
 }
 
+// ---- pictures and sounds: ocr, speech, caption ------------------------------------------------
+function readDataURL(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+// CTC columns: per output frame a bar as high as the likeliest label's probability (grey for
+// the blank, blue for a label, written above it).
+function drawColumns(canvas, columns) {
+  const n = columns.labels.length, w = Math.max(3, Math.min(14, Math.floor(900 / n))), h = 80;
+  canvas.width = n * w;
+  canvas.height = h + 18;
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.font = "11px monospace";
+  ctx.textAlign = "center";
+  columns.labels.forEach((label, t) => {
+    const p = columns.probability[t], blank = label === "<blank>";
+    ctx.fillStyle = blank ? "#bbb" : "#4a7bd0";
+    ctx.fillRect(t * w, 18 + h * (1 - p), w - 1, h * p);
+    if (!blank) {
+      ctx.fillStyle = "#222";
+      ctx.fillText(label === " " ? "␣" : label, t * w + w / 2, 12);
+    }
+  });
+}
+
+// Caption attention: per output word, the picture with its weights over the 7x7 regions in red.
+async function drawRegions(canvas, dataURL, attention, words) {
+  const picture = new Image();
+  await new Promise((resolve, reject) => { picture.onload = resolve; picture.onerror = reject; picture.src = dataURL; });
+  const size = 84, gap = 8, side = Math.round(Math.sqrt(attention[0].length)), cell = size / side;
+  const perRow = Math.min(words.length, 8);
+  canvas.width = perRow * (size + gap);
+  canvas.height = Math.ceil(words.length / perRow) * (size + 22);
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.font = "12px sans-serif";
+  ctx.textAlign = "center";
+  words.forEach((word, t) => {
+    const x = (t % perRow) * (size + gap), y = Math.floor(t / perRow) * (size + 22);
+    ctx.drawImage(picture, x, y, size, size);
+    const top = Math.max(...attention[t]), low = Math.min(...attention[t]);
+    attention[t].forEach((a, k) => {  // from none (the word's least weight) to red (its most)
+      ctx.fillStyle = `rgba(230, 30, 30, ${(0.75 * (a - low) / (top - low + 1e-9)).toFixed(3)})`;
+      ctx.fillRect(x + (k % side) * cell, y + Math.floor(k / side) * cell, cell, cell);
+    });
+    ctx.fillStyle = "#222";
+    ctx.fillText(word, x + size / 2, y + size + 15);
+  });
+}
+
+function mediaPanel(model, panel) {
+  const field = model.kind === "speech" ? "audio" : "image";
+  const what = field === "audio" ? "a WAV file" : model.kind === "captioner" ? "an 84x84 PNG scene" : "a PNG of one text line";
+  const file = el("input", { type: "file", class: "file", accept: field === "audio" ? ".wav,audio/wav" : ".png,image/png" });
+  const go = el("button", { class: "go predict", text: "Predict" });
+  const status = el("div", { class: "status" });
+  const output = el("input", { type: "text", class: "output", readonly: "" });
+  const canvas = el("canvas", { class: "attention", width: 0, height: 0 });
+  panel.append(el("div", { class: "row" }, el("label", {}, `${what} `, file), go), status,
+    el("label", { text: "Output" }), output, canvas);
+  wire(go, status, async () => {
+    if (!file.files.length) throw new Error(`choose ${what}`);
+    const dataURL = await readDataURL(file.files[0]);
+    const answer = await api(route(model, "predict"), { [field]: dataURL.split(",")[1] });
+    output.value = answer.output;
+    if (answer.columns) {
+      drawColumns(canvas, answer.columns);
+      return "per output frame, the likeliest label's probability (grey: the blank)";
+    }
+    if (answer.attention) {
+      await drawRegions(canvas, dataURL, answer.attention, answer.output_tokens);
+      return "per word, its attention over the 7x7 regions of the picture (from clear: its least weight, to red: its most)";
+    }
+    return "";
+  });
+}
+
 // ---- character models: hidden units ----------------------------------------------------------
 function activationColour(v, scale) {
   const a = Math.min(1, Math.abs(v) / scale);
@@ -239,7 +324,8 @@ async function start() {
   }
   panels.replaceChildren();
   const builders = { "language model": languageModelPanel, seq2seq: seq2seqPanel,
-    tagger: taggerOrClassifierPanel, classifier: taggerOrClassifierPanel };
+    tagger: taggerOrClassifierPanel, classifier: taggerOrClassifierPanel,
+    "line reader": mediaPanel, speech: mediaPanel, captioner: mediaPanel };
   for (const model of models) {
     const metric = Object.entries(model.metrics).filter(([k]) => k !== "step")
       .map(([k, v]) => `${k} ${typeof v === "number" ? Number(v.toPrecision(4)) : v}`).slice(0, 4).join(", ");
