@@ -20,7 +20,7 @@ pytest.importorskip("fastapi", reason="rnnkit serve needs fastapi")
 pytest.importorskip("uvicorn", reason="rnnkit serve needs uvicorn")
 
 from test_serve import untrained_run  # noqa: E402  (tests/serve is on the path)
-from test_serve_media import media_runs, png  # noqa: E402
+from test_serve_media import media_runs, png, wav  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -49,6 +49,7 @@ def url(tmp_path_factory):
         untrained_run(root, "charlm", path=str(root / "corpus.txt")),
         untrained_run(root, "dates"),
         media["ocr"],
+        media["speech"],
         media["caption"],
     ]
     sock = socket.socket()
@@ -120,7 +121,7 @@ def last_request(driver) -> dict:
 
 def test_the_page_loads_with_a_tab_per_model(page):
     tabs = [b.get_attribute("data-tab") for b in page.find_elements("css selector", "#tabs button")]
-    assert tabs == ["charlm", "charlm/units", "dates", "ocr", "caption"]
+    assert tabs == ["charlm", "charlm/units", "dates", "ocr", "speech", "caption"]
     assert page.title == "rnnkit playground"
     shown = [p for p in page.find_elements("css selector", "section.panel") if p.is_displayed()]
     assert [p.get_attribute("data-panel") for p in shown] == ["charlm"]
@@ -220,18 +221,25 @@ def inked(driver, tab: str) -> list[int]:
     )
 
 
-@pytest.mark.parametrize(("tab", "size"), [("ocr", (160, 32)), ("caption", (84, 84))])
-def test_a_picture_is_read_and_its_columns_or_attention_drawn(page, tmp_path, tab, size):
-    picture = tmp_path / f"{tab}.png"
-    picture.write_bytes(png(*size))
+@pytest.mark.parametrize(
+    ("tab", "name", "field", "data"),
+    [
+        ("ocr", "line.png", "image", lambda: png(160, 32)),
+        ("speech", "digits.wav", "audio", lambda: wav(0.5)),
+        ("caption", "scene.png", "image", lambda: png(84, 84)),
+    ],
+    ids=["ocr", "speech", "caption"],
+)
+def test_a_file_is_read_and_its_columns_or_attention_drawn(page, tmp_path, tab, name, field, data):
+    (tmp_path / name).write_bytes(data())
     panel = open_tab(page, tab)
-    panel.find_element("css selector", "input.file").send_keys(str(picture))
+    panel.find_element("css selector", "input.file").send_keys(str(tmp_path / name))
     panel.find_element("css selector", "button.predict").click()
     status = panel.find_element("css selector", ".status")
     until(page, lambda d: status.text not in ("", "…"))
     assert "error" not in status.get_attribute("class"), status.text
     sent = last_request(page)
-    assert sent["path"] == f"models/{tab}/predict" and list(sent["body"]) == ["image"]
+    assert sent["path"] == f"models/{tab}/predict" and list(sent["body"]) == [field]
     width, height, n = inked(page, tab)
     assert width > 50 and height > 50 and n > 0.05 * width * height, (width, height, n)
     screenshot(page, tab)
