@@ -1,10 +1,12 @@
 """The models a server holds: each run loaded once by its task's ``TaskSpec.load``, in eval mode,
-and the three operations on it (sample, score, predict), written over the functions the
-commands use (``rnnkit sample``, ``score``, ``predict``); no HTTP here.
+and the operations on it (sample, score, predict, activations), written over the functions the
+commands use (``rnnkit sample``, ``score``, ``predict``, ``lab activations``; pictures and sounds
+in ``media``); no HTTP here.
 
 State: the parameters are only read (eval mode, ``torch.inference_mode``); every recurrent state
 is made inside the call that uses it, and every sampling call draws from a ``torch.Generator`` of
-its own, seeded from the request. So concurrent calls on one model share nothing mutable and need
+its own, seeded from the request; a picture or sound is written to a temporary folder of its
+own request. So concurrent calls on one model share nothing mutable and need
 no lock. (The library's predict functions set ``model.eval()`` or restore ``model.train(False)``
 on a model that is already in eval mode: no change.)"""
 
