@@ -111,7 +111,7 @@ def test_health_and_the_models_with_their_task_config_and_metrics(client):
         "sentiment": ("sentiment", "classifier"),
         "ner": ("ner", "tagger"),
     }
-    assert models["charlm"]["operations"] == ["sample", "score"]
+    assert models["charlm"]["operations"] == ["sample", "score", "activations"]
     assert models["charlm"]["metrics"] == {"step": 10, "loss": 2.5, "bpc": 3.6}
     assert models["dates"]["config"]["model"]["hidden_size"] > 0
     assert models["dates"]["metrics"] == {}
@@ -152,6 +152,35 @@ def test_predict_seq2seq_with_attention_weights(client):
     torch.testing.assert_close(weights.sum(1), torch.ones(len(weights)))
 
 
+def test_activations_rank_the_units_of_rnnkit_lab_activations(client, runs):
+    from rnnkit.lab.activations import character_classes, hidden_states, pick_units
+    from rnnkit.tasks.runs import load_run
+
+    text = "the quick brown fox.\nover the lazy dog.\n"
+    out = client.post("/models/charlm/activations", json={"text": text, "top": 4}).json()
+    assert out["characters"] == list(text) and out["state"] == "h" and out["layers"] == 1
+    acts = hidden_states(load_run(runs["charlm"]), text)
+    picks = sorted(pick_units(acts, character_classes(text)), key=lambda p: -abs(p["r"]))[:4]
+    assert [(u["feature"], u["unit"]) for u in out["units"]] == [
+        (p["class"], p["unit"]) for p in picks
+    ]
+    for u, p in zip(out["units"], picks, strict=True):
+        assert u["r"] == pytest.approx(p["r"])
+        torch.testing.assert_close(
+            torch.tensor(u["activations"]), torch.tensor(acts[0, :, p["unit"]])
+        )
+
+
+def test_the_playground_page_and_its_files_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'src="static/playground.js"' in page.text
+    for name, kind in [("playground.js", "javascript"), ("playground.css", "text/css")]:
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+    assert "/" not in client.get("/openapi.json").json()["paths"]
+
+
 def test_predict_tagger_and_classifier(client):
     tagged = client.post("/models/ner/predict", json={"input": "Ann met Bob in Paris"}).json()
     assert tagged["tokens"] == "Ann met Bob in Paris".split() and len(tagged["tags"]) == 5
@@ -177,6 +206,12 @@ def test_predict_tagger_and_classifier(client):
         ("dates/sample", {}, 400, "'dates' run: no sample"),
         ("sentiment/score", {"texts": ["fox"]}, 400, "'sentiment' run: no score"),
         ("charlm/predict", {"input": "fox"}, 400, "'charlm' run: no predict"),
+        ("charlm/activations", {"text": "the €"}, 422, "text: "),
+        ("charlm/activations", {"text": "a" * (MAX_LENGTH + 1)}, 422, "text"),
+        ("charlm/activations", {"text": "fox", "top": 0}, 422, "top"),
+        ("charlm/activations", {"text": "fox", "state": "c"}, 422, "state: the cell state"),
+        ("charlm/activations", {"text": "a"}, 422, "no character feature"),
+        ("dates/activations", {"text": "fox"}, 400, "'dates' run: no activations"),
     ],
 )
 def test_bad_requests_are_refused_with_the_field_or_task_named(client, path, body, status, says):
@@ -262,19 +297,19 @@ def test_a_missing_run_fails_in_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "nothing" in err
 
 
-def test_a_run_read_from_files_is_listed_but_has_no_predict(runs):
-    """The CTC tasks and caption (images, audio) are listed; predict names the task (a stand-in
-    for such a run: building a real one takes seconds and its weights are not used)."""
+def test_a_run_without_a_served_predict_is_listed_but_refused(runs):
+    """A task the server has no predict for (e.g. fashion, images from a data set) is listed;
+    predict names the task (a stand-in for such a run: its weights are not used)."""
     from types import SimpleNamespace
 
     from rnnkit.serve import ServedModel
 
     models = load_models([runs["charlm"]])
-    ocr = SimpleNamespace(meta={"task": "ocr", "config": {"model": {"hidden_size": 8}}})
-    models["ocr"] = ServedModel("ocr", "ocr", "other", runs["charlm"], ocr)
+    fashion = SimpleNamespace(meta={"task": "fashion", "config": {"model": {"hidden_size": 8}}})
+    models["fashion"] = ServedModel("fashion", "fashion", "other", runs["charlm"], fashion)
     with TestClient(create_app(models), raise_server_exceptions=False) as c:
         listed = {m["name"]: m for m in c.get("/models").json()}
-        assert listed["ocr"]["operations"] == [] and listed["ocr"]["config"]["model"]
-        r = c.post("/models/ocr/predict", json={"input": "a.png"})
+        assert listed["fashion"]["operations"] == [] and listed["fashion"]["config"]["model"]
+        r = c.post("/models/fashion/predict", json={"input": "a.png"})
         assert r.status_code == 400
-        assert "'ocr' run: no predict" in r.text and "use rnnkit predict" in r.text
+        assert "'fashion' run: no predict" in r.text and "use rnnkit predict" in r.text

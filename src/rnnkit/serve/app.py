@@ -5,7 +5,12 @@ that turns any exception into a 500 JSON answer (logged, no traceback to the cli
     GET  /models                  name, task, kind, operations, config, metrics of each run
     POST /models/{name}/sample    language models: text from a prime (seeded)
     POST /models/{name}/score     language models: log-probability, bits per token of texts
-    POST /models/{name}/predict   seq2seq (+ attention), taggers (tags), classifiers (probabilities)
+    POST /models/{name}/predict   seq2seq (+ attention), taggers (tags), classifiers
+                                  (probabilities); ocr, speech (+ CTC columns), caption
+                                  (+ attention) from a base64 PNG or WAV
+    POST /models/{name}/activations  character language models: the hidden units that best
+                                  track simple character features, their value per character
+    GET  /                        the playground: one static page (static/) over these routes
 
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, so requests are served
 concurrently; see ``served`` for why they share no state."""
@@ -14,10 +19,13 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from rnnkit.errors import UserError
 from rnnkit.serve.schemas import (
+    MAX_MEDIA,
+    ActivationsResponse,
     Health,
     ModelInfo,
     PredictResponse,
@@ -31,6 +39,7 @@ log = logging.getLogger("rnnkit.serve")
 
 MAX_LENGTH = 2000  # characters of a text, tokens to generate
 MAX_BODY = 64 * 1024  # bytes of a request body
+STATIC = Path(__file__).with_name("static")  # the playground: index.html, playground.js, .css
 
 
 class Guard:
@@ -87,6 +96,7 @@ def create_app(
     *,
     max_length: int = MAX_LENGTH,
     max_body: int = MAX_BODY,
+    max_media: int = MAX_MEDIA,
 ) -> FastAPI:
     """The server's ASGI application.
 
@@ -96,11 +106,17 @@ def create_app(
         max_length: the longest text (characters) and the most tokens to generate; longer: 422
             naming the field.
         max_body: the largest request body in bytes; larger: 413.
+        max_media: the largest file (decoded) in a predict request's image or audio; larger:
+            422 naming the field. A file in base64 takes 4/3 of its size in the body, which
+            ``max_body`` caps first.
     """
-    if max_length < 1 or max_body < 1:
-        raise ValueError(f"max_length and max_body must be >= 1, got {max_length}, {max_body}")
+    if min(max_length, max_body, max_media) < 1:
+        raise ValueError(
+            f"max_length, max_body and max_media must be >= 1, got {max_length}, {max_body}, "
+            f"{max_media}"
+        )
     models = runs if isinstance(runs, dict) else load_models(runs)
-    bodies = request_models(max_length)
+    bodies = request_models(max_length, max_media)
     app = FastAPI(
         title="rnnkit serve",
         description="Trained rnnkit runs: sample and score (language models), predict.",
@@ -154,7 +170,17 @@ def create_app(
     @app.post("/models/{name}/predict", response_model_exclude_none=True)
     def predict(name: str, body: bodies.predict) -> PredictResponse:  # type: ignore[valid-type]
         m = get(name)
-        out = m.predict(body.input)
+        out = m.predict(body.input, body.image, body.audio)
         return PredictResponse(model=name, task=m.task, input=body.input, **out)
 
+    @app.post("/models/{name}/activations")
+    def activations(name: str, body: bodies.activations) -> ActivationsResponse:  # type: ignore[valid-type]
+        out = get(name).activations(body.text, body.state, body.top)
+        return ActivationsResponse(model=name, **out)
+
+    @app.get("/", include_in_schema=False)
+    def playground() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

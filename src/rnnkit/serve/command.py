@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rnnkit.errors import UserError
 from rnnkit.serve.app import MAX_BODY, MAX_LENGTH
+from rnnkit.serve.schemas import MAX_MEDIA
 
 
 def cmd_serve(argv: list[str]) -> int:
@@ -20,11 +21,15 @@ def cmd_serve(argv: list[str]) -> int:
         "--max-length", type=int, default=MAX_LENGTH, help="longest text, most tokens to generate"
     )
     p.add_argument("--max-body", type=int, default=MAX_BODY, help="largest request body, bytes")
+    p.add_argument(
+        "--max-media", type=int, default=MAX_MEDIA, help="largest image or WAV to predict, bytes"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads per request (default 1)")
     a = p.parse_args(argv)
     if not 0 <= a.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {a.port}")
-    for flag, value in [("--max-length", a.max_length), ("--max-body", a.max_body)]:
+    limits = [("--max-length", a.max_length), ("--max-body", a.max_body)]
+    for flag, value in [*limits, ("--max-media", a.max_media)]:
         if value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
     if a.threads < 1:
@@ -38,7 +43,7 @@ def cmd_serve(argv: list[str]) -> int:
     # many requests run at once, each on a small model: one thread each beats sharing cores
     torch.set_num_threads(a.threads)
     models = load_models([Path(r) for r in a.runs])
-    app = create_app(models, max_length=a.max_length, max_body=a.max_body)
+    app = create_app(models, max_length=a.max_length, max_body=a.max_body, max_media=a.max_media)
     print(f"serving {', '.join(models)} on http://{a.host}:{a.port} (API page: /docs)", flush=True)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning")
     return 0

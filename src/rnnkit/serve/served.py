@@ -1,10 +1,12 @@
 """The models a server holds: each run loaded once by its task's ``TaskSpec.load``, in eval mode,
-and the three operations on it (sample, score, predict), written over the functions the
-commands use (``rnnkit sample``, ``score``, ``predict``); no HTTP here.
+and the operations on it (sample, score, predict, activations), written over the functions the
+commands use (``rnnkit sample``, ``score``, ``predict``, ``lab activations``; pictures and sounds
+in ``media``); no HTTP here.
 
 State: the parameters are only read (eval mode, ``torch.inference_mode``); every recurrent state
 is made inside the call that uses it, and every sampling call draws from a ``torch.Generator`` of
-its own, seeded from the request. So concurrent calls on one model share nothing mutable and need
+its own, seeded from the request; a picture or sound is written to a temporary folder of its
+own request. So concurrent calls on one model share nothing mutable and need
 no lock. (The library's predict functions set ``model.eval()`` or restore ``model.train(False)``
 on a model that is already in eval mode: no change.)"""
 
@@ -25,6 +27,9 @@ KINDS = {
     "seq2seq": ("predict",),
     "tagger": ("predict",),
     "classifier": ("predict",),
+    "line reader": ("predict",),  # ocr: a picture of a text line
+    "speech": ("predict",),  # spoken digits
+    "captioner": ("predict",),  # caption: a scene picture
     "other": (),
 }
 
@@ -32,7 +37,8 @@ KINDS = {
 HINTS = {
     "sample": "sample and score are for language models (charlm, wordlm)",
     "score": "sample and score are for language models (charlm, wordlm)",
-    "predict": "predict serves seq2seq, tagger and classifier runs",
+    "predict": "predict serves seq2seq, tagger, classifier, ocr, speech and caption runs",
+    "activations": "activations is for character-level language models (charlm)",
 }
 
 
@@ -41,6 +47,7 @@ class Unsupported(Exception):
 
 
 def kind_of(loaded) -> str:
+    from rnnkit.serve.media import kind_of_media
     from rnnkit.tasks.runs import LoadedRun
     from rnnkit.tasks.seq2seq_commands import LoadedSeq2Seq
     from rnnkit.tasks.tagger_commands import LoadedTagger
@@ -54,7 +61,7 @@ def kind_of(loaded) -> str:
     ]:
         if isinstance(loaded, cls):
             return kind
-    return "other"
+    return kind_of_media(loaded) or "other"
 
 
 def run_metrics(run: Path) -> dict:
@@ -84,7 +91,8 @@ class ServedModel:
 
     @property
     def operations(self) -> tuple[str, ...]:
-        return KINDS[self.kind]
+        char_lm = self.kind == "language model" and getattr(self.loaded, "level", "") == "char"
+        return KINDS[self.kind] + (("activations",) if char_lm else ())
 
     @property
     def config(self) -> dict:
@@ -98,7 +106,7 @@ class ServedModel:
         if operation == "predict" and self.kind == "language model":
             hint += "; for the likeliest continuation use sample with greedy true"
         elif operation == "predict" and self.kind == "other":
-            hint += f"; {self.task} reads image or audio files: use rnnkit predict"
+            hint += f"; for {self.task} use rnnkit predict"
         raise Unsupported(f"model {self.name!r} is a {self.task!r} run: no {operation}; {hint}")
 
     # ---- language models ---------------------------------------------------------------------
@@ -127,11 +135,67 @@ class ServedModel:
             "perplexity": math.exp(-total / n),
         }
 
-    # ---- predict -----------------------------------------------------------------------------
-    def predict(self, text: str) -> dict:
-        self.need("predict")
+    def activations(self, text: str, state: str, top: int) -> dict:
+        """The hidden units (``state`` h, or c for an LSTM) most correlated with the character
+        features of ``rnnkit lab activations`` (one unit per feature the text shows), ranked by
+        |r|, the ``top`` first, each with its activation after every character of ``text``."""
+        from rnnkit.lab.activations import character_classes, hidden_states, pick_units
+
+        self.need("activations")
+        try:
+            self.loaded.vocab.encode(text)
+        except UserError as e:
+            raise UserError(f"text: {e}") from None
+        sizes = getattr(self.loaded.model.rnn, "state_sizes", ())
+        if state == "c" and not (isinstance(sizes, tuple) and len(sizes) == 2):
+            raise UserError("state: the cell state c exists only for an LSTM run; use h")
         with torch.inference_mode():
-            return getattr(self, f"_predict_{self.kind.replace(' ', '_')}")(text)
+            acts = hidden_states(self.loaded, text, state)  # (L, N, H)
+        picks = sorted(pick_units(acts, character_classes(text)), key=lambda p: -abs(p["r"]))
+        if not picks:
+            raise UserError("text: it shows no character feature (give two different characters)")
+        units = [
+            {
+                "feature": p["class"],
+                "layer": p["layer"],
+                "unit": p["unit"],
+                "r": p["r"],
+                "characters_in_feature": p["characters_in_class"],
+                "activations": acts[p["layer"], :, p["unit"]].tolist(),
+            }
+            for p in picks[:top]
+        ]
+        L, _, H = acts.shape
+        return {
+            "state": state,
+            "layers": L,
+            "hidden_size": H,
+            "characters": list(text),
+            "units": units,
+        }
+
+    # ---- predict -----------------------------------------------------------------------------
+    def predict(
+        self, input: str | None = None, image: bytes | None = None, audio: bytes | None = None
+    ) -> dict:
+        """The answer to a predict request, which gives exactly one of the three: ``input`` (a
+        text) for seq2seq, taggers, classifiers; ``image`` (PNG bytes) for ocr and caption;
+        ``audio`` (WAV bytes) for speech."""
+        from rnnkit.serve.media import FIELDS, predict_media
+
+        self.need("predict")
+        wanted = FIELDS.get(self.kind, ("input", ""))[0]
+        given = {"input": input, "image": image, "audio": audio}
+        if given[wanted] is None:
+            what = {"input": "a text", "image": "a PNG picture", "audio": "a WAV sound"}[wanted]
+            sent = next(k for k, v in given.items() if v is not None)
+            raise UserError(
+                f"{sent}: a {self.task!r} run reads {what}: give {wanted!r} instead of {sent!r}"
+            )
+        if wanted != "input":
+            return predict_media(self.kind, self.loaded, given[wanted])
+        with torch.inference_mode():
+            return getattr(self, f"_predict_{self.kind.replace(' ', '_')}")(input)
 
     def _predict_seq2seq(self, text: str) -> dict:
         from rnnkit.tasks.seq2seq_task import attention_map, predict
