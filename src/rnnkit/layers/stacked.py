@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from rnnkit.cells.base import State
-from rnnkit.layers.recurrent import length_mask
+from rnnkit.layers.recurrent import Recurrent, length_mask
 
 
 class Stacked(nn.Module):
@@ -24,13 +24,15 @@ class Stacked(nn.Module):
             above the first in a uniform stack; the first too if input and output widths agree),
             as in Wu et al. 2016 (GNMT); the sum is what dropout and the next layer see.
         checkpoint_steps: k > 0 recomputes instead of storing (checkpointing through time): in
-            training, the sequence runs through all layers in chunks of k steps, each under
-            ``torch.utils.checkpoint`` (non-reentrant, RNG state preserved, so dropout masks
-            repeat), carrying the states from chunk to chunk. Backward stores only each chunk's
-            inputs and boundary states and recomputes one chunk's activations at a time: memory
-            O(T·input + k·activations) instead of O(T·activations), for one more forward pass.
-            Same values and gradients as k = 0 (tested). Unidirectional layers only: a reverse
-            direction needs the whole sequence.
+            training, each layer keeps for backward only its input and its states at every k-th
+            step, and backward recomputes one chunk of k steps at a time: memory
+            O(T·(input + output) + k·activations) a layer instead of O(T·activations), for one
+            more forward pass of the recurrence. A ``Recurrent`` layer whose cell has a kernel
+            recomputes inside the kernel (``rnnkit.kernels.recompute``); any other layer runs
+            its chunks under ``torch.utils.checkpoint`` (non-reentrant, RNG state preserved).
+            Layers and dropout run in the same order as with k = 0, so the values, the dropout
+            masks and the gradients are the same (tested). Unidirectional layers only: a
+            reverse direction needs the whole sequence.
 
     ``forward(xs, states=None, *, lengths=None) -> (ys, states)``: ``states`` is a list with one
     state per layer (or None for zeros); the returned list holds each layer's final state.
@@ -78,27 +80,11 @@ class Stacked(nn.Module):
             states = [None] * len(self.layers)
         if len(states) != len(self.layers):
             raise ValueError(f"got {len(states)} states for {len(self.layers)} layers")
-        k = self.checkpoint_steps
-        if k and len(xs) > k and torch.is_grad_enabled():
-            return self._checkpointed(xs, list(states), lengths, k)
-        return self._layers(xs, states, lengths)
-
-    def _checkpointed(
-        self, xs: Tensor, states: list, lengths: Tensor | None, k: int
-    ) -> tuple[Tensor, list[State]]:
-        """Chunks of k steps through all layers, each recomputed in backward (checkpointing)."""
-        if lengths is not None:
-            lengths = torch.as_tensor(lengths, device=xs.device)
-        outputs = []
-        # split, not xs[a:b] in a loop: one op whose backward concatenates the chunk gradients
-        for i, chunk in enumerate(xs.split(k)):
-            part = None if lengths is None else (lengths - i * k).clamp(0, len(chunk))
-            ys, states = checkpoint(self._layers, chunk, states, part, use_reentrant=False)
-            outputs.append(ys)
-        return torch.cat(outputs), states
+        k = self.checkpoint_steps if len(xs) > self.checkpoint_steps else 0
+        return self._layers(xs, states, lengths, k if torch.is_grad_enabled() else 0)
 
     def _layers(
-        self, xs: Tensor, states: Sequence[State | None], lengths: Tensor | None
+        self, xs: Tensor, states: Sequence[State | None], lengths: Tensor | None, k: int = 0
     ) -> tuple[Tensor, list[State]]:
         finals = []
         # padding positions stay zero through residual sums, as every layer's outputs are
@@ -108,7 +94,12 @@ class Stacked(nn.Module):
             else length_mask(torch.as_tensor(lengths, device=xs.device), len(xs), xs.dtype)
         )
         for l, (layer, state) in enumerate(zip(self.layers, states, strict=True)):
-            ys, state = layer(xs, state, lengths=lengths)
+            if not k:
+                ys, state = layer(xs, state, lengths=lengths)
+            elif isinstance(layer, Recurrent):
+                ys, state = layer(xs, state, lengths=lengths, checkpoint_steps=k)
+            else:
+                ys, state = checkpoint_layer(layer, xs, state, lengths, k)
             if self.residual and ys.shape[-1] == xs.shape[-1]:
                 ys = ys + (xs if mask is None else xs * mask)
             if self.dropout and l < len(self.layers) - 1:
@@ -116,3 +107,19 @@ class Stacked(nn.Module):
             xs = ys
             finals.append(state)
         return xs, finals
+
+
+def checkpoint_layer(
+    layer: nn.Module, xs: Tensor, state: State | None, lengths: Tensor | None, k: int
+) -> tuple[Tensor, State]:
+    """A layer other than ``Recurrent`` over chunks of k steps, each chunk under
+    ``torch.utils.checkpoint`` (non-reentrant, RNG state preserved), carrying its state."""
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths, device=xs.device)
+    outputs = []
+    # split, not xs[a:b] in a loop: one op whose backward concatenates the chunk gradients
+    for i, chunk in enumerate(xs.split(k)):
+        part = None if lengths is None else (lengths - i * k).clamp(0, len(chunk))
+        ys, state = checkpoint(layer, chunk, state, lengths=part, use_reentrant=False)
+        outputs.append(ys)
+    return torch.cat(outputs), state
