@@ -1,292 +1,269 @@
-r"""Checkpointing through time inside the kernels: keep the states at chunk boundaries, recompute
-each chunk's activations in backward.
+r"""Checkpointing through time inside the kernels, across a stack of layers: keep the stack's
+input and each layer's state at chunk boundaries, recompute each chunk of all layers in backward.
 
 A kernel Function (``ElmanBPTT``, ``LSTMBPTT``, ...) saves its activations at every step for
-backward: about G·H numbers per step and sequence (the gates, h, c). With chunks of k steps,
-``RecomputeBPTT`` runs the same kernel over the sequence one chunk at a time and keeps only
+backward: about (G + 3)·H numbers a step, sequence and layer (the gates, h, c). For layers
+1..L (layer l's input x^l, output y^l; x^1 the stack's input) and chunks of k steps,
+``RecomputeBPTT`` keeps only
 
-- the layer's input x (T, B, I), from which xg = W_ih x + b_ih is recomputed, one matrix
-  product per chunk (storing xg would cost as much as the gates, G·H per step);
-- the state at the start of every chunk, s_0, s_k, s_2k, ... (⌈T/k⌉ of them);
+- the stack's input x^1 (T, B, I), which the caller holds anyway;
+- each layer's state at the start of every chunk, s^l_0, s^l_k, s^l_2k, ... (⌈T/k⌉ of them);
+- the dropout masks between layers, as booleans (only in training with dropout);
 
-and its backward walks the chunks from last to first. For chunk [a, b) it
+and no layer's output but the top one's, which it returns. Layer l + 1's input is layer l's
+output through the link between them (``Stack.link``): x^{l+1} = D^l ⊙ (y^l + m ⊙ x^l) with the
+residual term where ``residual`` is on and the widths agree, m the (T, B, 1) length mask (1
+without lengths) and D^l = keep^l / (1 - p) the dropout noise for l < L (1 for the top layer).
 
-1. recomputes xg_{a..b-1} from x and runs the kernel's own forward over the chunk from s_a,
-   without a graph (the kernel saves its activations, for this chunk only);
-2. runs the kernel's hand-derived backward over the chunk, given ∂L/∂y_t for t in [a, b) and
-   δs_b, the gradient reaching the chunk's last state from the future: for the last chunk that
-   of the final state, for every other the δs of its successor's initial state, which step 2
-   of that chunk returned. It returns ∂L/∂xg_t, δs_a and the chunk's recurrent weight
-   gradients, each one product over the chunk's k·B rows;
-3. takes ∂L/∂x and ∂L/∂W_ih, ∂L/∂b_ih through the projection's backward from ∂L/∂xg.
+Forward runs the chunks in order, each through all layers (a kernel's forward without a graph,
+``rnnkit.kernels.chunks``). Backward walks the chunks from last to first; for chunk [a, b) it
 
-The parameter gradients are the sums of the chunks' (the chain rule splits Σ_t over the
-chunks), and δs_a is exactly the δh_{t-1} the whole-sequence recursion computes at t = a, so the
-result is the same function as the kernel over the whole sequence. Memory: the input, the
-outputs and ⌈T/k⌉ states, plus one chunk's activations at a time, instead of every step's;
-time: the recurrence's forward (and the input projection) run twice.
+1. recomputes the chunk through the stack: layer 1 from x^1_{a..b-1} and s^1_a, layer l from
+   s^l_a and the link of layer l - 1's recomputed outputs, each kernel keeping its activations
+   for this chunk only (``replay``);
+2. goes down the stack: with g = ∂L/∂x^{l+1} for the chunk's steps (for the top layer, the
+   incoming ∂L/∂ys), ∂L/∂y^l = D^l ⊙ g, and the kernel's own hand-derived backward over the
+   chunk, given ∂L/∂y^l and δs^l_b, returns ∂L/∂x^l (through the input projection), δs^l_a
+   and the chunk's parameter gradients; then ∂L/∂x^l += m ⊙ D^l ⊙ g for a residual link, and
+   that is the g of layer l - 1.
 
-The kernels take part without change: a kernel's ``torch.autograd.Function`` is called through
-its ``forward`` and ``backward`` with a context of this module's (``_ChunkContext``), and
-``CHUNK_KERNELS`` says how to lay out its inputs (``ChunkKernel``). The plain LSTM without a
-mask, where the "lstm" backend runs torch's fused op (``rnnkit.kernels.lstm.use_fused``),
-recomputes a chunk through that op under autograd instead (``_FusedLSTMChunks``).
+δs^l_b is the gradient reaching layer l's state at the chunk's end from the future: that of its
+final state for the last chunk, else the δs^l_a of the following chunk, which step 2 of that
+chunk returned; it is exactly the δh_{t-1} (δc_{t-1}) the whole-sequence recursion has at
+t = b. Each step's output gradient reaches it whole (through the later layers' inputs, summed
+over the layers above as the chain rule says), and the parameter gradients are the chunks'
+sums, so the result is the function of storing everything, to rounding. Memory: x^1, the
+(L·⌈T/k⌉) boundary states, the returned outputs and one chunk's activations of all layers at a
+time (k ≈ √T balances the last two terms). Time: every layer's forward runs twice.
 
-Second derivatives (``create_graph=True``) go through ``rnnkit.kernels.dispatch``: the inputs of
-``RecomputeBPTT`` are the sequence's origin, from which the generic path recomputes it.
+Second derivatives (``create_graph=True``): the Function's inputs are the tensors everything was
+computed from (x^1, the initial states, the parameters), so its backward under grad mode
+recomputes the stack through the generic path (``rnnkit.kernels.dispatch.Origin``) with the
+same masks and differentiates that with ``create_graph=True``.
+
+Cells without a chunk kernel (a user's cell) run their chunks under ``torch.utils.checkpoint``
+instead (``checkpoint_chunks``; ``rnnkit.layers.Stacked`` does that for a whole stack).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from rnnkit.cells.base import State
-from rnnkit.cells.elman import ElmanCell
-from rnnkit.cells.gru import GRUCell
-from rnnkit.cells.jordan import JordanCell
-from rnnkit.cells.lstm import LSTMCell
-from rnnkit.cells.minimal_gru import MinimalGRUCell
-from rnnkit.kernels.dispatch import origin, second_order
-from rnnkit.kernels.elman import ElmanBPTT
-from rnnkit.kernels.gru import GRUBPTT
-from rnnkit.kernels.jordan import JordanBPTT
-from rnnkit.kernels.lstm import LSTMBPTT, lstm_sequence_fused, use_fused
-from rnnkit.kernels.minimal_gru import MinimalGRUBPTT
+from rnnkit.kernels.chunks import Grads, chunks_for, has_chunk_kernel
+from rnnkit.kernels.dispatch import Origin, flatten_state
 from rnnkit.kernels.registry import Runner
 
-Leaves = tuple[Tensor, ...]
-"""A state as its tensors: (h,) or (h, c)."""
+__all__ = ["checkpoint_chunks", "dropped", "keep_mask", "recompute_sequence", "recompute_stack"]
 
 
-class _ChunkContext:
-    """Autograd's ``ctx`` for a kernel Function's ``forward`` and ``backward`` called directly,
-    over one chunk: it holds what forward saves and says which inputs need gradients."""
-
-    def __init__(self, needs_input_grad: tuple[bool, ...]) -> None:
-        self.needs_input_grad = needs_input_grad
-        self.saved_tensors: tuple = ()
-
-    def save_for_backward(self, *tensors: Tensor | None) -> None:
-        self.saved_tensors = tensors
+def keep_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
+    """Dropout's keep mask (bool) for an output of ``shape`` with ``like``'s dtype and device,
+    from the same random numbers ``F.dropout`` draws for it (it draws none for p = 1)."""
+    if p == 1:
+        return torch.zeros(shape, dtype=torch.bool, device=like.device)
+    return torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(1 - p).bool()
 
 
-def _linear_inputs(cell: nn.Module, x: Tensor) -> Tensor:
-    return F.linear(x, cell.weight_ih, cell.bias_ih)  # xg = W_ih x + b_ih
+def dropped(y: Tensor, keep: Tensor, p: float) -> Tensor:
+    """y ⊙ keep / (1 - p): ``F.dropout(y, p, True)``'s value for the mask ``keep``."""
+    noise = keep.to(y.dtype)
+    return y * (noise if p == 1 else noise.div_(1 - p))
 
 
-class ChunkKernel(NamedTuple):
-    """How ``RecomputeBPTT`` runs one kernel Function over a chunk.
+class Stack:
+    """The layers of a ``RecomputeBPTT`` less their tensors: the cells, the length mask
+    (T, B, 1) bool or None, ``residual``, the dropout probability ``p`` and the keep masks
+    ``keeps`` (one per layer, None where no dropout follows it), each layer's state arity."""
 
-    ``inputs(cell, xg, state, mask)`` lays out the Function's inputs (its ``apply`` arguments
-    without the origin), xg first; ``state_slots`` are the positions of the state's tensors
-    among them, in the order of the Function's outputs after ys; ``project(cell, x)`` is the
-    input projection xg (the runner's).
-    """
+    def __init__(
+        self, cells: list[nn.Module], mask, residual: bool, p: float, keeps, n_state: list[int]
+    ) -> None:
+        self.cells, self.mask, self.residual, self.p, self.keeps = cells, mask, residual, p, keeps
+        self.n_state = n_state
+        self.n_params = [len(list(c.parameters())) for c in cells]
 
-    function: type[torch.autograd.Function]
-    inputs: Callable[[Any, Tensor, Leaves, Tensor | None], tuple]
-    state_slots: tuple[int, ...]
-    project: Callable[[Any, Tensor], Tensor] = _linear_inputs
+    def split(self, tensors: tuple[Tensor, ...]) -> list[tuple[tuple, tuple]]:
+        """Each layer's (state tensors, parameters) from the Function's flat inputs."""
+        out, i = [], 0
+        for n, m in zip(self.n_state, self.n_params, strict=True):
+            out.append((tuple(tensors[i : i + n]), tuple(tensors[i + n : i + n + m])))
+            i += n + m
+        return out
 
+    def link(self, l: int, x: Tensor, y: Tensor, a: int, b: int) -> Tensor:
+        """Layer l + 1's input over steps [a, b) from layer l's input x and output y there."""
+        if self.residual and y.shape[-1] == x.shape[-1]:
+            y = y + (x if self.mask is None else x * self.mask[a:b].to(x.dtype))
+        return y if self.keeps[l] is None else dropped(y, self.keeps[l][a:b], self.p)
 
-def _lstm_inputs(cell: LSTMCell, xg: Tensor, state: Leaves, mask: Tensor | None) -> tuple:
-    peephole = (cell.weight_ci, cell.weight_cf, cell.weight_co) if cell.peephole else (None,) * 3
-    ln = (cell.weight_ln_hh, cell.weight_ln_c, cell.bias_ln_c) if cell.layer_norm else (None,) * 3
-    return (xg, *state, mask, cell.weight_hh, cell.bias_hh, *peephole, *ln)
+    def unlink(self, l: int, widths: tuple[int, int], g: Tensor, a: int, b: int):
+        """From g = ∂L/∂(link l's output) over [a, b), with layer l's (input, output) widths:
+        ∂L/∂y and the residual's ∂L/∂x (None without a residual term)."""
+        if self.keeps[l] is not None:
+            g = dropped(g, self.keeps[l][a:b], self.p)
+        if not (self.residual and widths[0] == widths[1]):
+            return g, None
+        return g, g if self.mask is None else g * self.mask[a:b].to(g.dtype)
 
-
-CHUNK_KERNELS: dict[type[nn.Module], ChunkKernel] = {
-    ElmanCell: ChunkKernel(
-        ElmanBPTT,
-        lambda c, xg, s, m: (xg, *s, c.weight_hh, c.bias_hh, m, c.nonlinearity),
-        (1,),
-    ),
-    GRUCell: ChunkKernel(
-        GRUBPTT,
-        lambda c, xg, s, m: (xg, *s, c.weight_hh, c.bias_hh, m, c.reset_after),
-        (1,),
-    ),
-    MinimalGRUCell: ChunkKernel(
-        MinimalGRUBPTT, lambda c, xg, s, m: (xg, *s, c.weight_hh, c.bias_hh, m), (1,)
-    ),
-    JordanCell: ChunkKernel(
-        JordanBPTT,
-        lambda c, xg, s, m: (
-            (xg, *s, c.weight_yh, c.bias_yh, c.weight_hy, c.bias_hy, m)
-            + (c.nonlinearity, c.output_nonlinearity)
-        ),
-        (1,),
-    ),
-    LSTMCell: ChunkKernel(LSTMBPTT, _lstm_inputs, (1, 2), lambda c, x: c.input_gates(x)),
-}
-"""Cell class -> how its kernel runs a chunk; the exact type, as ``rnnkit.kernels.registry``."""
-
-
-def has_chunk_kernel(cell: nn.Module) -> bool:
-    """Whether ``cell`` checkpoints through time inside its kernel (``RecomputeBPTT``)."""
-    return type(cell) in CHUNK_KERNELS
+    def recompute(self, xs: Tensor, tensors: tuple[Tensor, ...]) -> list[Tensor]:
+        """[ys, *final states] through the generic path, a graph of differentiable ops."""
+        finals, x = [], xs
+        layers = zip(self.cells, self.split(tensors), strict=True)
+        for l, (cell, (state, params)) in enumerate(layers):
+            names = tuple(n for n, _ in cell.named_parameters())
+            origin = Origin(cell, names, len(state), self.mask)
+            y, *final = origin.recompute((x, *state, *params))
+            x = self.link(l, x, y, 0, len(xs))
+            finals += final
+        return [x, *finals]
 
 
-Grads = dict[int, Tensor]
-"""Parameter gradients by the parameter's position in ``cell.parameters()``."""
-
-
-class _HandChunks:
-    """A chunk through a hand-derived kernel: its Function's forward, then its backward."""
-
-    def __init__(self, kernel: ChunkKernel) -> None:
-        self.kernel = kernel
-
-    def forward(self, cell: nn.Module, x: Tensor, state: Leaves, mask) -> tuple[Tensor, Leaves]:
-        k = self.kernel
-        args = k.inputs(cell, k.project(cell, x), state, mask)
-        ys, *final = k.function.forward(_ChunkContext((False,) * len(args)), *args)
-        return ys, tuple(final)
-
-    def backward(
-        self, cell, x, state, mask, grad_ys, grad_final, need_x: bool, needed: list[bool]
-    ) -> tuple[Tensor | None, Leaves, Grads]:
-        k = self.kernel
-        params = list(cell.parameters())
-        with torch.enable_grad():  # the projection's graph, for ∂L/∂x and ∂L/∂W_ih, ∂L/∂b_ih
-            x_ = x.detach().requires_grad_(need_x)
-            xg = k.project(cell, x_)
-        args = k.inputs(cell, xg.detach(), state, mask)
-        slot = {id(p): i for i, p in enumerate(params)}  # a parameter among the kernel's inputs
-        needs = tuple(
-            j == 0
-            or j in k.state_slots
-            or (isinstance(a, Tensor) and id(a) in slot and needed[slot[id(a)]])
-            for j, a in enumerate(args)
-        )
-        ctx = _ChunkContext(needs)
-        k.function.forward(ctx, *args)  # recompute: the chunk's activations, saved in ctx
-        grads = k.function.backward(ctx, grad_ys, *grad_final)  # the hand-derived BPTT
-        out: Grads = {}
-        for j, (a, g) in enumerate(zip(args, grads[: len(args)], strict=True)):
-            if g is not None and j not in k.state_slots and j and id(a) in slot:
-                out[slot[id(a)]] = g
-        # ∂L/∂x, ∂L/∂W_ih, ∂L/∂b_ih (and the input norm's) from ∂L/∂xg
-        wanted = [x_] if need_x else []
-        wanted += [p for p, need in zip(params, needed, strict=True) if need]
-        if wanted and xg.requires_grad:
-            found = torch.autograd.grad(xg, wanted, grads[0], allow_unused=True)
-            grad_x = found[0] if need_x else None
-            for p, g in zip(wanted[int(need_x) :], found[int(need_x) :], strict=True):
-                if g is not None:
-                    i = slot[id(p)]
-                    out[i] = g if i not in out else out[i] + g
-        else:
-            grad_x = None
-        return grad_x, tuple(grads[j] for j in k.state_slots), out
-
-
-class _FusedLSTMChunks:
-    """A chunk of the plain LSTM through torch's fused op: without a graph in forward, and
-    recomputed under autograd in backward (the op's own backward)."""
-
-    def forward(self, cell: LSTMCell, x: Tensor, state: Leaves, mask) -> tuple[Tensor, Leaves]:
-        with torch.no_grad():
-            ys, final = lstm_sequence_fused(cell, x, state)
-        return ys, final
-
-    def backward(
-        self, cell, x, state, mask, grad_ys, grad_final, need_x: bool, needed: list[bool]
-    ) -> tuple[Tensor | None, Leaves, Grads]:
-        params = list(cell.parameters())
-        with torch.enable_grad():
-            x_ = x.detach().requires_grad_(need_x)
-            s_ = tuple(s.detach().requires_grad_() for s in state)
-            ys, final = lstm_sequence_fused(cell, x_, s_)
-            wanted = [*s_, *([x_] if need_x else [])]
-            wanted += [p for p, need in zip(params, needed, strict=True) if need]
-            found = torch.autograd.grad(
-                [ys, *final], wanted, [grad_ys, *grad_final], allow_unused=True
-            )
-        n = len(s_)
-        grad_x = found[n] if need_x else None
-        rest = iter(found[n + int(need_x) :])
-        out = {i: next(rest) for i, need in enumerate(needed) if need}
-        return grad_x, tuple(found[:n]), {i: g for i, g in out.items() if g is not None}
-
-
-def _chunks_for(cell: nn.Module, x: Tensor, mask: Tensor | None):
-    if type(cell) is LSTMCell and use_fused(cell, x, mask):
-        return _FusedLSTMChunks()
-    return _HandChunks(CHUNK_KERNELS[type(cell)])
-
-
-def _piece(mask: Tensor | None, a: int, k: int) -> Tensor | None:
-    return None if mask is None else mask[a : a + k]
+def _piece(mask: Tensor | None, a: int, b: int) -> Tensor | None:
+    return None if mask is None else mask[a:b]
 
 
 class RecomputeBPTT(torch.autograd.Function):
-    """A kernel over the whole sequence in chunks of k steps, storing only the input and the
-    chunks' initial states; backward recomputes one chunk at a time (the module docstring).
+    """A stack of kernels over the whole sequence in chunks of k steps, storing the stack's
+    input and the layers' states at the chunks' starts (the module docstring).
 
-    Inputs: k, the ``Origin`` of ``rnnkit.kernels.dispatch`` (the cell, the mask (T, B, 1) or
-    None, its parameter names), xs (T, B, I), the initial state's tensors, the cell's
-    parameters. Outputs: ys (T, B, O) and the final state's tensors.
+    Inputs: k, a ``Stack``, xs (T, B, I), then for each layer its initial state's tensors and
+    its cell's parameters. Outputs: ys (T, B, O) of the top layer (after its link) and each
+    layer's final state's tensors, bottom first.
     """
 
     @staticmethod
-    def forward(ctx: Any, k: int, origin_: Any, xs: Tensor, *tensors: Tensor):
-        cell, mask, n = origin_.cell, origin_.mask, origin_.n_state
-        chunks = _chunks_for(cell, xs, mask)
-        state = tuple(tensors[:n])
+    def forward(ctx: Any, k: int, stack: Stack, xs: Tensor, *tensors: Tensor):
+        runners = [chunks_for(cell, xs, stack.mask) for cell in stack.cells]
+        states = [state for state, _ in stack.split(tensors)]
         starts = range(0, len(xs), k)
-        firsts = []  # the chunks' initial states
+        boundaries = [  # (⌈T/k⌉, B, ·) per layer and state tensor
+            [s.new_empty(len(starts), *s.shape) for s in state] for state in states
+        ]
         ys = None
-        for a in starts:
-            firsts.append(state)
-            y, state = chunks.forward(cell, xs[a : a + k], state, _piece(mask, a, k))
+        for j, a in enumerate(starts):
+            b = min(a + k, len(xs))
+            x = xs[a:b]
+            for l, (cell, run) in enumerate(zip(stack.cells, runners, strict=True)):
+                for bound, s in zip(boundaries[l], states[l], strict=True):
+                    bound[j] = s
+                y, states[l] = run.forward(cell, x, states[l], _piece(stack.mask, a, b))
+                x = stack.link(l, x, y, a, b)
             if ys is None:
-                ys = y.new_empty(len(xs), *y.shape[1:])  # (T, B, O)
-            ys[a : a + len(y)] = y
-        boundaries = [torch.stack(leaf) for leaf in zip(*firsts, strict=True)]  # (⌈T/k⌉, B, ·)
-        ctx.k, ctx.origin, ctx.chunks, ctx.n_tensors = k, origin_, chunks, 1 + len(tensors)
-        ctx.save_for_backward(xs, *tensors, *boundaries)
-        return ys, *state
+                ys = x.new_empty(len(xs), *x.shape[1:])  # (T, B, O)
+            ys[a:b] = x
+        ctx.k, ctx.stack, ctx.runners, ctx.n_tensors = k, stack, runners, 1 + len(tensors)
+        ctx.save_for_backward(xs, *tensors, *(t for bound in boundaries for t in bound))
+        return ys, *(s for state in states for s in state)
 
     @staticmethod
-    def backward(ctx: Any, grad_ys: Tensor, *grad_final: Tensor):
-        saved = ctx.saved_tensors
+    def backward(ctx: Any, grad_ys: Tensor, *grad_finals: Tensor):
+        saved, stack = ctx.saved_tensors, ctx.stack
+        xs, tensors = saved[0], saved[1 : ctx.n_tensors]
         if torch.is_grad_enabled():  # create_graph: a differentiable backward
-            return second_order(ctx, 1, saved[: ctx.n_tensors], (grad_ys, *grad_final))
-        k, origin_ = ctx.k, ctx.origin
-        cell, mask, n = origin_.cell, origin_.mask, origin_.n_state
-        xs, boundaries = saved[0], saved[ctx.n_tensors :]
-        need_x = ctx.needs_input_grad[2]
-        needed = list(ctx.needs_input_grad[3 + n :])
-        grad_xs = torch.empty_like(xs) if need_x else None
-        sums: Grads = {}
-        grad_state = tuple(g.contiguous() for g in grad_final)
-        for j, a in reversed(list(enumerate(range(0, len(xs), k)))):
-            state = tuple(b[j] for b in boundaries)
-            g_x, grad_state, grads = ctx.chunks.backward(
-                cell,
-                xs[a : a + k],
-                state,
-                _piece(mask, a, k),
-                grad_ys[a : a + k],
-                grad_state,
-                need_x,
-                needed,
-            )
-            if need_x:
-                grad_xs[a : a + k] = g_x
-            for i, g in grads.items():
-                sums[i] = g if i not in sums else sums[i].add_(g)
-        grad_params = [sums.get(i) if need else None for i, need in enumerate(needed)]
-        needs_state = ctx.needs_input_grad[3 : 3 + n]
-        grad_s0 = [g if need else None for g, need in zip(grad_state, needs_state, strict=True)]
-        return None, None, grad_xs, *grad_s0, *grad_params
+            return (None, None, *_differentiable(ctx, xs, tensors, (grad_ys, *grad_finals)))
+        k, T, L = ctx.k, len(xs), len(stack.cells)
+        boundaries, i = [], ctx.n_tensors
+        for n in stack.n_state:
+            boundaries.append(saved[i : i + n])
+            i += n
+        needs = stack.split(ctx.needs_input_grad[3:])
+        need_xs = ctx.needs_input_grad[2]
+        grad_states, i = [], 0
+        for n in stack.n_state:
+            grad_states.append(tuple(g.contiguous() for g in grad_finals[i : i + n]))
+            i += n
+        sums: list[Grads] = [{} for _ in range(L)]
+        grad_xs = torch.empty_like(xs) if need_xs else None
+        for j, a in reversed(list(enumerate(range(0, T, k)))):
+            b = min(a + k, T)
+            mask = _piece(stack.mask, a, b)
+            x, replayed, links = xs[a:b], [], []
+            for l, (cell, run) in enumerate(zip(stack.cells, ctx.runners, strict=True)):
+                state = tuple(bound[j] for bound in boundaries[l])
+                need_x = l > 0 or need_xs
+                y, _, r = run.replay(cell, x, state, mask, need_x, list(needs[l][1]))
+                replayed.append(r)
+                links.append((x.shape[-1], y.shape[-1]))
+                x = stack.link(l, x, y, a, b)
+            g = grad_ys[a:b]
+            for l in reversed(range(L)):
+                g, g_res = stack.unlink(l, links[l], g, a, b)
+                g, grad_states[l], grads = ctx.runners[l].backward(
+                    replayed[l], g.contiguous(), grad_states[l]
+                )
+                replayed[l] = None  # this layer's chunk activations are done
+                if g_res is not None and (l > 0 or need_xs):
+                    g = g_res if g is None else g + g_res
+                for p, grad in grads.items():
+                    sums[l][p] = grad if p not in sums[l] else sums[l][p].add_(grad)
+            if need_xs:
+                grad_xs[a:b] = g
+        out: list[Tensor | None] = [grad_xs]
+        for l, (need_state, need_params) in enumerate(needs):
+            out += [g if need else None for g, need in zip(grad_states[l], need_state, strict=True)]
+            out += [sums[l].get(p) if need else None for p, need in enumerate(need_params)]
+        return None, None, *out
+
+
+def _differentiable(ctx: Any, xs: Tensor, tensors: tuple, grad_outputs: tuple) -> tuple:
+    """The gradients of xs and ``tensors`` through the stack recomputed by the generic path,
+    with ``create_graph=True`` (second derivatives)."""
+    needs = ctx.needs_input_grad[2:]
+    inputs = (xs, *tensors)
+    outputs = ctx.stack.recompute(xs, tensors)
+    wanted = [t for t, need in zip(inputs, needs, strict=True) if need]
+    pairs = [(o, g) for o, g in zip(outputs, grad_outputs, strict=True) if o.requires_grad]
+    found = iter(
+        torch.autograd.grad(
+            [o for o, _ in pairs],
+            wanted,
+            [g for _, g in pairs],
+            create_graph=True,
+            allow_unused=True,
+        )
+        if wanted and pairs
+        else [None] * len(wanted)
+    )
+    return tuple(next(found) if need else None for need in needs)
+
+
+def recompute_stack(
+    cells: list[nn.Module],
+    xs: Tensor,
+    states: list[State],
+    mask: Tensor | None,
+    k: int,
+    residual: bool = False,
+    p: float = 0.0,
+    keeps: list[Tensor | None] | None = None,
+) -> tuple[Tensor, list[State]]:
+    """Cells (each with a chunk kernel, ``has_chunk_kernel``) stacked over xs (T, B, I) from
+    ``states`` (one per cell), checkpointed through time in chunks of ``k`` steps across the
+    stack (``RecomputeBPTT``). ``residual`` and dropout between layers as in
+    ``rnnkit.layers.Stacked``, with the keep masks ``keeps`` (T, B, O_l) bool drawn by the caller
+    (``keep_mask``; None: no dropout after that layer). mask (T, B, 1) bool or None. Returns
+    the top layer's ys and each layer's final state: the function of the stack without
+    checkpointing."""
+    for cell in cells:
+        if not has_chunk_kernel(cell):
+            raise ValueError(f"{type(cell).__name__} has no chunk kernel; use checkpoint_chunks")
+    if mask is not None and mask.dtype != torch.bool:
+        mask = mask.bool()
+    keeps = keeps if keeps is not None else [None] * len(cells)
+    leaves = [flatten_state(s) for s in states]
+    stack = Stack(list(cells), mask, residual, p, keeps, [len(s) for s in leaves])
+    tensors = [t for cell, s in zip(cells, leaves, strict=True) for t in (*s, *cell.parameters())]
+    ys, *finals = RecomputeBPTT.apply(k, stack, xs, *tensors)
+    out, i = [], 0
+    for state, n in zip(states, stack.n_state, strict=True):
+        out.append(tuple(finals[i : i + n]) if isinstance(state, tuple) else finals[i])
+        i += n
+    return ys, out
 
 
 def recompute_sequence(
@@ -295,12 +272,8 @@ def recompute_sequence(
     """``cell`` (one with a chunk kernel, ``has_chunk_kernel``) over xs (T, B, I) from
     ``state``, checkpointed through time in chunks of ``k`` steps inside its kernel; the same
     function as its kernel's runner. mask (T, B, 1) bool or None."""
-    if not has_chunk_kernel(cell):
-        raise ValueError(f"{type(cell).__name__} has no chunk kernel; use checkpoint_chunks")
-    if mask is not None and mask.dtype != torch.bool:
-        mask = mask.bool()
-    ys, *final = RecomputeBPTT.apply(k, *origin(cell, xs, state, mask))
-    return ys, tuple(final) if isinstance(state, tuple) else final[0]
+    ys, (final,) = recompute_stack([cell], xs, [state], mask, k)
+    return ys, final
 
 
 def checkpoint_chunks(
@@ -312,6 +285,7 @@ def checkpoint_chunks(
     outputs = []
     # split, not xs[a:b] in a loop: one op whose backward concatenates the chunk gradients
     for i, chunk in enumerate(xs.split(k)):
-        ys, state = checkpoint(run, cell, chunk, state, _piece(mask, i * k, k), use_reentrant=False)
+        part = _piece(mask, i * k, (i + 1) * k)
+        ys, state = checkpoint(run, cell, chunk, state, part, use_reentrant=False)
         outputs.append(ys)
     return torch.cat(outputs), state

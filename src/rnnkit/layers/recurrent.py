@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from rnnkit.cells.base import State, map_state
 from rnnkit.kernels import find_kernel, generic
-from rnnkit.kernels.recompute import checkpoint_chunks, has_chunk_kernel, recompute_sequence
+from rnnkit.kernels.chunks import has_chunk_kernel
+from rnnkit.kernels.recompute import checkpoint_chunks, recompute_sequence
 
 __all__ = [
     "Recurrent",

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
+import rnnkit.kernels.chunks as chunks
 import rnnkit.kernels.recompute as recompute
 from rnnkit.cells.elman import ElmanCell
 from rnnkit.cells.gru import GRUCell
@@ -60,7 +61,7 @@ def flat(ys, state):
 
 
 def test_every_kernel_has_a_chunk_kernel():
-    assert set(recompute.CHUNK_KERNELS) == {
+    assert set(chunks.CHUNK_KERNELS) == {
         ElmanCell,
         JordanCell,
         LSTMCell,
@@ -118,8 +119,8 @@ def test_fused_lstm_chunks_equal_the_hand_kernel():
     for backend in ("torch", "rnnkit"):
         with set_backend("lstm", backend):
             assert isinstance(
-                recompute._chunks_for(cell, xs, None),
-                recompute._FusedLSTMChunks if backend == "torch" else recompute._HandChunks,
+                chunks.chunks_for(cell, xs, None),
+                chunks._FusedLSTMChunks if backend == "torch" else chunks._HandChunks,
             )
             ys, (h, c) = recompute.recompute_sequence(cell, xs, leaves, None, 3)
             loss = (ys * ys.detach().cos()).sum() + h.sum() + (c * 2).sum()
@@ -209,3 +210,79 @@ def test_recurrent_checks_checkpoint_steps():
         layer(torch.randn(4, 1, 2), checkpoint_steps=-1)
     with pytest.raises(ValueError, match="checkpoint_steps must be an integer"):
         layer(torch.randn(4, 1, 2), checkpoint_steps=2.0)
+
+
+def kernel_stack(k: int, p: float = 0.3, residual: bool = True) -> Stacked:
+    torch.manual_seed(1)
+    layers = [
+        Recurrent(LSTMCell(2, 3, peephole=True)),
+        Recurrent(GRUCell(3, 3)),
+        Recurrent(JordanCell(3, 3)),
+        Recurrent(ElmanCell(3, 3)),
+    ]
+    return Stacked(layers, dropout=p, residual=residual, checkpoint_steps=k).to(D).train()
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("k", [1, 3])
+def test_kernel_stack_equals_storing_everything(p, k):
+    """Across the stack: residual links, dropout masks (drawn as k = 0 draws them), lengths."""
+    xs = torch.randn(T, B, 2, dtype=D, requires_grad=True)
+    h0 = torch.randn(B, 3, dtype=D, requires_grad=True)
+    results = []
+    for model in (kernel_stack(0, p), kernel_stack(k, p)):
+        torch.manual_seed(5)
+        ys, states = model(xs, [None, h0, None, None], lengths=LENGTHS)
+        leaves = [t for s in states for t in (s if isinstance(s, tuple) else (s,))]
+        loss = (ys * ys.detach().sin()).sum() + sum((t * 0.7).sum() for t in leaves)
+        wrt = [xs, h0, *model.parameters()]
+        results.append([ys, *leaves, *torch.autograd.grad(loss, wrt)])
+    for a, b in zip(*results, strict=True):
+        assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_kernel_stack_gradcheck():
+    """Two layers, a residual link and dropout between them, lengths; gradcheck's fast mode
+    (random directions; every kernel's full gradcheck is above)."""
+    torch.manual_seed(1)
+    cells = [LSTMCell(2, 2, peephole=True).to(D), GRUCell(2, 2).to(D)]
+    xs = torch.randn(5, 2, 2, dtype=D, requires_grad=True)
+    keeps = [recompute.keep_mask((5, 2, 2), 0.5, xs), None]  # fixed: f is deterministic
+    states = [c.init_state(2, dtype=D) for c in cells]
+    mask = length_mask(torch.tensor([5, 3]), 5)
+    params = [p for c in cells for p in c.parameters()]
+
+    def f(xs, *params):  # the parameters are perturbed in place: the cells' own
+        ys, finals = recompute.recompute_stack(cells, xs, states, mask, 2, True, 0.5, keeps)
+        return ys, *finals[0], finals[1]
+
+    assert torch.autograd.gradcheck(f, (xs, *params), fast_mode=True)
+
+
+def test_kernel_stack_saves_only_its_input_and_boundary_states():
+    """No layer's input or output is saved: the stack's input, the parameters and the states at
+    the chunks' starts (4 chunks of 10 steps) are all that backward keeps."""
+    layers = [Recurrent(LSTMCell(4, 8)), Recurrent(GRUCell(8, 8)), Recurrent(ElmanCell(8, 8))]
+    model = Stacked(layers, checkpoint_steps=10)
+    xs = torch.randn(40, 2, 4, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(
+        lambda t: saved.append(tuple(t.shape)) or t, lambda t: t
+    ):
+        with set_backend("lstm", "rnnkit"):
+            model(xs)
+    params = [tuple(p.shape) for p in model.parameters()]
+    states = [(2, 8)] * 4  # (h, c), h, h
+    assert sorted(saved) == sorted([(40, 2, 4), *states, *params, *[(4, 2, 8)] * 4])
+
+
+def test_kernel_stack_second_derivatives():
+    xs = torch.randn(T, B, 2, dtype=D, requires_grad=True)
+    penalties = []
+    for model in (kernel_stack(0), kernel_stack(3)):
+        torch.manual_seed(5)
+        ys, _ = model(xs, lengths=LENGTHS)
+        (gx,) = torch.autograd.grad((ys * ys).sum(), xs, create_graph=True)
+        penalties.append(torch.autograd.grad((gx * gx).sum(), [xs, *model.parameters()]))
+    for a, b in zip(*penalties, strict=True):
+        assert_close(a, b, rtol=1e-10, atol=1e-12)
