@@ -1,7 +1,9 @@
 """Checkpointing through time inside the kernels (``rnnkit.kernels.recompute``): gradcheck in
 float64 for every kernel, equal values and gradients to the kernel storing everything, with
-chunks that do not divide T and with masks; and ``Stacked`` with ``checkpoint_steps`` equal to
-without, for kernel cells and for a user's cell."""
+chunks that do not divide T and with masks; ``Stacked`` with ``checkpoint_steps`` equal to
+without, for kernel cells and for a user's cell; and the stack of kernels recomputed across
+its layers (``recompute_stack``): equal to storing everything with residual links, dropout and
+lengths, gradcheck, only the stack's input and the boundary states saved, second derivatives."""
 
 from __future__ import annotations
 
@@ -212,7 +214,7 @@ def test_recurrent_checks_checkpoint_steps():
         layer(torch.randn(4, 1, 2), checkpoint_steps=2.0)
 
 
-def kernel_stack(k: int, p: float = 0.3, residual: bool = True) -> Stacked:
+def kernel_stack(k: int, p: float = 0.3, in_kernels: bool = True) -> Stacked:
     torch.manual_seed(1)
     layers = [
         Recurrent(LSTMCell(2, 3, peephole=True)),
@@ -220,17 +222,21 @@ def kernel_stack(k: int, p: float = 0.3, residual: bool = True) -> Stacked:
         Recurrent(JordanCell(3, 3)),
         Recurrent(ElmanCell(3, 3)),
     ]
-    return Stacked(layers, dropout=p, residual=residual, checkpoint_steps=k).to(D).train()
+    stack = Stacked(layers, dropout=p, residual=True, checkpoint_steps=k).to(D).train()
+    stack.recompute_in_kernels = in_kernels
+    return stack
 
 
 @pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("k", [1, 3])
-def test_kernel_stack_equals_storing_everything(p, k):
-    """Across the stack: residual links, dropout masks (drawn as k = 0 draws them), lengths."""
+@pytest.mark.parametrize("in_kernels", [True, False])
+def test_kernel_stack_equals_storing_everything(p, k, in_kernels):
+    """Across the stack: residual links, dropout masks (drawn as k = 0 draws them), lengths;
+    inside the kernels and, for comparison, under torch.utils.checkpoint."""
     xs = torch.randn(T, B, 2, dtype=D, requires_grad=True)
     h0 = torch.randn(B, 3, dtype=D, requires_grad=True)
     results = []
-    for model in (kernel_stack(0, p), kernel_stack(k, p)):
+    for model in (kernel_stack(0, p), kernel_stack(k, p, in_kernels)):
         torch.manual_seed(5)
         ys, states = model(xs, [None, h0, None, None], lengths=LENGTHS)
         leaves = [t for s in states for t in (s if isinstance(s, tuple) else (s,))]

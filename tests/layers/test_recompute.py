@@ -112,13 +112,13 @@ def saved_bytes(layer, x) -> int:
 
 
 def test_saves_far_less_for_backward():
-    """Each layer keeps its input (T·B·I) and its states every k steps: here (I + H) = 48
-    numbers a token against about 7·H a token and layer for the stored activations."""
+    """The stack keeps its input (T·B·I) and each layer's states every k steps: here about
+    I + 2·2·H/k = 22 numbers a token against about 7·H a token and layer stored."""
     torch.manual_seed(0)
     x = torch.randn(400, 4, 16, requires_grad=True)
     plain = saved_bytes(tc.LSTM(16, 32, 2, use_kernel=True, peephole=True), x)
     chunked = saved_bytes(tc.LSTM(16, 32, 2, peephole=True, checkpoint_steps=20), x)
-    assert chunked * 6 < plain
+    assert chunked * 12 < plain
 
 
 def test_off_when_not_training_and_bad_values():
