@@ -75,23 +75,19 @@ def test_float32_lstm_on_both_backends(backend):
         lstm_kernels.set_lstm_backend("auto")
 
 
-def test_dropout_masks_repeat_in_the_recomputation():
-    """In training with dropout, the gradients are those of the chunked forward with the same
-    masks: recomputation replays the random numbers (torch.utils.checkpoint keeps RNG state)."""
+def test_dropout_masks_are_those_of_storing_everything():
+    """In training with dropout, the layers and dropout run in the same order as with k = 0, so
+    with the same seed the masks, the values and the gradients are those of storing everything
+    (kernel cells recompute inside the kernel, drawing no random numbers)."""
     torch.manual_seed(0)
+    plain = tc.GRU(3, 6, 3, dropout=0.5, dtype=D).train()
     layer = tc.GRU(3, 6, 3, dropout=0.5, dtype=D, checkpoint_steps=4).train()
+    layer.load_state_dict(plain.state_dict())
     x = torch.randn(10, 2, 3, dtype=D, requires_grad=True)
     torch.manual_seed(7)
     got = outputs_and_grads(layer, x, None)
-    torch.manual_seed(7)  # the same chunks through the same layers, nothing recomputed
-    stack, states, outputs = layer._stack, [None] * 3, []
-    layer._sync()
-    for chunk in x.split(4):
-        ys, states = stack._layers(chunk, states, None)
-        outputs.append(ys)
-    y = torch.cat(outputs)
-    loss = (y * torch.linspace(-1, 1, 6, dtype=D)).pow(2).sum() + (torch.stack(states) * 0.3).sum()
-    want = [y, torch.stack(states), *torch.autograd.grad(loss, [x, *layer.parameters()])]
+    torch.manual_seed(7)
+    want = outputs_and_grads(plain, x, None)
     for a, b in zip(got, want, strict=True):
         assert_close(a, b, rtol=1e-12, atol=1e-12)
 
@@ -116,11 +112,13 @@ def saved_bytes(layer, x) -> int:
 
 
 def test_saves_far_less_for_backward():
+    """The stack keeps its input (T·B·I) and each layer's states every k steps: here about
+    I + 2·2·H/k = 22 numbers a token against about 7·H a token and layer stored."""
     torch.manual_seed(0)
     x = torch.randn(400, 4, 16, requires_grad=True)
     plain = saved_bytes(tc.LSTM(16, 32, 2, use_kernel=True, peephole=True), x)
     chunked = saved_bytes(tc.LSTM(16, 32, 2, peephole=True, checkpoint_steps=20), x)
-    assert chunked * 10 < plain
+    assert chunked * 12 < plain
 
 
 def test_off_when_not_training_and_bad_values():

@@ -12,7 +12,8 @@ divides it by T·B·L.
 
 Rows: torch.nn.LSTM and torch.nn.GRU; rnnkit's twins on their default path (the plain float32
 LSTM runs torch's fused op), the LSTM on the hand-derived kernel, a peephole LSTM, and each with
-``checkpoint_steps`` (recompute instead of store, ``rnnkit.layers.Stacked``). ``memory ratio``
+``checkpoint_steps`` (recompute instead of store, ``rnnkit.layers.Stacked``: inside the kernels,
+and for the LSTM and the GRU also by ``torch.utils.checkpoint``). ``memory ratio``
 and ``time ratio`` compare a row with the twin it is measured against (torch.nn for rnnkit's
 plain rows, the same rnnkit layer without checkpointing for the checkpointed rows).
 
@@ -42,6 +43,16 @@ ROWS: dict[str, tuple[str, dict, str | None]] = {
     "rnnkit.LSTM": ("LSTM", {}, "torch.nn.LSTM"),
     "rnnkit.LSTM hand kernel": ("LSTM", {"backend": "rnnkit"}, "torch.nn.LSTM"),
     "rnnkit.LSTM checkpointed": ("LSTM", {"checkpoint": True}, "rnnkit.LSTM"),
+    "rnnkit.LSTM hand kernel checkpointed": (
+        "LSTM",
+        {"backend": "rnnkit", "checkpoint": True},
+        "rnnkit.LSTM hand kernel",
+    ),
+    "rnnkit.LSTM utils.checkpoint": (
+        "LSTM",
+        {"checkpoint": True, "in_kernels": False},
+        "rnnkit.LSTM",
+    ),
     "rnnkit.LSTM peephole": ("LSTM", {"peephole": True}, "torch.nn.LSTM"),
     "rnnkit.LSTM peephole checkpointed": (
         "LSTM",
@@ -51,6 +62,11 @@ ROWS: dict[str, tuple[str, dict, str | None]] = {
     "torch.nn.GRU": ("nn.GRU", {}, None),
     "rnnkit.GRU": ("GRU", {}, "torch.nn.GRU"),
     "rnnkit.GRU checkpointed": ("GRU", {"checkpoint": True}, "rnnkit.GRU"),
+    "rnnkit.GRU utils.checkpoint": (
+        "GRU",
+        {"checkpoint": True, "in_kernels": False},
+        "rnnkit.GRU",
+    ),
 }
 
 
@@ -95,10 +111,12 @@ def measure_row(row: str, T: int, B: int, H: int, L: int, k: int, threads: int) 
     options = dict(options)
     set_backend("lstm", options.pop("backend", "auto"))
     steps = k if options.pop("checkpoint", False) else 0
+    in_kernels = options.pop("in_kernels", True)
     if family.startswith("nn."):
         rnn = getattr(nn, family[3:])(H, H, L)
     else:
         rnn = getattr(torch_compat, family)(H, H, L, checkpoint_steps=steps, **options)
+        rnn._stack.recompute_in_kernels = in_kernels
     embed, head = nn.Embedding(VOCAB, H), nn.Linear(H, VOCAB)
 
     def train_step(length: int) -> None:

@@ -16,6 +16,8 @@ from torch import Tensor, nn
 
 from rnnkit.cells.base import State, map_state
 from rnnkit.kernels import find_kernel, generic
+from rnnkit.kernels.chunks import has_chunk_kernel
+from rnnkit.kernels.recompute import checkpoint_chunks, recompute_sequence
 
 __all__ = [
     "Recurrent",
@@ -102,6 +104,12 @@ class Recurrent(nn.Module):
             (``torch.no_grad()``, or nothing requires grad: a sampler's call) is a single call
             of the cell, the generic path's one step.
 
+    ``checkpoint_steps`` k > 0 checkpoints through time while autograd records (T > k): only
+    the input and the states at every k-th step are kept for backward, which recomputes one
+    chunk of k steps at a time; the same values and gradients. A cell with a kernel recomputes
+    inside it (``rnnkit.kernels.recompute``); any other cell runs its chunks under
+    ``torch.utils.checkpoint``.
+
     Shapes: xs (T, B, I); state as the cell's; lengths (B,) integers in [0, T].
     Returns ys (T, B, O), zero after each sequence's end, and the final state, which for each
     sequence is its state after its own last step.
@@ -119,10 +127,15 @@ class Recurrent(nn.Module):
         *,
         lengths: Tensor | None = None,
         reverse: bool = False,
+        checkpoint_steps: int = 0,
     ) -> tuple[Tensor, State]:
         if xs.dim() != 3:
             raise ValueError(f"input must be (T, B, features), got shape {tuple(xs.shape)}")
         T, B = xs.shape[:2]
+        if isinstance(checkpoint_steps, bool) or not isinstance(checkpoint_steps, int):
+            raise ValueError(f"checkpoint_steps must be an integer, got {checkpoint_steps!r}")
+        if checkpoint_steps < 0:
+            raise ValueError(f"checkpoint_steps must be >= 0 (0: off), got {checkpoint_steps}")
         lengths = check_lengths(lengths, T, B, xs.device)
         if state is None:
             state = self.cell.init_state(B, device=xs.device, dtype=xs.dtype)
@@ -137,7 +150,14 @@ class Recurrent(nn.Module):
             xs = flip_sequences(xs, lengths)
         mask = None if lengths is None else length_mask(lengths, T)
         run = find_kernel(self.cell) if self.use_kernel else None
-        ys, state = (run or generic)(self.cell, xs, state, mask)
+        k = checkpoint_steps
+        if k and T > k and self._records_graph(xs, state):
+            if run and has_chunk_kernel(self.cell):
+                ys, state = recompute_sequence(self.cell, xs, state, mask, k)
+            else:
+                ys, state = checkpoint_chunks(run or generic, self.cell, xs, state, mask, k)
+        else:
+            ys, state = (run or generic)(self.cell, xs, state, mask)
         if reverse:
             ys = flip_sequences(ys, lengths)
         return ys, state

@@ -10,7 +10,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from rnnkit.cells.base import State
-from rnnkit.layers.recurrent import length_mask
+from rnnkit.kernels import find_kernel
+from rnnkit.kernels.chunks import has_chunk_kernel
+from rnnkit.kernels.recompute import dropped, keep_mask, recompute_stack
+from rnnkit.layers.recurrent import Recurrent, check_lengths, check_state, length_mask
 
 
 class Stacked(nn.Module):
@@ -24,17 +27,27 @@ class Stacked(nn.Module):
             above the first in a uniform stack; the first too if input and output widths agree),
             as in Wu et al. 2016 (GNMT); the sum is what dropout and the next layer see.
         checkpoint_steps: k > 0 recomputes instead of storing (checkpointing through time): in
-            training, the sequence runs through all layers in chunks of k steps, each under
-            ``torch.utils.checkpoint`` (non-reentrant, RNG state preserved, so dropout masks
-            repeat), carrying the states from chunk to chunk. Backward stores only each chunk's
-            inputs and boundary states and recomputes one chunk's activations at a time: memory
-            O(T·input + k·activations) instead of O(T·activations), for one more forward pass.
-            Same values and gradients as k = 0 (tested). Unidirectional layers only: a reverse
-            direction needs the whole sequence.
+            training, the sequence runs through all layers in chunks of k steps, and backward
+            keeps only the stack's input and each layer's state at every k-th step and
+            recomputes one chunk of all layers at a time: memory O(T·input + L·T/k·state +
+            k·L·activations) instead of O(T·L·activations) (k ≈ √T is about the least), for
+            one more forward pass. When every layer is a ``Recurrent`` whose cell has a kernel,
+            the recomputation runs inside the kernels, the kernels' own backward over each
+            chunk (``rnnkit.kernels.recompute``); otherwise each chunk runs under
+            ``torch.utils.checkpoint`` (non-reentrant, RNG state preserved). The dropout masks
+            between ``Recurrent`` layers are drawn before the layers run, as wide as the whole
+            sequence, from the random numbers storing everything draws for them when the cells
+            draw none: the same values, masks and gradients as k = 0 (tested). Unidirectional
+            layers only: a reverse direction needs the whole sequence.
+
+    ``recompute_in_kernels`` (True) set to False on a stack runs its chunks under
+    ``torch.utils.checkpoint`` even where the kernels could recompute them, for comparisons.
 
     ``forward(xs, states=None, *, lengths=None) -> (ys, states)``: ``states`` is a list with one
     state per layer (or None for zeros); the returned list holds each layer's final state.
     """
+
+    recompute_in_kernels = True
 
     def __init__(
         self,
@@ -83,23 +96,54 @@ class Stacked(nn.Module):
             return self._checkpointed(xs, list(states), lengths, k)
         return self._layers(xs, states, lengths)
 
+    def _keeps(self, xs: Tensor) -> list[Tensor | None] | None:
+        """Dropout's keep masks after each layer (None after the top one or without dropout),
+        drawn as ``F.dropout`` would in ``_layers``; None when a layer's width is unknown."""
+        T, B = xs.shape[:2]
+        if not (self.dropout and self.training):
+            return [None] * len(self.layers)
+        cells = [getattr(layer, "cell", None) for layer in self.layers]
+        widths = [getattr(cell, "output_size", None) for cell in cells]
+        if None in widths[:-1]:
+            return None
+        return [keep_mask((T, B, w), self.dropout, xs) for w in widths[:-1]] + [None]
+
     def _checkpointed(
         self, xs: Tensor, states: list, lengths: Tensor | None, k: int
     ) -> tuple[Tensor, list[State]]:
         """Chunks of k steps through all layers, each recomputed in backward (checkpointing)."""
-        if lengths is not None:
-            lengths = torch.as_tensor(lengths, device=xs.device)
+        if xs.dim() != 3:
+            raise ValueError(f"input must be (T, B, features), got shape {tuple(xs.shape)}")
+        T, B = xs.shape[:2]
+        lengths = check_lengths(lengths, T, B, xs.device)
+        keeps = self._keeps(xs)
+        kernels = self.recompute_in_kernels and all(in_kernel(layer) for layer in self.layers)
+        if keeps is not None and kernels:
+            for l, (layer, state) in enumerate(zip(self.layers, states, strict=True)):
+                if state is None:
+                    states[l] = layer.cell.init_state(B, device=xs.device, dtype=xs.dtype)
+                else:
+                    check_state(layer.cell, state, B)
+            mask = None if lengths is None else length_mask(lengths, T)
+            cells = [layer.cell for layer in self.layers]
+            return recompute_stack(cells, xs, states, mask, k, self.residual, self.dropout, keeps)
         outputs = []
         # split, not xs[a:b] in a loop: one op whose backward concatenates the chunk gradients
         for i, chunk in enumerate(xs.split(k)):
             part = None if lengths is None else (lengths - i * k).clamp(0, len(chunk))
-            ys, states = checkpoint(self._layers, chunk, states, part, use_reentrant=False)
+            pieces = None if keeps is None else [m if m is None else m[i * k :][:k] for m in keeps]
+            ys, states = checkpoint(self._layers, chunk, states, part, pieces, use_reentrant=False)
             outputs.append(ys)
         return torch.cat(outputs), states
 
     def _layers(
-        self, xs: Tensor, states: Sequence[State | None], lengths: Tensor | None
+        self,
+        xs: Tensor,
+        states: Sequence[State | None],
+        lengths: Tensor | None,
+        keeps: list[Tensor | None] | None = None,
     ) -> tuple[Tensor, list[State]]:
+        """All layers over xs; dropout from the keep masks ``keeps`` if given."""
         finals = []
         # padding positions stay zero through residual sums, as every layer's outputs are
         mask = (
@@ -111,8 +155,21 @@ class Stacked(nn.Module):
             ys, state = layer(xs, state, lengths=lengths)
             if self.residual and ys.shape[-1] == xs.shape[-1]:
                 ys = ys + (xs if mask is None else xs * mask)
-            if self.dropout and l < len(self.layers) - 1:
+            if keeps is not None and keeps[l] is not None:
+                ys = dropped(ys, keeps[l], self.dropout)
+            elif keeps is None and self.dropout and l < len(self.layers) - 1:
                 ys = F.dropout(ys, self.dropout, self.training)
             xs = ys
             finals.append(state)
         return xs, finals
+
+
+def in_kernel(layer: nn.Module) -> bool:
+    """Whether ``layer`` checkpoints inside its kernel: a ``Recurrent`` running a cell that has
+    a chunk kernel (``rnnkit.kernels.chunks``)."""
+    return (
+        isinstance(layer, Recurrent)
+        and layer.use_kernel
+        and has_chunk_kernel(layer.cell)
+        and find_kernel(layer.cell) is not None
+    )
