@@ -96,7 +96,14 @@ def second_order(ctx: Any, n_inputs: int, tensors, grad_outputs) -> tuple:
         )
     needs = ctx.needs_input_grad[n_inputs + 1 :]
     outputs = origin.recompute(tensors)
-    wanted = [t for t, need in zip(tensors, needs, strict=True) if need]
+    return (None,) * (n_inputs + 1) + graph_grads(tensors, needs, outputs, grad_outputs)
+
+
+def graph_grads(inputs: tuple, needs: tuple, outputs: tuple, grad_outputs: tuple) -> tuple:
+    """The gradients of ``inputs`` (where ``needs`` says so; None elsewhere) through ``outputs``
+    recomputed under autograd, against ``grad_outputs``, with ``create_graph=True`` so that
+    they can be differentiated again."""
+    wanted = [t for t, need in zip(inputs, needs, strict=True) if need]
     pairs = [(o, g) for o, g in zip(outputs, grad_outputs, strict=True) if o.requires_grad]
     grads = iter(
         torch.autograd.grad(
@@ -109,7 +116,7 @@ def second_order(ctx: Any, n_inputs: int, tensors, grad_outputs) -> tuple:
         if wanted and pairs
         else [None] * len(wanted)
     )
-    return (None,) * (n_inputs + 1) + tuple(next(grads) if need else None for need in needs)
+    return tuple(next(grads) if need else None for need in needs)
 
 
 def save_with_origin(ctx: Any, origin_args: tuple, *tensors: Tensor | None) -> None:

@@ -55,7 +55,7 @@ from torch.utils.checkpoint import checkpoint
 
 from rnnkit.cells.base import State
 from rnnkit.kernels.chunks import Grads, chunks_for, has_chunk_kernel
-from rnnkit.kernels.dispatch import Origin, flatten_state
+from rnnkit.kernels.dispatch import Origin, flatten_state, graph_grads
 from rnnkit.kernels.registry import Runner
 
 __all__ = ["checkpoint_chunks", "dropped", "keep_mask", "recompute_sequence", "recompute_stack"]
@@ -213,23 +213,8 @@ class RecomputeBPTT(torch.autograd.Function):
 def _differentiable(ctx: Any, xs: Tensor, tensors: tuple, grad_outputs: tuple) -> tuple:
     """The gradients of xs and ``tensors`` through the stack recomputed by the generic path,
     with ``create_graph=True`` (second derivatives)."""
-    needs = ctx.needs_input_grad[2:]
-    inputs = (xs, *tensors)
     outputs = ctx.stack.recompute(xs, tensors)
-    wanted = [t for t, need in zip(inputs, needs, strict=True) if need]
-    pairs = [(o, g) for o, g in zip(outputs, grad_outputs, strict=True) if o.requires_grad]
-    found = iter(
-        torch.autograd.grad(
-            [o for o, _ in pairs],
-            wanted,
-            [g for _, g in pairs],
-            create_graph=True,
-            allow_unused=True,
-        )
-        if wanted and pairs
-        else [None] * len(wanted)
-    )
-    return tuple(next(found) if need else None for need in needs)
+    return graph_grads((xs, *tensors), ctx.needs_input_grad[2:], outputs, grad_outputs)
 
 
 def recompute_stack(
