@@ -136,14 +136,25 @@ def test_sampling_fills_the_box_with_the_servers_text(page, url):
     panel.find_element("css selector", "input.length").clear()
     panel.find_element("css selector", "input.length").send_keys("80")
     panel.find_element("css selector", "button.sample").click()
-    box = panel.find_element("css selector", "textarea.output")
-    text = until(page, lambda d: box.get_attribute("value"))
+    status = panel.find_element("css selector", ".status")
+    until(page, lambda d: "seed 7" in status.text)  # the stream has ended
+    text = panel.find_element("css selector", "textarea.output").get_attribute("value")
     sent = last_request(page)
+    assert sent["path"] == "models/charlm/sample/stream"
     assert sent["body"] == {"prime": "the ", "length": 80, "temperature": 1, "seed": 7}
-    answer = httpx.post(url + sent["path"], json=sent["body"]).json()
+    answer = httpx.post(url + "models/charlm/sample", json=sent["body"]).json()
     assert text == answer["text"] and text.startswith("the ") and len(text) > 4
-    assert "seed 7" in panel.find_element("css selector", ".status").text
     screenshot(page, "sample")
+
+
+def test_a_refused_sample_shows_the_servers_reason_and_no_text(page):
+    panel = open_tab(page, "charlm")
+    panel.find_element("css selector", "textarea.prime").send_keys("the €")  # not in the corpus
+    panel.find_element("css selector", "button.sample").click()
+    status = panel.find_element("css selector", ".status")
+    until(page, lambda d: "error" in status.get_attribute("class"))
+    assert status.text.startswith("422: ") and "never seen in training" in status.text
+    assert panel.find_element("css selector", "textarea.output").get_attribute("value") == ""
 
 
 def test_a_slider_change_changes_the_request(page):
@@ -154,8 +165,8 @@ def test_a_slider_change_changes_the_request(page):
     temperature.send_keys(Keys.ARROW_LEFT * 6)  # 1.00 -> 0.70 in steps of 0.05
     panel.find_element("css selector", "input.top-k").send_keys(Keys.ARROW_RIGHT * 5)  # off -> 5
     panel.find_element("css selector", "button.sample").click()
-    box = panel.find_element("css selector", "textarea.output")
-    until(page, lambda d: box.get_attribute("value"))
+    status = panel.find_element("css selector", ".status")
+    until(page, lambda d: "seed" in status.text)
     body = last_request(page)["body"]
     assert body["temperature"] == pytest.approx(0.7) and body["top_k"] == 5
     labels = [o.text for o in panel.find_elements("css selector", "output")]

@@ -133,6 +133,55 @@ def test_sampling_is_repeatable_by_seed_and_equal_to_rnnkit_sample(client, runs)
     assert again.json()["text"] == drawn["text"]
 
 
+def streamed(client, path: str, body: dict) -> tuple[list[bytes], httpx.Response]:
+    with client.stream("POST", path, json=body) as r:
+        return list(r.iter_raw()), r
+
+
+@pytest.mark.parametrize("seed", [7, 123])
+@pytest.mark.parametrize(
+    "options",
+    [{"prime": "the ", "temperature": 0.9, "top_k": 10}, {"prime": "", "top_p": 0.8}],
+)
+def test_the_stream_is_sample_s_text_sent_as_it_is_drawn(client, seed, options):
+    body = {**options, "length": 60, "seed": seed}
+    chunks, r = streamed(client, "/models/charlm/sample/stream", body)
+    assert r.status_code == 200 and r.headers["content-type"] == "text/plain; charset=utf-8"
+    assert r.headers["x-rnnkit-seed"] == str(seed)
+    whole = client.post("/models/charlm/sample", json=body).json()["text"]
+    assert b"".join(chunks).decode() == whole
+    assert len(chunks) > 1  # token by token, not the whole text at once
+
+
+def test_the_stream_equals_sample_on_the_uncompiled_loop_too(client, monkeypatch):
+    from rnnkit.kernels.fused import lm_sampler
+
+    body = {"prime": "the", "length": 30, "temperature": 1.1, "seed": 5}
+    compiled = client.post("/models/charlm/sample", json=body).json()["text"]
+    monkeypatch.setattr(lm_sampler, "packed_model", lambda model: None)  # decoding's loop
+    chunks, _ = streamed(client, "/models/charlm/sample/stream", body)
+    assert b"".join(chunks).decode() == compiled and len(chunks) > 1
+
+
+def test_a_stream_without_a_seed_names_the_one_drawn(client):
+    chunks, r = streamed(client, "/models/charlm/sample/stream", {"length": 20})
+    body = {"length": 20, "seed": int(r.headers["x-rnnkit-seed"])}
+    assert (
+        b"".join(chunks).decode() == client.post("/models/charlm/sample", json=body).json()["text"]
+    )
+
+
+def test_token_texts_join_to_the_decoded_text_for_words_and_line_ends():
+    from rnnkit.data.vocab import Vocab
+    from rnnkit.tasks.lm_commands import token_texts
+
+    vocab = Vocab.from_words({"a": 3, "b": 2, "c": 1}, max_size=10)
+    eos, a, b, c = (vocab.stoi[t] for t in (vocab.eos_token, "a", "b", "c"))
+    for ids in [[], [eos], [eos, eos], [a, eos, b], [a, b, eos, c, a, eos], [eos, a, b]]:
+        pieces = list(token_texts(vocab, ids))
+        assert len(pieces) == len(ids) and "".join(pieces) == vocab.decode(ids)
+
+
 def test_score_equals_rnnkit_score(client, runs, capsys):
     texts = ["the lazy dog.", "fox"]
     got = client.post("/models/charlm/score", json={"texts": texts}).json()["results"]
@@ -198,6 +247,11 @@ def test_predict_tagger_and_classifier(client):
         ("charlm/sample", {"length": "40"}, 422, "length"),
         ("charlm/sample", {"temperature": 0}, 422, "temperature"),
         ("charlm/sample", {"lenght": 40}, 422, "lenght"),
+        ("charlm/sample/stream", {"length": MAX_LENGTH + 1}, 422, "length"),
+        ("charlm/sample/stream", {"temperature": 0}, 422, "temperature"),
+        ("charlm/sample/stream", {"top_k": "5"}, 422, "top_k"),
+        ("charlm/sample/stream", {"prime": "the €"}, 422, "never seen in training"),
+        ("dates/sample/stream", {}, 400, "'dates' run: no sample"),
         ("charlm/score", {"texts": ["fox", "a" * (MAX_LENGTH + 1)]}, 422, "texts"),
         ("charlm/score", {"texts": []}, 422, "texts"),
         ("charlm/score", {"texts": ["the €"]}, 422, "never seen in training"),

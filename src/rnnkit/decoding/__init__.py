@@ -1,8 +1,9 @@
 """Choosing the next token and scoring sequences, one step at a time with carried state.
 
 - ``choose``: the policies (``Greedy``, ``Sample``: temperature, top-k, top-p) and the filters.
-- ``loop``: the one choose-and-feed-back loop (``generate``), its forms for language models
-  (``sample_batch``, ``sample_sequence``) and encoder-decoders (``decode_batch``), and
+- ``loop``: the one choose-and-feed-back loop (``generate``; ``generate_steps`` yields each
+  step), its forms for language models (``sample_batch``, ``sample_sequence``; one token at a
+  time ``sample_sequence_steps``) and encoder-decoders (``decode_batch``), and
   ``sequence_log_prob``.
 - ``beam``: beam search.
 
@@ -24,8 +25,10 @@ from rnnkit.decoding.loop import (
     StepFn,
     decode_batch,
     generate,
+    generate_steps,
     sample_batch,
     sample_sequence,
+    sample_sequence_steps,
     sequence_log_prob,
 )
 
@@ -41,10 +44,12 @@ __all__ = [
     "decode_batch",
     "filter_logits",
     "generate",
+    "generate_steps",
     "length_penalty",
     "policy",
     "sample_batch",
     "sample_sequence",
+    "sample_sequence_steps",
     "select_rows",
     "sequence_log_prob",
 ]

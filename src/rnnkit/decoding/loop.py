@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -94,25 +94,49 @@ def generate(
         (B, L) int64 token ids without the prime; L = ``length``, or fewer if every row
         finished earlier.
     """
+    out = list(generate_steps(step_fn, state, prime, length, choose, eos_id=eos_id))
+    if not out:
+        return torch.empty(prime.shape[0], 0, dtype=torch.long, device=prime.device)
+    return torch.stack(out, dim=1)  # (B, L)
+
+
+def generate_steps(
+    step_fn: StepFn,
+    state: Any,
+    prime: Tensor,
+    length: int,
+    choose: Choose,
+    *,
+    eos_id: int | None = None,
+) -> Iterator[Tensor]:
+    """``generate`` one token at a time: an iterator of the (B,) ids chosen at each step, each
+    yielded as soon as it is chosen (``generate`` stacks them), so the same steps and draws.
+
+    ``length`` is checked at the call, not at the first ``next``. Gradients are off inside each
+    step only, never across a ``yield``: grad mode is per thread, and the consumer may call
+    ``next`` from a different thread each time (a server's thread pool)."""
     _check_length(length)
-    B = prime.shape[0]
+    return _generate_steps(step_fn, state, prime, length, choose, eos_id)
+
+
+def _generate_steps(step_fn, state, prime, length, choose, eos_id) -> Iterator[Tensor]:
     if length == 0:
-        return torch.empty(B, 0, dtype=torch.long, device=prime.device)
-    out: list[Tensor] = []
-    done = torch.zeros(B, dtype=torch.bool, device=prime.device)
+        return
+    done = torch.zeros(prime.shape[0], dtype=torch.bool, device=prime.device)
     with torch.no_grad():
         for x in prime.unbind(1):  # (B,) per step
             logits, state = _step(step_fn, x, state)
-        for t in range(length):
+    for t in range(length):
+        with torch.no_grad():
             y = choose(logits).to(prime.device)
             if eos_id is not None:
                 y = y.masked_fill(done, eos_id)
                 done = done | (y == eos_id)
-            out.append(y)
-            if t == length - 1 or (eos_id is not None and bool(done.all())):
-                break
+        yield y
+        if t == length - 1 or (eos_id is not None and bool(done.all())):
+            return
+        with torch.no_grad():
             logits, state = _step(step_fn, y, state)
-    return torch.stack(out, dim=1)  # (B, L)
 
 
 def sample_batch(
@@ -186,19 +210,46 @@ def sample_sequence(
     Returns:
         The ``length`` generated token ids, without the prime.
     """
-    prime = _as_ids(prime_ids, "prime_ids", 1)
-    ids = sample_batch(
-        step_fn,
-        state,
-        prime.unsqueeze(0),
-        length,
-        greedy=greedy,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        generator=generator,
+    return list(
+        sample_sequence_steps(
+            step_fn,
+            state,
+            prime_ids,
+            length,
+            greedy=greedy,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
+        )
     )
-    return ids[0].tolist()
+
+
+def sample_sequence_steps(
+    step_fn: StepFn,
+    state: Any,
+    prime_ids: Sequence[int] | Tensor,
+    length: int,
+    *,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[int]:
+    """``sample_sequence`` one token at a time: an iterator of the ``length`` generated ids,
+    each yielded as soon as it is drawn (``sample_sequence`` is its list). The prime, length
+    and options are checked at the call, before the first ``next`` (see ``generate_steps``)."""
+    prime = _as_ids(prime_ids, "prime_ids", 1).unsqueeze(0)
+    if prime.shape[1] == 0:
+        raise UserError(
+            "the prime must hold at least one token (e.g. a newline or <eos>), got none"
+        )
+    _check_length(length)
+    choose = policy(
+        greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+    )
+    return (int(y[0]) for y in generate_steps(step_fn, state, prime, length, choose))
 
 
 def sequence_log_prob(

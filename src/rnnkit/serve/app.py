@@ -4,6 +4,8 @@ that turns any exception into a 500 JSON answer (logged, no traceback to the cli
     GET  /health                  {"status": "ok", "models": N}
     GET  /models                  name, task, kind, operations, config, metrics of each run
     POST /models/{name}/sample    language models: text from a prime (seeded)
+    POST /models/{name}/sample/stream  the same text as plain UTF-8, sent token by token as it
+                                  is drawn; the seed in the X-Rnnkit-Seed header
     POST /models/{name}/score     language models: log-probability, bits per token of texts
     POST /models/{name}/predict   seq2seq (+ attention), taggers (tags), classifiers
                                   (probabilities); ocr, speech (+ CTC columns), caption
@@ -13,13 +15,14 @@ that turns any exception into a 500 JSON answer (logged, no traceback to the cli
     GET  /                        the playground: one static page (static/) over these routes
 
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, so requests are served
-concurrently; see ``served`` for why they share no state."""
+concurrently; a stream's iterator is a sync one, which starlette advances in the same thread
+pool, one ``next`` at a time; see ``served`` for why they share no state."""
 
 import logging
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from rnnkit.errors import UserError
@@ -160,6 +163,17 @@ def create_app(
         choose = body.model_dump(exclude={"prime", "length", "seed"})
         text, seed = get(name).sample(body.prime, body.length, body.seed, **choose)
         return SampleResponse(model=name, text=text, seed=seed)
+
+    @app.post("/models/{name}/sample/stream", response_class=StreamingResponse)
+    def sample_stream(name: str, body: bodies.sample) -> StreamingResponse:  # type: ignore[valid-type]
+        """The text of ``/sample`` for the same body, as text/plain, each token sent as soon as
+        it is drawn; the seed in the ``X-Rnnkit-Seed`` header. Bad input: the same 4xx as
+        ``/sample``, before the stream starts."""
+        choose = body.model_dump(exclude={"prime", "length", "seed"})
+        pieces, seed = get(name).sample_stream(body.prime, body.length, body.seed, **choose)
+        return StreamingResponse(
+            pieces, media_type="text/plain; charset=utf-8", headers={"X-Rnnkit-Seed": str(seed)}
+        )
 
     @app.post("/models/{name}/score")
     def score(name: str, body: bodies.score) -> ScoreResponse:  # type: ignore[valid-type]

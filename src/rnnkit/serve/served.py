@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,13 +112,25 @@ class ServedModel:
 
     # ---- language models ---------------------------------------------------------------------
     def sample(self, prime: str, length: int, seed: int | None, **choose) -> tuple[str, int]:
-        """(the text, the seed used); without a seed one is drawn (never torch's global RNG)."""
-        from rnnkit.tasks.lm_commands import generate
+        """(the text, the seed used); without a seed one is drawn (never torch's global RNG).
+        The text is ``sample_stream``'s pieces joined: one code path, the same draws."""
+        pieces, seed = self.sample_stream(prime, length, seed, **choose)
+        return "".join(pieces), seed
+
+    def sample_stream(
+        self, prime: str, length: int, seed: int | None, **choose
+    ) -> tuple[Iterator[str], int]:
+        """(the text as it is drawn: the prime, then each token's text; the seed used). Bad
+        input raises here, before the first piece. The iterator holds the request's recurrent
+        state and generator; each ``next`` runs in inference mode on its own (the mode is per
+        thread, and a server may call ``next`` from a different thread each time)."""
+        from rnnkit.tasks.lm_commands import generate_pieces
 
         self.need("sample")
         seed = secrets.randbits(63) if seed is None else seed
         with torch.inference_mode():
-            return generate(self.loaded, prime, length, seed=seed, **choose), seed
+            pieces = generate_pieces(self.loaded, prime, length, seed=seed, **choose)
+        return _each_in_inference_mode(pieces), seed
 
     def score(self, text: str) -> dict:
         from rnnkit.tasks.lm_commands import score_text
@@ -230,6 +243,15 @@ class ServedModel:
             "tokens": c.tokens,
             "token_attention": c.attention,
         }
+
+
+def _each_in_inference_mode(items: Iterator[str]) -> Iterator[str]:
+    while True:
+        with torch.inference_mode():
+            item = next(items, None)
+        if item is None:
+            return
+        yield item
 
 
 def model_name(run: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from rnnkit.data.text import Vocab
@@ -22,23 +23,36 @@ def continue_ids(model, prime_ids: list[int], length: int, **choose) -> list[int
     """``sample_sequence(model.step, None, prime_ids, length, **choose)``; for the models the
     compiled sampler takes (``rnnkit.kernels.fused.lm_sampler``: float32 LSTM or GRU stacks on
     the CPU), one compiled call per token, with the same random draws, so the same tokens."""
-    from rnnkit.decoding import check_sampling_options, sample_sequence
+    return list(continue_steps(model, prime_ids, length, **choose))
+
+
+def continue_steps(model, prime_ids: list[int], length: int, **choose) -> Iterator[int]:
+    """``continue_ids`` one token at a time: each id yielded as soon as it is drawn (the same
+    draws); the prime, length and options are checked at the call, before the first ``next``."""
+    from rnnkit.decoding import check_sampling_options, sample_sequence_steps
     from rnnkit.kernels.fused import lm_sampler
 
     compiled = isinstance(length, int) and length >= 0 and len(prime_ids) > 0
     packed = lm_sampler.packed_model(model) if compiled else None
     if packed is None:
-        return sample_sequence(model.step, None, prime_ids, length, **choose)
+        return sample_sequence_steps(model.step, None, prime_ids, length, **choose)
     if not choose.get("greedy"):
         options = ("temperature", "top_k", "top_p")
         check_sampling_options(**{key: choose[key] for key in options if key in choose})
-    return lm_sampler.sample(packed, list(prime_ids), length, **choose)
+    return lm_sampler.sample_steps(packed, list(prime_ids), length, **choose)
 
 
 def generate(loaded, prime: str | None, length: int, **choose) -> str:
     """``length`` tokens sampled from a loaded language model after ``prime`` (default: a line
     start), the prime included; ``choose``: sample_sequence's options and ``seed`` (a
     torch.Generator of its own; None: torch's global generator)."""
+    return "".join(generate_pieces(loaded, prime, length, **choose))
+
+
+def generate_pieces(loaded, prime: str | None, length: int, **choose) -> Iterator[str]:
+    """``generate`` as it is drawn: the prime (if one is given), then each token's text as soon
+    as the token is drawn; joined, the pieces are ``generate``'s text (the same draws). Bad
+    input raises at the call, before the first piece."""
     import torch
 
     vocab, model = loaded.vocab, loaded.model
@@ -50,8 +64,33 @@ def generate(loaded, prime: str | None, length: int, **choose) -> str:
         shown = prime
     seed = choose.pop("seed", None)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    ids = continue_ids(model, prime_ids, length, generator=generator, **choose)
-    return shown + vocab.decode(ids)
+    ids = continue_steps(model, prime_ids, length, generator=generator, **choose)
+    return _pieces(vocab, shown, ids)
+
+
+def _pieces(vocab: Vocab, shown: str, ids: Iterator[int]) -> Iterator[str]:
+    if shown:
+        yield shown
+    yield from token_texts(vocab, ids)
+
+
+def token_texts(vocab: Vocab, ids: Iterable[int]) -> Iterator[str]:
+    """The text of each id in turn, such that the texts joined are ``vocab.decode(ids)``:
+    characters as they are; words with a space before each word that follows a word, and
+    ``<eos>`` as a line break."""
+    if vocab.level == "char":
+        for i in ids:
+            yield vocab.decode([i])
+        return
+    eos = vocab.stoi.get(vocab.eos_token) if vocab.eos_token is not None else None
+    after_word = False
+    for i in ids:
+        if i == eos:
+            yield "\n"
+            after_word = False
+        else:
+            yield (" " if after_word else "") + vocab.decode([i])
+            after_word = True
 
 
 def predict(loaded, text: str, length: int = 200) -> str:

@@ -21,6 +21,7 @@ takes the generic loop.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -229,9 +230,36 @@ def sample(
 ) -> list[int]:
     """``rnnkit.decoding.sample_sequence`` from a zero state, compiled: ``length`` tokens after
     ``prime`` (at least one token; options checked by the caller), the same random draws."""
-    out: list[int] = []
+    return list(
+        sample_steps(
+            packed,
+            prime,
+            length,
+            greedy=greedy,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            generator=generator,
+        )
+    )
+
+
+def sample_steps(
+    packed: PackedLM,
+    prime: list[int],
+    length: int,
+    *,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[int]:
+    """``sample`` one token at a time: each id yielded as soon as it is drawn (``sample`` is
+    the list), so the same draws. Nothing runs before the first ``next``; the state lives in
+    the iterator, and no grad mode is held across a ``yield`` (the consumer may change thread)."""
     if length == 0:
-        return out
+        return
     run = Stepper(packed, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
     for token in prime[:-1]:
         run.step(token, emit=False)
@@ -247,8 +275,7 @@ def sample(
         else:
             q.exponential_(generator=generator)  # torch.multinomial's draw (see the module doc)
             token = fn(ref, token, 1, q.data_ptr())
-        out.append(token)
-    return out
+        yield token
 
 
 def packed_model(model: nn.Module) -> PackedLM | None:

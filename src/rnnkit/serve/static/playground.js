@@ -35,6 +35,25 @@ async function api(path, body) {
   return data;
 }
 
+// POSTs `body` to a streamed route (text/plain) and calls `onText` with each piece of text as it
+// arrives; a 4xx comes before the stream, as JSON. Returns the response (for its headers).
+async function stream(path, body, onText) {
+  window.rnnkitRequests.push({ path, body });
+  const response = await fetch(path, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(describe((await response.json()).detail, response.status));
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();  // {stream: true} keeps a character split across chunks
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    onText(decoder.decode(value, { stream: true }));
+  }
+  onText(decoder.decode());
+  return response;
+}
+
 // Runs `work` on a button press: the button is disabled meanwhile, errors go to the status line.
 function wire(button, status, work) {
   button.addEventListener("click", async () => {
@@ -61,7 +80,7 @@ function slider(label, attrs, show) {
 
 const route = (model, op) => `models/${encodeURIComponent(model.name)}/${op}`;
 
-// ---- language models: sample -----------------------------------------------------------------
+// ---- language models: sample, streamed -----------------------------------------------------------
 function languageModelPanel(model, panel) {
   const prime = el("textarea", { rows: 2, class: "prime", placeholder: "prime (empty: a line start)" });
   const [temperature, tLabel] = slider("temperature", { class: "temperature", min: 0.1, max: 2, step: 0.05, value: 1 },
@@ -83,9 +102,12 @@ function languageModelPanel(model, panel) {
     const body = { prime: prime.value, length: Number(length.value), temperature: Number(temperature.value) };
     if (Number(topK.value) > 0) body.top_k = Number(topK.value);
     if (seed.value !== "") body.seed = Number(seed.value);
-    const answer = await api(route(model, "sample"), body);
-    output.value = answer.text;
-    return `seed ${answer.seed}`;
+    output.value = "";
+    const response = await stream(route(model, "sample/stream"), body, (text) => {
+      output.value += text;
+      output.scrollTop = output.scrollHeight;
+    });
+    return `seed ${response.headers.get("x-rnnkit-seed")}`;
   });
 }
 
