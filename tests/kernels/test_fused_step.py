@@ -4,6 +4,8 @@ with the compiled step on; the fallback without a compiler says so once."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -186,3 +188,21 @@ def test_saturation_and_nan_behave_as_the_torch_ops(name: str, dtype: torch.dtyp
     for oc, oo in zip(compiled, ops, strict=True):
         assert torch.equal(oc.isnan(), oo.isnan())
         torch.testing.assert_close(oc, oo, equal_nan=True, **TOL[dtype])
+
+
+def test_a_bad_rnnkit_fused_is_one_line_at_first_use_not_an_import_traceback(monkeypatch):
+    import subprocess
+    import sys
+
+    from rnnkit.kernels import backends
+    from user_errors import one_line_error
+
+    env = {**os.environ, "RNNKIT_FUSED": "bogus"}
+    done = subprocess.run([sys.executable, "-c", "import rnnkit.kernels.backends"], env=env)
+    assert done.returncode == 0  # importing rnnkit never fails on it
+    monkeypatch.setenv("RNNKIT_FUSED", "bogus")
+    monkeypatch.setattr(backends, "_pending_env", {"fused": "RNNKIT_FUSED"})
+    monkeypatch.setitem(backends._settings, "fused", "auto")
+    one_line_error(lambda: backends.get_backend("fused"), "RNNKIT_FUSED", "'bogus'", "compiled")
+    monkeypatch.setenv("RNNKIT_FUSED", "torch")
+    assert backends.get_backend("fused") == "torch"

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import os
 
+from rnnkit.errors import UserError
+
 OPTIONS: dict[str, tuple[str, ...]] = {
     "lstm": ("auto", "torch", "rnnkit"),
     "step": ("auto", "numpy", "torch", "off"),
@@ -44,16 +46,23 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 """Each switch and its values; the first is the default."""
 
 _settings = {name: values[0] for name, values in OPTIONS.items()}
-_env = os.environ.get("RNNKIT_FUSED")
-if _env:  # the initial "fused" setting
-    if _env not in OPTIONS["fused"]:
-        raise ValueError(f"RNNKIT_FUSED must be one of {list(OPTIONS['fused'])}, got {_env!r}")
-    _settings["fused"] = _env
+_pending_env = {"fused": "RNNKIT_FUSED"}  # read at the first use, so a bad value is one line
 
 
 def _check_name(name: str) -> str:
     if name not in OPTIONS:
         raise ValueError(f"backend name must be one of {list(OPTIONS)}, got {name!r}")
+    if name in _pending_env:  # the initial setting from the environment
+        variable = _pending_env[name]
+        value = os.environ.get(variable)
+        if value and value not in OPTIONS[name]:  # refused at every use until it is mended
+            raise UserError(
+                f"environment variable {variable} is {value!r}: expected one of "
+                + ", ".join(OPTIONS[name])
+            )
+        if value:
+            _settings[name] = value
+        del _pending_env[name]
     return name
 
 
