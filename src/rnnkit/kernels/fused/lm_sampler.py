@@ -217,31 +217,12 @@ class Stepper:
         return self._fn(self._ref, token, int(emit), None if q is None else q.data_ptr())
 
 
-def sample(
-    packed: PackedLM,
-    prime: list[int],
-    length: int,
-    *,
-    greedy: bool = False,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> list[int]:
+def sample(packed: PackedLM, prime: list[int], length: int, **options) -> list[int]:
     """``rnnkit.decoding.sample_sequence`` from a zero state, compiled: ``length`` tokens after
-    ``prime`` (at least one token; options checked by the caller), the same random draws."""
-    return list(
-        sample_steps(
-            packed,
-            prime,
-            length,
-            greedy=greedy,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            generator=generator,
-        )
-    )
+    ``prime`` (at least one token; options checked by the caller), the same random draws.
+    ``options``: those of ``sample_steps`` (``greedy``, ``temperature``, ``top_k``, ``top_p``,
+    ``generator``), whose list this is."""
+    return list(sample_steps(packed, prime, length, **options))
 
 
 def sample_steps(
