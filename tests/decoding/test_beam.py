@@ -174,3 +174,45 @@ def test_bad_options():
         beam_search(toy_step, state, 1, bos_id=BOS, eos_id=EOS, max_len=3, beam_width=2, n_best=3)
     with pytest.raises(UserError, match="max_len"):
         decode_batch(toy_step, state, 1, bos_id=BOS, eos_id=EOS, max_len=0)
+
+
+@pytest.mark.parametrize(("n_best", "alpha"), [(1, 0.0), (2, 0.0), (1, 0.8), (3, 1.5)])
+def test_early_stop_returns_what_the_full_search_returns_and_steps_fewer_rows(n_best, alpha):
+    """early_stop drops each sequence once its n-best cannot change: the same hypotheses and
+    scores as running every sequence until K hypotheses finish, for fewer rows stepped. A
+    peaked model (large output weights) finishes some sequences early, as a trained one does."""
+    torch.manual_seed(4)
+    cfg = Seq2SeqConfig(embedding_size=8, hidden_size=16, attention="bahdanau")
+    m = Seq2Seq(9, 9, cfg).double().eval()
+    with torch.no_grad():
+        m.decoder.head.weight.mul_(6.0)
+    srcs = [[4, 5, 6], [7, 8], [4, 4, 4, 4, 5], [6], [8, 7, 6, 5], [5, 5]]
+    b = make_batch(srcs, [[]] * len(srcs), range(len(srcs)))
+    state = m.encode(b.src, b.src_lengths)
+    rows = {True: 0, False: 0}
+
+    def counting(early):
+        def step(tokens, s):
+            rows[early] += len(tokens)
+            return m.step(tokens, s)
+
+        return step
+
+    options = {"bos_id": BOS, "eos_id": EOS, "max_len": 12, "beam_width": 4, "n_best": n_best}
+    out = {
+        early: beam_search(
+            counting(early),
+            state,
+            len(srcs),
+            **options,
+            alpha=alpha,
+            early_stop=early,
+            reorder=m.reorder_state,
+        )
+        for early in (False, True)
+    }
+    assert [[ids for ids, _ in h] for h in out[True]] == [[ids for ids, _ in h] for h in out[False]]
+    for h, g in zip(out[True], out[False], strict=True):
+        assert [sc for _, sc in h] == pytest.approx([sc for _, sc in g], abs=1e-9)
+    # with a strong length penalty the bound is loose: no fewer rows, but never more
+    assert rows[True] < rows[False] if alpha == 0 else rows[True] <= rows[False]

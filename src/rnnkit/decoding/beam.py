@@ -57,6 +57,7 @@ def beam_search(
     alpha: float = 0.0,
     device: torch.device | str | None = None,
     reorder: Callable[[Any, Tensor], Any] | None = None,
+    early_stop: bool = True,
 ) -> list[list[tuple[list[int], float]]]:
     """Beam search for B sequences at once: the ``beam_width`` best prefixes are kept per
     sequence at every step; a prefix ending in <eos> is finished and ranked by
@@ -66,9 +67,18 @@ def beam_search(
     steps (its open prefixes then count as finished). With ``beam_width`` 1 this is greedy
     decoding.
 
+    ``early_stop`` (exact): a sequence also stops as soon as its ``n_best`` best finished
+    hypotheses score at least the bound u = max_k s_k / max(lp(t + 1), lp(max_len + 1)) over
+    its open prefixes' log-probabilities s_k ≤ 0 (extending a prefix only lowers s, and lp is
+    monotone in the length, so no later hypothesis can score above u): the returned n-best are
+    those the full search returns. A stopped or complete sequence leaves the batch (its rows of
+    the state are dropped with ``select_rows``), so the steps cost what the open sequences
+    need. ``early_stop=False`` runs every sequence until it is complete, all rows to the end.
+
     Args:
         step_fn: ``step_fn(token_ids (N,), state) -> (logits (N, V), state)``; it is called with
-            N = B · beam_width rows, beam k of sequence b at row b · beam_width + k.
+            N = A · beam_width rows for the A sequences still open, beam k of the a-th at row
+            a · beam_width + k.
         state: the initial state for B rows, batch-first; it is repeated beam_width times
             (``select_rows``) and reordered as beams are chosen.
         batch_size: B.
@@ -79,9 +89,10 @@ def beam_search(
         alpha: the length-penalty exponent α (0: none; ~0.6-1: favour longer outputs).
         device: where the token ids live.
         reorder: ``reorder(state, index)`` -> the state's rows ``index`` after each step
-            (default ``select_rows``). Row b·K + k is only ever replaced by a row of the same
-            sequence b, so parts that are the same for all K beams of a sequence (an encoder's
+            (default ``select_rows``). Row a·K + k is only ever replaced by a row of the same
+            sequence a, so parts that are the same for all K beams of a sequence (an encoder's
             memory) may be returned as they are: ``Seq2Seq.reorder_state`` does that.
+        early_stop: stop each sequence once its n-best cannot change (above), and drop it.
 
     Returns:
         For each of the B sequences, ``n_best`` pairs (token ids without <bos>/<eos>, score),
@@ -89,52 +100,89 @@ def beam_search(
     """
     _check_decode_options(max_len, beam_width, n_best)
     B, K = batch_size, beam_width
-    state = select_rows(state, torch.arange(B, device=device).repeat_interleave(K))
-    scores = torch.full((B, K), -math.inf, dtype=torch.float64, device=device)
-    scores[:, 0] = 0.0  # one live prefix (<bos>) per sequence at the start
-    prefixes = torch.zeros(B, K, 0, dtype=torch.long, device=device)
-    y = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
+    Kc = 1  # prefixes per sequence: one (<bos>) at the first step, then K
+    scores = torch.zeros(B, 1, dtype=torch.float64, device=device)
+    prefixes = torch.zeros(B, 1, 0, dtype=torch.long, device=device)
+    y = torch.full((B,), bos_id, dtype=torch.long, device=device)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
-    complete = [False] * B
+    active = torch.arange(B)  # the sequences still open, in the order of the rows
     with torch.no_grad():
         for t in range(max_len):
             logits, state = _step(step_fn, y, state)
-            logp = torch.log_softmax(logits.double(), dim=-1).view(B, K, -1)
+            A, last = len(active), t == max_len - 1
+            logp = torch.log_softmax(logits.double(), dim=-1).view(A, Kc, -1)
             V = logp.shape[-1]
-            total = (scores.unsqueeze(-1) + logp).view(B, K * V)
-            top, flat = total.topk(min(2 * K, K * V), dim=-1)  # (B, 2K): enough to keep K open
-            top, flat = top.tolist(), flat.tolist()
-            rows, tokens, new_scores = [], [], []
-            last = t == max_len - 1
-            for b in range(B):
-                kept = []  # (row, token, score) of the open prefixes kept for sequence b
-                for value, index in zip(top[b], flat[b], strict=True):
-                    if complete[b] or len(kept) == K or value == -math.inf:
-                        break
-                    k, v = divmod(index, V)
-                    if v == eos_id or last:
-                        seq = prefixes[b, k].tolist() + ([] if v == eos_id else [v])
-                        norm = value / length_penalty(len(seq) + 1, alpha)
-                        finished[b].append((norm, seq))
-                        complete[b] = len(finished[b]) >= K
-                    else:
-                        kept.append((b * K + k, v, value))
-                # a complete sequence, or too few continuations: dead rows (score -inf) fill in
-                kept += [(b * K, eos_id, -math.inf)] * (K - len(kept))
-                for row, v, value in kept:
-                    rows.append(row)
-                    tokens.append(v)
-                    new_scores.append(value)
-            if all(complete) or last:
+            total = (scores.unsqueeze(-1) + logp).view(A, Kc * V)
+            top, flat = total.topk(min(2 * K, Kc * V), dim=-1)  # (A, 2K): enough to keep K open
+            if top.shape[1] < K:  # fewer candidates than beams (a tiny vocabulary): dead ones
+                pad = K - top.shape[1]
+                top = torch.cat([top, top.new_full((A, pad), -math.inf)], dim=1)
+                flat = torch.cat([flat, flat.new_zeros(A, pad)], dim=1)
+            k, v = flat.div(V, rounding_mode="floor"), flat.remainder(V)
+            ends = (v == eos_id) | last  # these candidates finish a hypothesis
+            done_before = torch.tensor([len(finished[b]) for b in active.tolist()])
+            # candidates are taken best first until K are kept open or the sequence completes
+            taken = (
+                (top > -math.inf)
+                & ((done_before.unsqueeze(1) + exclusive_cumsum(ends)) < K)
+                & (exclusive_cumsum(~ends) < K)
+            )
+            for a, j in (taken & ends).nonzero().tolist():
+                b, kk, vv = int(active[a]), int(k[a, j]), int(v[a, j])
+                seq = prefixes[a, kk].tolist() + ([] if vv == eos_id else [vv])
+                norm = float(top[a, j]) / length_penalty(len(seq) + 1, alpha)
+                finished[b].append((norm, seq))
+            if last:
                 break
-            index = torch.tensor(rows, dtype=torch.long, device=device)
-            state = (reorder or select_rows)(state, index)
-            y = torch.tensor(tokens, dtype=torch.long, device=device)
-            prefixes = torch.cat([prefixes.view(B * K, -1)[index], y.unsqueeze(1)], dim=1)
-            prefixes = prefixes.view(B, K, -1)
-            scores = torch.tensor(new_scores, dtype=torch.float64, device=device).view(B, K)
+            # the kept open candidates first (in rank order), dead rows (score -inf) after
+            kept = taken & ~ends
+            order = torch.sort((~kept).to(torch.int8), dim=1, stable=True).indices[:, :K]
+            alive = kept.gather(1, order)
+            rows = torch.arange(A).unsqueeze(1) * Kc + k.gather(1, order)
+            rows = torch.where(alive, rows, torch.arange(A).unsqueeze(1) * Kc)
+            tokens = torch.where(alive, v.gather(1, order), eos_id)
+            scores = torch.where(alive, top.gather(1, order), -math.inf)
+            index = rows.view(-1).to(device)
+            # the first step widens each sequence's one row to K: every part of the state moves
+            state = (reorder or select_rows)(state, index) if Kc == K else select_rows(state, index)
+            y = tokens.view(-1).to(device)
+            prefixes = torch.cat([prefixes.view(A * Kc, -1)[index], y.unsqueeze(1)], dim=1)
+            Kc = K
+            prefixes = prefixes.view(A, K, -1)
+            scores = scores.to(device)
+            keep = open_sequences(
+                active, finished, scores, K, n_best, early_stop, t, max_len, alpha
+            )
+            if not keep.any():
+                break
+            if early_stop and not keep.all():
+                active, scores, prefixes = active[keep], scores[keep], prefixes[keep]
+                rows = (keep.nonzero() * K + torch.arange(K)).view(-1).to(device)
+                state, y = select_rows(state, rows), y[rows]
     results = []
     for b in range(B):
         ranked = sorted(finished[b], key=lambda h: -h[0])[:n_best]
         results.append([(seq, norm) for norm, seq in ranked])
     return results
+
+
+def exclusive_cumsum(mask: Tensor) -> Tensor:
+    """How many of the earlier entries of each row are True."""
+    counts = mask.long().cumsum(dim=1)
+    return counts - mask.long()
+
+
+def open_sequences(active, finished, scores, K, n_best, early_stop, t, max_len, alpha) -> Tensor:
+    """(A,) bool: which active sequences go on: not complete (K finished), some prefix alive,
+    and (with ``early_stop``) an open prefix that could still beat the n_best-th finished."""
+    best_open = scores.max(dim=1).values.tolist()
+    widest = max(length_penalty(t + 2, alpha), length_penalty(max_len + 1, alpha))
+    keep = []
+    for b, s in zip(active.tolist(), best_open, strict=True):
+        done = finished[b]
+        go = len(done) < K and s > -math.inf
+        if go and early_stop and len(done) >= n_best:
+            nth = sorted((norm for norm, _ in done), reverse=True)[n_best - 1]
+            go = nth < s / widest
+        keep.append(go)
+    return torch.tensor(keep, dtype=torch.bool)
