@@ -8,13 +8,15 @@ from torch.func import functional_call
 
 from rnnkit.attention import (
     AdditiveAttention,
+    GatedAttention,
+    LocationAttention,
     MultiplicativeAttention,
     make_attention,
     masked_softmax,
 )
 
 B, S, Q, M = 3, 5, 4, 4
-KINDS = ["bahdanau", "luong-dot", "luong-general"]
+KINDS = ["bahdanau", "location", "luong-dot", "luong-general"]
 
 
 def inputs(dtype=torch.float32):
@@ -117,7 +119,71 @@ def test_registry_names_every_kind_once_and_says_when_it_queries():
     for kind, cls in ATTENTION.items():
         attn = make_attention(kind, Q, M, 6)
         assert type(attn) is cls
-        assert attn.queries_before_step == (kind == "bahdanau")
+        assert attn.queries_before_step == (kind in ("bahdanau", "location"))
+        assert attn.uses_previous == (kind == "location")
     assert make_attention("bahdanau", Q, M).query.out_features == Q  # attention_size 0: Q
     with pytest.raises(ValueError, match="memory_size must be >= 1"):
         make_attention("luong-general", Q, 0)
+
+
+def previous_weights(dtype=torch.float32):
+    _, _, mask = inputs(dtype)
+    return masked_softmax(torch.randn(B, S, dtype=dtype), mask)
+
+
+def test_location_attention_scores_with_the_previous_weights():
+    """e_s = vᵀ tanh(W_q q + W_m m_s + b + U f_s), f = the filters ∗ α_{t-1} (zero-padded),
+    checked by a loop over positions and filter taps; and the weights move with α_{t-1}."""
+    torch.manual_seed(0)
+    attn = LocationAttention(Q, M, 6, filters=3, width=3)
+    query, memory, mask = inputs()
+    prev = previous_weights()
+    context, alpha = attn(query, memory, mask, previous=prev)
+    F = attn.conv.weight[:, 0]  # (filters, width)
+    rows = []
+    for b in range(B):
+        e = []
+        for s in range(int(mask[b].sum())):
+            taps = [prev[b, s + j - 1] if 0 <= s + j - 1 < S else 0.0 for j in range(3)]
+            f = torch.stack([sum(F[k, j] * taps[j] for j in range(3)) for k in range(3)])
+            hidden = (
+                attn.query.weight @ query[b]
+                + attn.memory.weight @ memory[b, s]
+                + attn.memory.bias
+                + attn.location.weight @ f
+            )
+            e.append(attn.v.weight[0] @ torch.tanh(hidden))
+        a = torch.softmax(torch.stack(e), 0)
+        rows.append(torch.cat([a, torch.zeros(S - len(e))]))
+    torch.testing.assert_close(alpha, torch.stack(rows))
+    torch.testing.assert_close(context, torch.einsum("bs,bsm->bm", alpha, memory))
+    _, moved = attn(query, memory, mask, previous=prev.roll(1, dims=1) * mask)
+    assert not torch.allclose(moved, alpha)
+
+
+def test_location_attention_gradcheck_through_the_previous_weights():
+    attn = LocationAttention(Q, M, 6, filters=2, width=5).double()
+    query, memory, mask = inputs(torch.float64)
+    prev = previous_weights(torch.float64).requires_grad_()
+    names = [n for n, _ in attn.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_() for p in attn.parameters())
+
+    def f(q, m, a, *ps):
+        return functional_call(
+            attn, dict(zip(names, ps, strict=True)), (q, m, mask), {"previous": a}
+        )
+
+    args = (query.requires_grad_(), memory.requires_grad_(), prev, *params)
+    assert torch.autograd.gradcheck(f, args)
+
+
+def test_gated_location_attention_passes_the_previous_weights_on():
+    inner = LocationAttention(Q, M, 6)
+    gated = GatedAttention(inner, Q)
+    query, memory, mask = inputs()
+    prev = previous_weights()
+    _, alpha = gated(query, memory, mask, previous=prev)
+    torch.testing.assert_close(alpha, inner(query, memory, mask, previous=prev)[1])
+    assert gated.uses_previous and gated.queries_before_step
+    with pytest.raises(ValueError, match="width must be odd"):
+        LocationAttention(Q, M, width=4)

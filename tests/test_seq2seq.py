@@ -32,6 +32,7 @@ MODES = [
     ("none", "both"),
     ("bahdanau", "init"),
     ("bahdanau", "none"),
+    ("location", "init"),
     ("luong-dot", "init"),
     ("luong-general", "both"),
 ]
@@ -66,6 +67,7 @@ STEPPED = [
     ("bahdanau", "init", "lstm", 1),
     ("bahdanau", "none", "gru", 2),
     ("luong-dot", "init", "lstm", 2),
+    ("location", "both", "lstm", 2),
 ]
 
 
@@ -75,11 +77,13 @@ def test_step_loop_equals_teacher_forced_forward(attention, context, cell, layer
     them) gives the logits of the step-by-step decoder."""
     m = model(attention=attention, context=context, cell=cell, decoder_layers=layers)
     b = batch()
-    logits, _ = m(b.src, b.src_lengths, b.tgt_in)
+    logits, alpha = m(b.src, b.src_lengths, b.tgt_in)
     state = m.encode(b.src, b.src_lengths)
     for t, y in enumerate(b.tgt_in.unbind(0)):
         step_logits, state = m.step(y, state)
         torch.testing.assert_close(step_logits, logits[t])
+        if attention == "location":  # the state carries this step's weights to the next
+            torch.testing.assert_close(state.previous, alpha[t])
 
 
 PARALLEL = [

@@ -11,6 +11,8 @@ context is the weighted sum of the memory:
 - dot (Luong, Pham & Manning, "Effective approaches to attention-based neural machine
   translation", EMNLP 2015):  score(q, m) = qᵀ m                (needs equal widths)
 - general (Luong et al. 2015):  score(q, m) = qᵀ W_a m
+- location-aware (Chorowski et al. 2015): additive, plus features of the previous step's
+  weights α_{t-1} (``LocationAttention``; the decoder carries α_{t-1} in its state)
 
 The memory's projection (W_m m, or W_a m) does not depend on the query: ``keys(memory)`` computes
 it once per source sentence, and every decoder step reuses it.
@@ -57,6 +59,7 @@ class AdditiveAttention(nn.Module):
 
     queries_before_step = True
     same_widths = False  # whether the query and memory widths must be equal
+    uses_previous = False  # whether it scores with the previous step's weights α_{t-1}
 
     def __init__(self, query_size: int, memory_size: int, attention_size: int = 0) -> None:
         super().__init__()
@@ -84,6 +87,56 @@ class AdditiveAttention(nn.Module):
         return c, alpha
 
 
+class LocationAttention(AdditiveAttention):
+    """Location-aware attention (Chorowski, Bahdanau, Serdyuk, Cho & Bengio, "Attention-based
+    models for speech recognition", NeurIPS 2015): Bahdanau's score, plus features of where the
+    previous step looked,
+
+        f = F ∗ α_{t-1}          (``filters`` 1-D filters of odd ``width`` over the positions)
+        e_s = vᵀ tanh(W_q q + W_m m_s + U f_s)
+
+    so a step can place itself relative to the last one ("one position further on"), which
+    content alone cannot do among equal-looking positions (the digits of two numbers). The
+    decoder carries α_{t-1} in its state (``previous``); before the first step it is 0.
+
+    Parameters: those of ``AdditiveAttention``, conv (filters, 1, width) and location
+    (A, filters) without biases.
+    """
+
+    uses_previous = True
+
+    def __init__(
+        self,
+        query_size: int,
+        memory_size: int,
+        attention_size: int = 0,
+        filters: int = 8,
+        width: int = 5,
+    ) -> None:
+        super().__init__(query_size, memory_size, attention_size)
+        if width < 1 or width % 2 == 0 or filters < 1:
+            raise ValueError(f"width must be odd and filters >= 1, got {width} and {filters}")
+        self.conv = nn.Conv1d(1, filters, width, padding=width // 2, bias=False)
+        self.location = nn.Linear(filters, self.query.out_features, bias=False)
+
+    def forward(
+        self,
+        query: Tensor,
+        memory: Tensor,
+        mask: Tensor | None,
+        keys: Tensor | None = None,
+        previous: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        keys = self.keys(memory) if keys is None else keys  # (B, S, A)
+        if previous is None:
+            previous = keys.new_zeros(keys.shape[:2])
+        f = self.conv(previous.unsqueeze(1)).transpose(1, 2)  # (B, S, filters)
+        e = self.v(torch.tanh(keys + self.query(query).unsqueeze(1) + self.location(f)))
+        alpha = masked_softmax(e.squeeze(-1), mask)
+        c = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, M)
+        return c, alpha
+
+
 class MultiplicativeAttention(nn.Module):
     """Luong's attention: e_s = qᵀ m_s ("dot") or e_s = qᵀ W_a m_s ("general"); queried after
     the decoder's step.
@@ -97,6 +150,7 @@ class MultiplicativeAttention(nn.Module):
 
     queries_before_step = False
     same_widths = False  # "dot" needs them equal: see LuongDot
+    uses_previous = False
 
     def __init__(self, query_size: int, memory_size: int, kind: str = "general") -> None:
         super().__init__()
@@ -172,14 +226,20 @@ class GatedAttention(nn.Module):
         self.inner = attention
         self.gate = nn.Linear(query_size, 1)
         self.queries_before_step = attention.queries_before_step
+        self.uses_previous = attention.uses_previous
 
     def keys(self, memory: Tensor) -> Tensor:
         return self.inner.keys(memory)
 
     def forward(
-        self, query: Tensor, memory: Tensor, mask: Tensor | None, keys: Tensor | None = None
+        self,
+        query: Tensor,
+        memory: Tensor,
+        mask: Tensor | None,
+        keys: Tensor | None = None,
+        **previous: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        c, alpha = self.inner(query, memory, mask, keys)
+        c, alpha = self.inner(query, memory, mask, keys, **previous)
         beta = torch.sigmoid(self.gate(query))  # (B, 1)
         return beta * c, alpha
 
@@ -213,6 +273,7 @@ def doubly_stochastic_penalty(alpha: Tensor, steps: Tensor | None = None) -> Ten
 # The one list of attention kinds: each name and its class, built as cls(Q, M, attention_size).
 ATTENTION: dict[str, type[nn.Module]] = {
     "bahdanau": AdditiveAttention,
+    "location": LocationAttention,
     "luong-dot": LuongDot,
     "luong-general": LuongGeneral,
 }

@@ -104,7 +104,8 @@ class Encoder(nn.Module):
 class DecoderState(NamedTuple):
     """Everything one decoder step needs, every tensor batch-first (so that beam search can
     reorder rows with ``index_select(0, ·)``): the cells' states, the fed-back h̃_{t-1} (Luong),
-    the memory (B, S, M), its precomputed keys, the source mask (B, S) and the fixed context."""
+    the memory (B, S, M), its precomputed keys, the source mask (B, S), the fixed context, and
+    the previous step's attention weights α_{t-1} (B, S) for location-aware attention."""
 
     layers: tuple
     feed: Tensor | None
@@ -112,6 +113,7 @@ class DecoderState(NamedTuple):
     keys: Tensor | None
     mask: Tensor | None
     fixed: Tensor | None
+    previous: Tensor | None = None
 
 
 class Decoder(nn.Module):
@@ -197,7 +199,10 @@ class Decoder(nn.Module):
                 feed = summary.new_zeros(B, self.hidden_size)
         elif self.fixed_context:
             fixed = summary
-        return DecoderState(tuple(layers), feed, memory_b, keys, mask, fixed)
+        previous = None
+        if self.attention is not None and self.attention.uses_previous:
+            previous = memory.new_zeros(B, S)  # α_0: no step has looked anywhere yet
+        return DecoderState(tuple(layers), feed, memory_b, keys, mask, fixed, previous)
 
     def step(self, y_prev: Tensor, state: DecoderState):
         h_tilde, h, c, alpha, state = self.hidden_step(y_prev, state)
@@ -207,12 +212,17 @@ class Decoder(nn.Module):
         """A step up to the top layer's output: (h̃ | None, h, c | None, α | None, state).
         h̃ is computed here only when it is fed back (Luong input feeding); ``output`` makes
         the logits from these, for one step or, stacked, for many at once."""
-        layers, feed, memory, keys, mask, fixed = state
+        layers, feed, memory, keys, mask, fixed, previous = state
         x = self.drop(self.embedding(y_prev))  # (B, E)
         c = alpha = h_tilde = None
         if self.attends_before_step:
             top = layers[-1]
-            c, alpha = self.attention(top[0] if isinstance(top, tuple) else top, memory, mask, keys)
+            query = top[0] if isinstance(top, tuple) else top
+            if previous is None:
+                c, alpha = self.attention(query, memory, mask, keys)
+            else:
+                c, alpha = self.attention(query, memory, mask, keys, previous=previous)
+                previous = alpha
             x = torch.cat([x, c], dim=-1)
         elif feed is not None:
             x = torch.cat([x, feed], dim=-1)
@@ -229,7 +239,7 @@ class Decoder(nn.Module):
             c, alpha = self.attention(h, memory, mask, keys)
         if feed is not None:
             h_tilde = feed = self.attentional(h, c)
-        state = DecoderState(tuple(new_layers), feed, memory, keys, mask, fixed)
+        state = DecoderState(tuple(new_layers), feed, memory, keys, mask, fixed, previous)
         return h_tilde, h, c, alpha, state
 
     def attentional(self, h: Tensor, c: Tensor | None) -> Tensor:
@@ -256,7 +266,7 @@ class Decoder(nn.Module):
 
         if not self.parallel:
             raise ValueError("Decoder.sequence needs no Bahdanau attention and no input feeding")
-        layers, _, memory, keys, mask, fixed = state
+        layers, _, memory, keys, mask, fixed, _ = state
         x = self.drop(self.embedding(y_in))  # (T, B, E)
         c = alpha = None
         if fixed is not None:  # the fixed context: an input and an output term at every step
@@ -367,11 +377,13 @@ class Seq2Seq(nn.Module):
     @staticmethod
     def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:
         """Beam search's reorder (``rnnkit.decoding.beam_search``): the rows ``index`` of the
-        parts that differ between beams (the cells' states, the fed-back h̃); the memory, its
-        keys, the mask and the fixed context are the same for every beam of a source and are
-        kept as they are, not copied at every step."""
+        parts that differ between beams (the cells' states, the fed-back h̃, α_{t-1}); the
+        memory, its keys, the mask and the fixed context are the same for every beam of a source
+        and are kept as they are, not copied at every step."""
         return state._replace(
-            layers=select_rows(state.layers, index), feed=select_rows(state.feed, index)
+            layers=select_rows(state.layers, index),
+            feed=select_rows(state.feed, index),
+            previous=select_rows(state.previous, index),
         )
 
     def forward(

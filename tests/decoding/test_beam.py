@@ -77,7 +77,7 @@ def test_width_one_is_greedy():
     assert [h[0][0] for h in beams] == greedy
 
 
-@pytest.mark.parametrize("attention", ["bahdanau", "luong-general", "none"])
+@pytest.mark.parametrize("attention", ["bahdanau", "location", "luong-general", "none"])
 def test_reorder_state_keeps_the_memory_and_finds_the_same_hypotheses(attention):
     """Seq2Seq.reorder_state moves only what differs between beams; the memory, keys and mask
     stay the very same tensors, and beam search returns what select_rows gives."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rnnkit.errors import UserError
 from rnnkit.export.graph import Graph, export_graph, state_names
 
 
@@ -120,6 +121,12 @@ def seq2seq_graphs(model: nn.Module) -> dict[str, Graph]:
     the changed state tensors (``*_out``) and, with attention, the attention weights
     ``attention`` (B, S) (S: the source length, or the caption model's 49 grid cells)."""
     S, B = 5, 2
+    attention = model.decoder.attention
+    if attention is not None and attention.uses_previous:
+        raise UserError(
+            "rnnkit export: location-aware attention (--model.attention location) is not "
+            "exported yet: its step carries the previous weights, which the graphs do not"
+        )
     names = _decoder_state_names(model)
     batch_axis = {n: {0: "batch"} for n in names}
     for n in ("memory", "keys", "mask"):

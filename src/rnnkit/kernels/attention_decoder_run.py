@@ -66,7 +66,7 @@ def run_decoder(decoder: nn.Module, state: Any, y_in: Tensor):
         emb = emb * masks[0]
     cell0 = cells[0]
     xg = F.linear(emb, cell0.weight_ih[:, :E], cell0.bias_ih)  # (T, B, G): all steps at once
-    layers_state, feed, memory, keys, mask, _ = state
+    layers_state, feed, memory, keys, mask = state[:5]
     flat = []
     for l, cell in enumerate(cells):
         s = layers_state[l]
