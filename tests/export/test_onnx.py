@@ -184,6 +184,12 @@ def test_classifier_with_its_ngram_half_is_refused():
         model_graphs(model)
 
 
+def test_location_attention_is_refused_in_one_line():
+    cfg = Seq2SeqConfig(embedding_size=6, hidden_size=8, attention="location")
+    with pytest.raises(ExportError, match="location-aware attention"):
+        model_graphs(Seq2Seq(13, 9, cfg).eval())
+
+
 @pytest.mark.parametrize(("conv", "cell"), [(2, "jordan"), (0, "lstm")])
 def test_ocr_line_reader(conv, cell):
     cfg = OCRModelConfig(conv=conv, channels=2, cell=cell, hidden_size=3, num_layers=1)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rnnkit.errors import UserError
 from rnnkit.export.graph import Graph, export_graph, state_names
+from rnnkit.export.scan import ExportError
 
 
 class _LMStep(nn.Module):
@@ -123,7 +123,7 @@ def seq2seq_graphs(model: nn.Module) -> dict[str, Graph]:
     S, B = 5, 2
     attention = model.decoder.attention
     if attention is not None and attention.uses_previous:
-        raise UserError(
+        raise ExportError(
             "rnnkit export: location-aware attention (--model.attention location) is not "
             "exported yet: its step carries the previous weights, which the graphs do not"
         )
