@@ -125,6 +125,19 @@ def test_curricula_draw_the_difficulties_they_promise():
         Curriculum("easy", 3, 2, 0.2)
 
 
+def test_patience_passes_a_stalled_stage():
+    """The paper's code's second rule: a stage whose accuracy has not risen for ``patience``
+    checks is passed below the threshold; a rise restarts the count; off by default."""
+    stalled = Curriculum("naive", 3, 1, 0.2, patience=2)
+    assert not stalled.advance(0.5, 0.95)  # the first check sets the stage's best
+    assert not stalled.advance(0.6, 0.95)  # a rise: the count starts again
+    assert not stalled.advance(0.6, 0.95)  # one check without a rise
+    assert stalled.advance(0.55, 0.95) and stalled.current == (2, 1)  # two: passed
+    assert not stalled.advance(0.1, 0.95)  # the next stage starts its own count
+    plain = Curriculum("naive", 3, 1, 0.2)
+    assert not any(plain.advance(0.5, 0.95) for _ in range(20)) and plain.stage == 0
+
+
 def test_a_stage_is_judged_on_training_programs_of_its_difficulty():
     # 1-digit addition has 100 programs, some 10 held out and never trained on: judged on those
     # a curriculum stalled at stage (1, 1); judged on training-split programs it moves on

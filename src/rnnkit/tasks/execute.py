@@ -76,6 +76,11 @@ class ExecuteTrainConfig(TrainConfig):
         0.95, "naive, combined: the stage's per-character accuracy that passes it"
     )
     curriculum_mix: float = option(0.2, "combined: the share of programs drawn as in mix")
+    curriculum_patience: int = option(
+        0,
+        "naive, combined: also pass a stage after this many evaluations without a better stage "
+        "accuracy (the paper's code's second rule; 0: off)",
+    )
 
 
 @dataclass
@@ -108,6 +113,7 @@ def check(cfg: ExecuteConfig) -> None:
         )
     check_seq2seq_task_config(cfg)
     check_curriculum(cfg.train.curriculum_threshold, cfg.train.curriculum_mix)
+    check_range("train", cfg.train, {"curriculum_patience": (0, math.inf)})
 
 
 def held_out(cfg: ExecuteConfig) -> dict:

@@ -103,10 +103,13 @@ def stages(length: int, nesting: int) -> list[tuple[int, int]]:
 class Curriculum:
     """Which difficulty each training program has, and the stage it stands at."""
 
-    def __init__(self, strategy: str, length: int, nesting: int, mix_share: float) -> None:
+    def __init__(
+        self, strategy: str, length: int, nesting: int, mix_share: float, patience: int = 0
+    ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-        self.strategy, self.mix_share = strategy, mix_share
+        self.strategy, self.mix_share, self.patience = strategy, mix_share, patience
+        self.best, self.stale = -math.inf, 0  # the stage's best accuracy, checks since it rose
         self.stages = stages(length, nesting)
         staged = strategy in ("naive", "combined")
         self.stage = 0 if staged else len(self.stages) - 1
@@ -130,10 +133,18 @@ class Curriculum:
         return self.current
 
     def advance(self, accuracy: float, threshold: float) -> bool:
-        """Pass the stage if ``accuracy`` on it reaches ``threshold``; True if it moved."""
-        if self.at_target or accuracy < threshold:
+        """Pass the stage if ``accuracy`` on it reaches ``threshold``, or (``patience`` > 0)
+        if it has not risen above the stage's best for ``patience`` checks; True if it moved."""
+        if self.at_target:
+            return False
+        if accuracy > self.best:
+            self.best, self.stale = accuracy, 0
+        else:
+            self.stale += 1
+        if accuracy < threshold and not (self.patience and self.stale >= self.patience):
             return False
         self.stage += 1
+        self.best, self.stale = -math.inf, 0
         return True
 
 
@@ -186,7 +197,9 @@ class ExecuteTask(EpochBatches):
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
         d, t = cfg.data, cfg.train
         self.vocab = vocab or vocabulary()
-        self.curriculum = Curriculum(t.curriculum, d.length, d.nesting, t.curriculum_mix)
+        self.curriculum = Curriculum(
+            t.curriculum, d.length, d.nesting, t.curriculum_mix, t.curriculum_patience
+        )
         self.val = examples(
             d.val_examples, d.length, d.nesting, d.family, "val", d.seed, d.answer_order
         )
@@ -250,13 +263,22 @@ class ExecuteTask(EpochBatches):
 
     def carried_state(self) -> dict[str, torch.Tensor]:
         # the epoch fixes the batches; the stage is where the curriculum stands
-        return {"epoch": torch.tensor([self.epoch]), "stage": torch.tensor([self.curriculum.stage])}
+        c = self.curriculum
+        return {
+            "epoch": torch.tensor([self.epoch]),
+            "stage": torch.tensor([c.stage]),
+            "stage_best": torch.tensor([c.best], dtype=torch.float64),
+            "stage_stale": torch.tensor([c.stale]),
+        }
 
     def load_carried_state(self, tensors: dict[str, torch.Tensor]) -> None:
         if "epoch" in tensors:
             self.start_epoch(int(tensors["epoch"][0]))
         if "stage" in tensors:
             self.curriculum.stage = min(int(tensors["stage"][0]), len(self.curriculum.stages) - 1)
+        if "stage_best" in tensors:
+            self.curriculum.best = float(tensors["stage_best"][0])
+            self.curriculum.stale = int(tensors["stage_stale"][0])
 
     def report(self, result: dict) -> str:
         """The command line's last words after training."""
