@@ -22,41 +22,15 @@ import time
 
 import torch
 
-from rnnkit.data.pairs import make_batch
-from rnnkit.seq2seq import Seq2Seq, sequence_loss
-from rnnkit.tasks import get_task
-
-# preset: (source vocabulary, target vocabulary, B, S, T): vocabularies about the data's
-# (letters and phones; the translate preset's max_vocab), S and T a typical bucketed batch's
-SHAPES = {
-    "g2p": (32, 72, 64, 9, 12),
-    "translate": (5000, 5000, 64, 25, 36),
-    "dates": (40, 16, 64, 20, 11),
-}
+from rnnkit.bench.seq2seq import SHAPES
+from rnnkit.bench.seq2seq import setup as bench_setup
 
 
 def setup(name: str):
-    torch.manual_seed(0)
-    cfg = get_task(name).presets["default"]().model
-    V_src, V_tgt, B, S, T = SHAPES[name]
-    model = Seq2Seq(V_src, V_tgt, cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), 1e-3)
-    g = torch.Generator().manual_seed(1)
-    sources = torch.randint(4, V_src, (B, S - 1), generator=g).tolist()
-    lengths = torch.randint(T // 2, T + 1, (B,), generator=g)
-    lengths[0] = T
-    targets = [torch.randint(4, V_tgt, (int(n) - 1,), generator=g).tolist() for n in lengths]
-    batch = make_batch(sources, targets, range(B))
-
-    def step(kernel: bool) -> None:
-        model.decoder.use_kernel = kernel
-        logits, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss, n = sequence_loss(logits, batch.tgt_out, cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        (loss / n).backward()
-        opt.step()
-
-    return step, (B, S, T)
+    """``step(kernel)``: one training step of the preset's model (``rnnkit bench seq2seq``'s
+    setup), through the decoder kernel or the step loop; and (B, S, T)."""
+    steps, shape = bench_setup(name)
+    return (lambda kernel: steps["rnnkit kernel" if kernel else "rnnkit step loop"]()), shape
 
 
 def measure(name: str, repeats: int) -> dict:

@@ -6,6 +6,8 @@ Tooling, not library: nothing in rnnkit imports it but the command line.
   ``models``: the reference LSTM and backend switches);
 - ``rnnkit.bench.memory``: ``rnnkit bench memory``, peak training memory, each row in a fresh
   process;
+- ``rnnkit.bench.seq2seq``: ``rnnkit bench seq2seq``, the attention seq2seq presets' training
+  step: the decoder kernel, the step loop and a plain-PyTorch model;
 - ``rnnkit.bench.common``: what both share (parser, JSON records, CPU share of others).
 """
 
@@ -54,9 +56,17 @@ def main_memory(argv: list[str]) -> int:
     return run(argv)
 
 
+def main_seq2seq(argv: list[str]) -> int:
+    """``rnnkit bench seq2seq [options]`` (``rnnkit.bench.seq2seq``, imported on use)."""
+    from rnnkit.bench.seq2seq import main_seq2seq as run
+
+    return run(argv)
+
+
 BENCHMARKS = {
     "speed": (main_speed, "tokens/s of rnnkit's layers against torch.nn"),
     "memory": (main_memory, "peak training memory over long sequences, and checkpointing"),
+    "seq2seq": (main_seq2seq, "a seq2seq preset's training step: kernel, step loop, plain PyTorch"),
 }
 
 __all__ = [
@@ -91,6 +101,7 @@ __all__ = [
     "forward_flops_per_token",
     "layer_flops",
     "main_memory",
+    "main_seq2seq",
     "main_speed",
     "run_speed",
     "speed_parser",
