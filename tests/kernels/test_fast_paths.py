@@ -11,6 +11,7 @@ from torch.testing import assert_close
 
 import rnnkit
 import rnnkit.kernels.lstm as kernels
+import rnnkit.layers.stacked as stacked
 from rnnkit.cells.lstm import LSTMCell
 from rnnkit.kernels import KERNELS
 from rnnkit.layers.recurrent import Recurrent
@@ -35,6 +36,8 @@ def calls(monkeypatch):
         kernels, "lstm_sequence_fused", counting("fused", kernels.lstm_sequence_fused)
     )
     monkeypatch.setattr(kernels, "lstm_sequence", counting("kernel", kernels.lstm_sequence))
+    # a stack of plain LSTM layers takes the fused op in one call for all layers
+    monkeypatch.setattr(stacked, "fused_lstm_stack", counting("fused", stacked.fused_lstm_stack))
     return counts
 
 
@@ -276,3 +279,34 @@ def test_one_backend_api_for_both_fast_paths():
         get_backend("gpu")
     with pytest.raises(ValueError, match=r"step backend must be one of .*got 'fast'"):
         set_backend("step", "fast")
+
+
+def test_a_plain_lstm_stack_is_one_fused_call_as_torch_nn_makes_it(calls):
+    """Plain LSTM layers without residual connections or training dropout run as one call of
+    torch's fused op with every layer's weights: torch.nn.LSTM's own call, the same outputs,
+    final states and gradients as torch.nn.LSTM on the same weights. Residual connections,
+    training dropout or a hook on a layer go layer by layer."""
+    torch.manual_seed(0)
+    ours = rnnkit.LSTM(3, 4, num_layers=3)
+    theirs = torch.nn.LSTM(3, 4, num_layers=3)
+    theirs.load_state_dict(ours.state_dict())
+    x, hx = inputs(6, 2, 3, dtype=torch.float32)
+    got = outputs_and_grads(ours, x, hx, None)
+    y, (h, c) = theirs(x, hx)
+    torch.manual_seed(7)
+    loss = sum((t * torch.randn_like(t)).sum() for t in (y, h, c))
+    want = (y, h, c, *torch.autograd.grad(loss, (x, *hx, *theirs.parameters())))
+    for a, b in zip(got, want, strict=True):
+        assert_close(a, b)
+    assert calls["fused"] == 1 and calls["kernel"] == 0
+    seen = []
+    handle = ours._stack.layers[1].register_forward_hook(lambda *args: seen.append(1))
+    ours(x, hx)
+    handle.remove()
+    assert seen == [1] and calls["fused"] == 1 + 3  # the hook ran: one call a layer
+    ours.dropout = 0.5
+    ours(x, hx)
+    assert calls["fused"] == 1 + 3 + 3  # training dropout: layer by layer
+    ours.eval()
+    ours(x, hx)
+    assert calls["fused"] == 1 + 3 + 3 + 1  # no dropout in eval: one call again

@@ -10,8 +10,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from rnnkit.cells.base import State
+from rnnkit.cells.lstm import LSTMCell
 from rnnkit.kernels import find_kernel
 from rnnkit.kernels.chunks import has_chunk_kernel
+from rnnkit.kernels.lstm import use_fused
 from rnnkit.kernels.recompute import dropped, keep_mask, recompute_stack
 from rnnkit.layers.recurrent import Recurrent, check_lengths, check_state, length_mask
 
@@ -144,6 +146,8 @@ class Stacked(nn.Module):
         keeps: list[Tensor | None] | None = None,
     ) -> tuple[Tensor, list[State]]:
         """All layers over xs; dropout from the keep masks ``keeps`` if given."""
+        if lengths is None and keeps is None and self._one_fused_call(xs):
+            return fused_lstm_stack([layer.cell for layer in self.layers], xs, states)
         finals = []
         # padding positions stay zero through residual sums, as every layer's outputs are
         mask = (
@@ -162,6 +166,46 @@ class Stacked(nn.Module):
             xs = ys
             finals.append(state)
         return xs, finals
+
+    def _one_fused_call(self, xs: Tensor) -> bool:
+        """Whether the whole stack is one call of torch's fused LSTM op, as torch.nn.LSTM
+        makes it: plain LSTM layers that each would take the fused op (``use_fused``), no
+        residual connections, no dropout in training, no hooks on the layers (they would not
+        run)."""
+        cells = [getattr(layer, "cell", None) for layer in self.layers]
+        return (
+            not self.residual
+            and (self.dropout == 0 or not self.training)
+            and all(type(layer) is Recurrent and layer.use_kernel for layer in self.layers)
+            and not any(layer._forward_hooks or layer._forward_pre_hooks for layer in self.layers)
+            and all(type(cell) is LSTMCell for cell in cells)
+            and len({cell.bias_ih is None for cell in cells}) == 1
+            and use_fused(cells[0], xs, None)
+        )
+
+
+def fused_lstm_stack(
+    cells: list[LSTMCell], xs: Tensor, states: Sequence[State | None]
+) -> tuple[Tensor, list[State]]:
+    """Plain LSTM layers over xs (T, B, I) in one call of torch's fused op with every layer's
+    parameters (``torch.nn.LSTM``'s call), instead of one call a layer: the same function as
+    the layers in turn (``lstm_sequence_fused`` each), torch's autograd for the gradients."""
+    B = xs.shape[1]
+    h0, c0, params = [], [], []
+    for cell, state in zip(cells, states, strict=True):
+        if state is None:
+            state = cell.init_state(B, device=xs.device, dtype=xs.dtype)
+        else:
+            check_state(cell, state, B)
+        h0.append(state[0])
+        c0.append(state[1])
+        params += [cell.weight_ih, cell.weight_hh]
+        if cell.bias_ih is not None:
+            params += [cell.bias_ih, cell.bias_hh]
+    bias, train = cells[0].bias_ih is not None, torch.is_grad_enabled()
+    hx = (torch.stack(h0), torch.stack(c0))
+    ys, h, c = torch._VF.lstm(xs, hx, params, bias, len(cells), 0.0, train, False, False)
+    return ys, [(h[l], c[l]) for l in range(len(cells))]
 
 
 def in_kernel(layer: nn.Module) -> bool:
