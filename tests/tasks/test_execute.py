@@ -195,7 +195,7 @@ def test_predict_prints_the_answer_and_refuses_bad_programs(run, tmp_path, capsy
 def test_predict_draws_the_attention_map(tmp_path, capsys):
     out = tmp_path / "attn"
     args = ["train", "execute", "--preset", "tiny", "--out", str(out), "--dry-run", *QUIET,
-            "--model.attention", "bahdanau"]  # fmt: skip
+            "--model.attention", "location"]  # fmt: skip
     assert main(args) == 0
     png = tmp_path / "map.png"
     assert main(["predict", str(out), PAPER, "--attention", str(png)]) == 0
