@@ -5,7 +5,7 @@ CPU time rather than wall time, so that other work on the machine does not infla
 batch is drawn at the target difficulty (``train.curriculum none``): the longest programs, the
 dearest steps; a curriculum's early stages cost less.
 
-    python benchmarks/execute_step_cost.py [--preset default] [--steps 5] [--json OUT.json]
+    python benchmarks/execute_step_cost.py [--preset paper] [--steps 5] [--json OUT.json]
         [--sizes 128x1,128x2,256x2,400x2]     (hidden size x layers, encoder and decoder)
 """
 
@@ -57,7 +57,7 @@ def step_cost(preset: str, hidden: int, layers: int, steps: int, extra: dict) ->
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="default")
+    p.add_argument("--preset", default="paper")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--sizes", default="128x1,128x2,256x2,400x2")
     p.add_argument("--json", default=None)
