@@ -102,7 +102,7 @@ def beam_search(
     B, K = batch_size, beam_width
     Kc = 1  # prefixes per sequence: one (<bos>) at the first step, then K
     scores = torch.zeros(B, 1, dtype=torch.float64, device=device)
-    prefixes = torch.zeros(B, 1, 0, dtype=torch.long, device=device)
+    prefixes = torch.zeros(B, 1, 0, dtype=torch.long)  # on the CPU, as the bookkeeping
     y = torch.full((B,), bos_id, dtype=torch.long, device=device)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
     active = torch.arange(B)  # the sequences still open, in the order of the rows
@@ -114,6 +114,7 @@ def beam_search(
             V = logp.shape[-1]
             total = (scores.unsqueeze(-1) + logp).view(A, Kc * V)
             top, flat = total.topk(min(2 * K, Kc * V), dim=-1)  # (A, 2K): enough to keep K open
+            top, flat = top.cpu(), flat.cpu()  # a few numbers a sequence: chosen on the CPU
             if top.shape[1] < K:  # fewer candidates than beams (a tiny vocabulary): dead ones
                 pad = K - top.shape[1]
                 top = torch.cat([top, top.new_full((A, pad), -math.inf)], dim=1)
@@ -142,11 +143,12 @@ def beam_search(
             rows = torch.where(alive, rows, torch.arange(A).unsqueeze(1) * Kc)
             tokens = torch.where(alive, v.gather(1, order), eos_id)
             scores = torch.where(alive, top.gather(1, order), -math.inf)
-            index = rows.view(-1).to(device)
+            rows, tokens = rows.view(-1), tokens.view(-1)
+            index = rows.to(device)
             # the first step widens each sequence's one row to K: every part of the state moves
             state = (reorder or select_rows)(state, index) if Kc == K else select_rows(state, index)
-            y = tokens.view(-1).to(device)
-            prefixes = torch.cat([prefixes.view(A * Kc, -1)[index], y.unsqueeze(1)], dim=1)
+            y = tokens.to(device)
+            prefixes = torch.cat([prefixes.view(A * Kc, -1)[rows], tokens.unsqueeze(1)], dim=1)
             Kc = K
             prefixes = prefixes.view(A, K, -1)
             scores = scores.to(device)
@@ -156,7 +158,8 @@ def beam_search(
             if not keep.any():
                 break
             if early_stop and not keep.all():
-                active, scores, prefixes = active[keep], scores[keep], prefixes[keep]
+                active, prefixes = active[keep], prefixes[keep]
+                scores = scores[keep.to(scores.device)]
                 rows = (keep.nonzero() * K + torch.arange(K)).view(-1).to(device)
                 state, y = select_rows(state, rows), y[rows]
     results = []
