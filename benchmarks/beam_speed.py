@@ -33,13 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def baseline_beam(ref: str):
     """``beam_search`` as it was at git ``ref``."""
-    source = subprocess.run(
+    shown = subprocess.run(
         ["git", "show", f"{ref}:src/rnnkit/decoding/beam.py"],
         cwd=ROOT,
-        check=True,
         capture_output=True,
         text=True,
-    ).stdout
+    )
+    if shown.returncode:
+        first = (shown.stderr.strip().splitlines() or ["git show failed"])[0]
+        raise SystemExit(f"--baseline {ref}: no beam.py there ({first})")
+    source = shown.stdout
     module = types.ModuleType(f"beam_at_{ref}")
     exec(compile(source, f"beam.py@{ref}", "exec"), module.__dict__)  # our own file, from git
     return module.beam_search

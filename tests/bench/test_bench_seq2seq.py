@@ -55,3 +55,11 @@ def test_the_command_times_three_rows(tmp_path, capsys):
 def test_bad_presets_are_one_line(capsys):
     assert main(["bench", "seq2seq", "--presets", "chess"]) == 2
     assert "--presets takes some of g2p, translate, dates" in capsys.readouterr().err
+
+
+def test_an_unwritable_json_is_refused_before_timing(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["bench", "seq2seq", "--presets", "dates", "--json", str(blocker / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "--json" in err and "not a directory" in err and "|" not in err

@@ -142,3 +142,53 @@ def test_second_order_overhead_rows_and_json(tmp_path):
     assert [r["layer"] for r in rows] == [c[0] for c in script.CASES]
     assert all(r["median_ms_with_origin"] > 0 and r["ratio"] > 0 for r in rows)
     assert gru.origin is dispatch.origin  # the kernels' origin is put back
+
+
+def test_seq2seq_step_compares_kernel_and_loop(tmp_path):
+    out = tmp_path / "s2s.json"
+    results = load("seq2seq_step").main(
+        ["--presets", "dates", "--repeats", "1", "--json", str(out)]
+    )
+    assert set(json.loads(out.read_text())["presets"]) == {"dates"}
+    assert results["dates"]["cpu"]["kernel_s"] > 0 and results["dates"]["cpu"]["loop_s"] > 0
+
+
+def test_beam_speed_gives_the_baselines_output_on_a_trained_run(tmp_path):
+    """beam_speed loads beam_search as it was before early stopping (commit e94a811, from git)
+    beside the current one and decodes real words with a trained g2p run: the same output."""
+    import subprocess
+
+    from test_g2p import write_dict
+
+    have = subprocess.run(["git", "cat-file", "-e", "e94a811^{commit}"], cwd=ROOT).returncode
+    if have:
+        pytest.skip("commit e94a811 is not in this clone (shallow?)")
+
+    data = write_dict(tmp_path / "d.dict")
+    run = tmp_path / "g2p"
+    args = ["train", "g2p", "--preset", "tiny", "--data", str(data), "--out", str(run),
+            "--train.progress", "false"]  # fmt: skip
+    assert rnnkit(args) == 0
+    out = tmp_path / "beam.json"
+    result = load("beam_speed").main(
+        [
+            "--run",
+            str(run),
+            "--data",
+            str(data),
+            "--words",
+            "24",
+            "--repeats",
+            "1",
+            "--baseline",
+            "HEAD",
+            "--json",
+            str(out),
+        ]  # fmt: skip
+    )
+    assert result["same_outputs"] == 24 and json.loads(out.read_text()) == result
+
+
+def test_beam_speed_names_a_bad_baseline(tmp_path):
+    with pytest.raises(SystemExit, match="--baseline no-such-commit"):
+        load("beam_speed").baseline_beam("no-such-commit")

@@ -92,6 +92,23 @@ def test_gated_attention_weights_sum_to_one_over_the_grid_and_gradcheck():
     assert torch.autograd.gradcheck(f, inputs)
 
 
+def test_gated_location_attention_steps_as_the_teacher_forced_forward():
+    """--model.attention location in the caption model: the gated wrapper passes the previous
+    weights on, and stepping gives the teacher-forced forward's logits."""
+    from rnnkit.tasks.caption_model import CaptionModel, CaptionModelConfig
+
+    torch.manual_seed(0)
+    model = CaptionModel(20, CaptionModelConfig(attention="location")).eval()
+    images, words = torch.rand(2, 1, 84, 84), torch.randint(4, 20, (5, 2))
+    with torch.no_grad():
+        logits, alpha = model(images, words)
+        state = model.encode(images)
+        for t in range(5):
+            step_logits, state = model.step(words[t], state)
+            torch.testing.assert_close(step_logits, logits[t], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(state.previous, alpha[t])
+
+
 def test_the_doubly_stochastic_penalty_is_its_formula_and_gradchecks():
     alpha = torch.rand(4, 3, 6, dtype=torch.float64).softmax(-1)  # (T, B, S)
     steps = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 0, 1], [1, 0, 0]], dtype=torch.bool)

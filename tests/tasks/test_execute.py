@@ -203,6 +203,19 @@ def test_predict_draws_the_attention_map(tmp_path, capsys):
     assert image.ndim == 3 and image.shape[0] > 100 and image[..., :3].std() > 0.05
 
 
+def test_the_default_presets_model_trains_through_the_cli(tmp_path):
+    """The default preset's model (location-aware attention, a bidirectional encoder, the
+    answer ones digit first) on the tiny preset's budget: the loss goes down."""
+    out = tmp_path / "loc"
+    args = ["train", "execute", "--preset", "tiny", "--out", str(out), *QUIET,
+            "--model.attention", "location", "--model.bidirectional", "true",
+            "--data.answer_order", "reversed", "--data.family", "addition",
+            "--data.nesting", "1", "--train.curriculum", "none"]  # fmt: skip
+    assert main(args) == 0
+    train = [r["loss"] for r in log(out) if r["split"] == "train"]
+    assert train[-1] < 0.85 * train[0]
+
+
 def test_eval_prints_and_writes_the_scores_by_difficulty(run, capsys):
     assert main(["eval", str(run), "--examples", "6"]) == 0
     out = capsys.readouterr().out
@@ -219,6 +232,7 @@ def test_options_are_checked_in_one_line(tmp_path, capsys):
     for key, value, words in (
         ("train.curriculum", "easy", "train.curriculum"),
         ("train.curriculum_threshold", "2", "'train.curriculum_threshold' must be in [0, 1]"),
+        ("train.curriculum_patience", "-1", "'train.curriculum_patience' must be >= 0"),
         ("data.length", "0", "'data.length' must be in [1, 20]"),
         ("data.family", "addition", "the addition family composes nothing"),  # tiny: nesting 2
     ):

@@ -25,7 +25,6 @@ machine), and each row's ratio to the plain-PyTorch row.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from rnnkit.bench.common import check_json_target, write_json
 from rnnkit.errors import UserError
 
 # preset: (source vocabulary, target vocabulary, B, S, T): vocabularies about the data's
@@ -166,15 +166,12 @@ def main_seq2seq(argv: list[str]) -> int:
     unknown = [n for n in names if n not in SHAPES]
     if unknown or not names:
         raise UserError(f"--presets takes some of {', '.join(SHAPES)}, got {a.presets!r}")
+    if a.json:
+        check_json_target(a.json)  # before minutes of timing, not after
     torch.set_num_threads(1)
     results = {name: measure(name, a.repeats) for name in names}
     print(format_rows(results))
     if a.json:
-        from pathlib import Path
-
-        from rnnkit.files import atomic_write
-
         record = {"step": "forward + loss + backward + AdamW", "threads": 1, "presets": results}
-        text = json.dumps(record, indent=1) + "\n"
-        atomic_write(Path(a.json), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_json(a.json, record)
     return 0
