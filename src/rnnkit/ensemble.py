@@ -13,8 +13,9 @@ class Ensemble(nn.Module):
     token's distribution is the mean of the models' distributions,
     log p(y | ·) = log (1/K) Σ_k p_k(y | ·) (an ensemble of independently trained networks,
     as in Sutskever et al. 2014 and the g2p systems of Yao & Zweig 2015). The decoding
-    interface of ``Seq2Seq`` (``encode``, ``step``, ``reorder_state``), so greedy, sampling and
-    beam search take it as they take one model; its ``step`` returns log-probabilities."""
+    interface of ``Seq2Seq`` (``encode``, ``prepare``, ``step``, ``reorder_state``), so greedy,
+    sampling and beam search take it as they take one model; its ``step`` returns
+    log-probabilities."""
 
     def __init__(self, models: list[nn.Module]) -> None:
         super().__init__()
@@ -24,6 +25,9 @@ class Ensemble(nn.Module):
 
     def encode(self, src: Tensor, lengths: Tensor) -> tuple:
         return tuple(m.encode(src, lengths) for m in self.members)
+
+    def prepare(self, states: tuple) -> tuple:
+        return tuple(m.prepare(s) for m, s in zip(self.members, states, strict=True))
 
     def step(self, y_prev: Tensor, states: tuple) -> tuple[Tensor, tuple]:
         outs = [m.step(y_prev, s) for m, s in zip(self.members, states, strict=True)]

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from rnnkit.attention import make_attention
 from rnnkit.decoding import select_rows
 from rnnkit.ensemble import Ensemble  # noqa: F401 (its old home)
-from rnnkit.kernels import attention_decoder_run
+from rnnkit.kernels import attention_decoder_run, attention_step
 from rnnkit.layers.torch_compat import BY_NAME
 from rnnkit.metrics import perplexity  # noqa: F401 (its old home)
 from rnnkit.scheduled_sampling import feed_back
@@ -105,7 +105,8 @@ class DecoderState(NamedTuple):
     """Everything one decoder step needs, every tensor batch-first (so that beam search can
     reorder rows with ``index_select(0, ·)``): the cells' states, the fed-back h̃_{t-1} (Luong),
     the memory (B, S, M), its precomputed keys, the source mask (B, S), the fixed context, and
-    the previous step's attention weights α_{t-1} (B, S) for location-aware attention."""
+    the previous step's attention weights α_{t-1} (B, S) for location-aware attention, and for
+    decoding, the memory projected once for the step (``rnnkit.kernels.attention_step``)."""
 
     layers: tuple
     feed: Tensor | None
@@ -114,6 +115,7 @@ class DecoderState(NamedTuple):
     mask: Tensor | None
     fixed: Tensor | None
     previous: Tensor | None = None
+    projected: Any = None  # an attention_step.Projected
 
 
 class Decoder(nn.Module):
@@ -124,9 +126,13 @@ class Decoder(nn.Module):
     ``use_kernel`` (default True): whether ``run`` sends teacher-forced steps with attention
     through the hand-derived kernel (``rnnkit.kernels.attention_decoder``) where it applies;
     False steps under autograd (the reference, and for second derivatives).
+
+    ``project_memory`` (default True): whether ``prepare`` projects the memory once per source
+    for decoding, so that ``step`` runs ``rnnkit.kernels.attention_step`` where it applies.
     """
 
     use_kernel = True
+    project_memory = True
 
     def __init__(
         self,
@@ -204,7 +210,14 @@ class Decoder(nn.Module):
             previous = memory.new_zeros(B, S)  # α_0: no step has looked anywhere yet
         return DecoderState(tuple(layers), feed, memory_b, keys, mask, fixed, previous)
 
+    def prepare(self, state: DecoderState) -> DecoderState:
+        """The state for decoding (eval mode, no gradients): with Bahdanau attention, the memory
+        projected once through the weights the context meets (``attention_step.prepare``)."""
+        return attention_step.prepare(self, state)
+
     def step(self, y_prev: Tensor, state: DecoderState):
+        if state.projected is not None:
+            return attention_step.step(self, y_prev, state)
         h_tilde, h, c, alpha, state = self.hidden_step(y_prev, state)
         return self.output(h_tilde, h, c), state, alpha
 
@@ -212,7 +225,7 @@ class Decoder(nn.Module):
         """A step up to the top layer's output: (h̃ | None, h, c | None, α | None, state).
         h̃ is computed here only when it is fed back (Luong input feeding); ``output`` makes
         the logits from these, for one step or, stacked, for many at once."""
-        layers, feed, memory, keys, mask, fixed, previous = state
+        layers, feed, memory, keys, mask, fixed, previous = state[:7]
         x = self.drop(self.embedding(y_prev))  # (B, E)
         c = alpha = h_tilde = None
         if self.attends_before_step:
@@ -239,7 +252,7 @@ class Decoder(nn.Module):
             c, alpha = self.attention(h, memory, mask, keys)
         if feed is not None:
             h_tilde = feed = self.attentional(h, c)
-        state = DecoderState(tuple(new_layers), feed, memory, keys, mask, fixed, previous)
+        state = state._replace(layers=tuple(new_layers), feed=feed, previous=previous)
         return h_tilde, h, c, alpha, state
 
     def attentional(self, h: Tensor, c: Tensor | None) -> Tensor:
@@ -266,7 +279,7 @@ class Decoder(nn.Module):
 
         if not self.parallel:
             raise ValueError("Decoder.sequence needs no Bahdanau attention and no input feeding")
-        layers, _, memory, keys, mask, fixed, _ = state
+        layers, _, memory, keys, mask, fixed = state[:6]
         x = self.drop(self.embedding(y_in))  # (T, B, E)
         c = alpha = None
         if fixed is not None:  # the fixed context: an input and an output term at every step
@@ -373,6 +386,10 @@ class Seq2Seq(nn.Module):
         """The decoding interface of ``rnnkit.decoding``: ids (B,) -> logits (B, V), state."""
         logits, state, _ = self.decoder.step(y_prev, state)
         return logits, state
+
+    def prepare(self, state: DecoderState) -> DecoderState:
+        """``Decoder.prepare``: the state for decoding steps (eval mode, no gradients)."""
+        return self.decoder.prepare(state)
 
     @staticmethod
     def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:

@@ -22,16 +22,20 @@ def select_rows(state: Any, index: Tensor) -> Any:
     """The rows ``index`` of every tensor in a (nested tuple/list/NamedTuple) state; None stays.
 
     Args:
-        state: a tensor (B, ...), None, or tuples/lists/NamedTuples of them.
+        state: a tensor (B, ...), None, an object with its own ``select_rows(index)``
+            (``rnnkit.kernels.attention_step.Projected``), or tuples/lists/NamedTuples of them.
         index: (N,) int64 row indices.
 
     Returns:
-        The same structure with every tensor ``t.index_select(0, index)``.
+        The same structure with every tensor ``t.index_select(0, index)`` (and every
+        object's ``select_rows(index)``).
     """
     if state is None:
         return None
     if isinstance(state, Tensor):
         return state.index_select(0, index.to(state.device))
+    if hasattr(state, "select_rows"):  # a part that selects its own rows
+        return state.select_rows(index)
     if isinstance(state, tuple) and hasattr(state, "_fields"):  # a NamedTuple
         return type(state)(*(select_rows(s, index) for s in state))
     if isinstance(state, (tuple, list)):
@@ -128,11 +132,14 @@ def beam_search(
                 & ((done_before.unsqueeze(1) + exclusive_cumsum(ends)) < K)
                 & (exclusive_cumsum(~ends) < K)
             )
-            for a, j in (taken & ends).nonzero().tolist():
-                b, kk, vv = int(active[a]), int(k[a, j]), int(v[a, j])
-                seq = prefixes[a, kk].tolist() + ([] if vv == eos_id else [vv])
-                norm = float(top[a, j]) / length_penalty(len(seq) + 1, alpha)
-                finished[b].append((norm, seq))
+            done_now = (taken & ends).nonzero().tolist()
+            if done_now:  # Python numbers: a tensor's element access costs microseconds
+                act, kl, vl, tl = active.tolist(), k.tolist(), v.tolist(), top.tolist()
+                for a, j in done_now:
+                    kk, vv = kl[a][j], vl[a][j]
+                    seq = prefixes[a, kk].tolist() + ([] if vv == eos_id else [vv])
+                    norm = tl[a][j] / length_penalty(len(seq) + 1, alpha)
+                    finished[act[a]].append((norm, seq))
             if last:
                 break
             # the kept open candidates first (in rank order), dead rows (score -inf) after
@@ -185,7 +192,8 @@ def open_sequences(active, finished, scores, K, n_best, early_stop, t, max_len, 
         done = finished[b]
         go = len(done) < K and s > -math.inf
         if go and early_stop and len(done) >= n_best:
-            nth = sorted((norm for norm, _ in done), reverse=True)[n_best - 1]
+            norms = [norm for norm, _ in done]
+            nth = max(norms) if n_best == 1 else sorted(norms, reverse=True)[n_best - 1]
             go = nth < s / widest
         keep.append(go)
     return torch.tensor(keep, dtype=torch.bool)

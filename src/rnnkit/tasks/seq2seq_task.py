@@ -345,9 +345,10 @@ def predict(
         with torch.no_grad():
             state = model.encode(b.src, b.src_lengths)
             if method == "beam":
+                # the memory projected once a source serves its K beams' steps (attention_step)
                 hyps = beam_search(
                     model.step,
-                    state,
+                    model.prepare(state),
                     len(index),
                     bos_id=BOS,
                     eos_id=EOS,
