@@ -1,6 +1,6 @@
 """The fused paths' backends: one way to switch them and to ask which is set.
 
-Three paths have more than one implementation of the same function, each chosen by a setting:
+Four paths have more than one implementation of the same function, each chosen by a setting:
 
 ``"lstm"``: what runs a plain LSTM sequence (no peephole, no layer_norm) over a batch without a
     mask, which is exactly torch.nn.LSTM's function (``rnnkit.kernels.lstm.use_fused``).
@@ -19,6 +19,9 @@ Three paths have more than one implementation of the same function, each chosen 
     value) runs one compiled call per step for float32 and float64 on the CPU where the C++
     source builds, and the PyTorch ops otherwise (saying so once when it cannot build);
     ``"compiled"`` requires the compiled step; ``"torch"`` runs the PyTorch ops always.
+``"packed"``: how a stack of plain GRU or LSTM layers runs a padded batch with lengths when
+    gradients are off (``rnnkit.layers.packed``): ``"auto"`` (the default) as torch's one packed
+    call, ``"off"`` through the hand-derived kernels, layer by layer.
 
 Every choice computes the same function and is tested equal to the generic path. Use::
 
@@ -42,6 +45,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "lstm": ("auto", "torch", "rnnkit"),
     "step": ("auto", "numpy", "torch", "off"),
     "fused": ("auto", "compiled", "torch"),
+    "packed": ("auto", "off"),
 }
 """Each switch and its values; the first is the default."""
 
@@ -67,7 +71,7 @@ def _check_name(name: str) -> str:
 
 
 def get_backend(name: str) -> str:
-    """The value of the switch ``name`` ("lstm", "step" or "fused")."""
+    """The value of the switch ``name`` ("lstm", "step", "fused" or "packed")."""
     return _settings[_check_name(name)]
 
 

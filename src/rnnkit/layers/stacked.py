@@ -15,6 +15,8 @@ from rnnkit.kernels import find_kernel
 from rnnkit.kernels.chunks import has_chunk_kernel
 from rnnkit.kernels.lstm import use_fused
 from rnnkit.kernels.recompute import dropped, keep_mask, recompute_stack
+from rnnkit.layers.packed import applies as packed_applies
+from rnnkit.layers.packed import packed_stack
 from rnnkit.layers.recurrent import Recurrent, check_lengths, check_state, length_mask
 
 
@@ -148,6 +150,10 @@ class Stacked(nn.Module):
         """All layers over xs; dropout from the keep masks ``keeps`` if given."""
         if lengths is None and keeps is None and self._one_fused_call(xs):
             return fused_lstm_stack([layer.cell for layer in self.layers], xs, states)
+        if keeps is None and lengths is not None:
+            lengths = check_lengths(lengths, len(xs), xs.shape[1], xs.device)
+            if packed_applies(self, xs, lengths):  # inference: torch's one packed call
+                return packed_stack(self, xs, states, lengths)
         finals = []
         # padding positions stay zero through residual sums, as every layer's outputs are
         mask = (
