@@ -144,6 +144,18 @@ def test_second_order_overhead_rows_and_json(tmp_path):
     assert gru.origin is dispatch.origin  # the kernels' origin is put back
 
 
+def test_packed_inference_times_three_ways_with_the_same_outputs(tmp_path):
+    out = tmp_path / "packed.json"
+    result = load("packed_inference").main(
+        ["--repeats", "1", "--json", str(out)], configs=[(5, 3, 4, 6, 2, True)]
+    )
+    assert [r["cell"] for r in result["rows"]] == ["gru", "lstm"]
+    for row in result["rows"]:
+        assert set(row["ms"]) == {"rnnkit layer by layer", "rnnkit packed call", "torch.nn packed"}
+        assert all(v > 0 for v in row["ms"].values())
+    assert json.loads(out.read_text()) == result
+
+
 def test_seq2seq_step_compares_kernel_and_loop(tmp_path):
     out = tmp_path / "s2s.json"
     results = load("seq2seq_step").main(

@@ -54,7 +54,8 @@ def export_graph(
     the single step they are given."""
     check_cells(module)
     module.eval()
-    with torch.no_grad(), set_backend("step", "off"):
+    # the layers as Recurrent modules (their loops), not as torch's packed call
+    with torch.no_grad(), set_backend("step", "off"), set_backend("packed", "off"):
         if loops:
             with scan_recurrences() as cells:
                 proto = onnx_export(module, args, (inputs, outputs), axes, placeholders=True)

@@ -6,8 +6,8 @@ function on a packed batch: each sequence runs over its own length, the reverse 
 its last real step, padding outputs are 0 and the final states are those at each sequence's
 end. ``packed_stack`` makes that one call (``torch._VF.gru`` / ``lstm`` on the packed data) with
 every layer's weights, which skips the padding positions the masked kernels step through and
-the per-layer, per-direction calls: 1.2-1.5x faster forward-only at encoder sizes (T 9-50,
-B 32-64). Training keeps the hand-derived kernels. The ``"packed"`` backend switch
+the per-layer, per-direction calls (benchmarks/packed_inference.py measures it). Training keeps
+the hand-derived kernels. The ``"packed"`` backend switch
 (``rnnkit.kernels.backends``): ``"auto"`` takes this path where ``applies``, ``"off"`` never.
 """
 
