@@ -2,12 +2,17 @@
 same function at an earlier commit (``--baseline``, default e94a811: before early stopping,
 dropping finished sequences and the one-row first step), side by side in one process, one thread,
 on a trained g2p run's model and CMUdict words, through ``rnnkit.tasks.seq2seq_task.predict``
-(what ``rnnkit eval`` runs: batches of 64 words sorted by length).
+(what ``rnnkit eval`` runs: batches of 64 words sorted by length). Four variants, each adding
+one change: the baseline search on the plain decoder step (``Decoder.project_memory = False``)
+and the encoder run layer by layer through the kernels (the ``"packed"`` backend "off"): what
+e94a811 ran; today's search; today's step with the memory projected once per source
+(``rnnkit.kernels.attention_step``); and the encoder as one packed call
+(``rnnkit.layers.packed``): what ``predict`` runs now.
 
 The baseline's module is read with ``git show BASELINE:src/rnnkit/decoding/beam.py`` and loaded
 beside the current one. Each variant runs in turn, round-robin, ``--repeats`` times after one
 warm-up; the figure is words per second of CPU time (time.process_time: the machine is shared),
-the median. The outputs of the two are compared word by word.
+the median. The outputs of the baseline and of today's are compared word by word.
 
     OMP_NUM_THREADS=1 python benchmarks/beam_speed.py --run runs/g2p --json docs/beam_speed.json
 """
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.kernels.backends import set_backend
 from rnnkit.tasks import seq2seq_task
 from rnnkit.tasks.seq2seq_commands import load_seq2seq_run
 
@@ -69,23 +75,34 @@ def main(argv: list[str] | None = None) -> dict:
     loaded = load_seq2seq_run(Path(a.run))
     words = cmudict_words(Path(a.data), a.words, seed=0)
     current = seq2seq_task.beam_search
-    variants = {f"baseline ({a.baseline})": baseline_beam(a.baseline), "rnnkit now": current}
+    # (search, whether the decoder steps on the memory projected once (attention_step), the
+    # encoder's "packed" backend: one packed call, or layer by layer as before it)
+    variants = {
+        f"baseline ({a.baseline})": (baseline_beam(a.baseline), False, "off"),
+        "search now": (current, False, "off"),
+        "search and step now": (current, True, "off"),
+        "rnnkit now": (current, True, "auto"),
+    }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     outputs = {}
+    decoder = type(loaded.model.decoder)
     try:
         for repeat in range(a.repeats + 1):
-            for name, fn in variants.items():
+            for name, (fn, project, encoder) in variants.items():
                 seq2seq_task.beam_search = fn
+                decoder.project_memory = project
                 start = time.process_time()
-                out = seq2seq_task.predict(
-                    loaded.model, loaded.vocab, words, method="beam", beam=a.beam
-                )
+                with set_backend("packed", encoder):
+                    out = seq2seq_task.predict(
+                        loaded.model, loaded.vocab, words, method="beam", beam=a.beam
+                    )
                 if repeat:  # the first round warms up
                     seconds[name].append(time.process_time() - start)
                 outputs[name] = [o[0][0] for o in out]
     finally:
         seq2seq_task.beam_search = current
-    base, now = (outputs[n] for n in variants)
+        decoder.project_memory = True
+    base, now = outputs[next(iter(variants))], outputs["rnnkit now"]
     rates = {n: a.words / statistics.median(s) for n, s in seconds.items()}
     names = list(variants)
     result = {
@@ -94,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         "beam": a.beam,
         "repeats": a.repeats,
         "words_per_cpu_second": {n: round(r, 1) for n, r in rates.items()},
-        "speedup": round(rates[names[1]] / rates[names[0]], 2),
+        "speedup": round(rates["rnnkit now"] / rates[names[0]], 2),
         "same_outputs": sum(x == y for x, y in zip(base, now, strict=True)),
     }
     for n, r in rates.items():

@@ -156,6 +156,15 @@ def test_packed_inference_times_three_ways_with_the_same_outputs(tmp_path):
     assert json.loads(out.read_text()) == result
 
 
+def test_tanh_cost_times_the_three_ops(tmp_path):
+    out = tmp_path / "tanh.json"
+    result = load("tanh_cost").main(["--repeats", "1", "--json", str(out)], sizes=[1000])
+    (row,) = result["rows"]
+    assert set(row["ms"]) == {"torch.tanh", "torch.sigmoid", "2 sigmoid(2x) - 1"}
+    assert row["max_abs_difference"] < 1e-6
+    assert json.loads(out.read_text()) == result
+
+
 def test_seq2seq_step_compares_kernel_and_loop(tmp_path):
     out = tmp_path / "s2s.json"
     results = load("seq2seq_step").main(
