@@ -120,8 +120,9 @@ TABLE_TOKENS = 4096  # at most this many tokens: their first-layer input gates m
 
 def step_weights(decoder: nn.Module) -> Weights:
     """The decoder's ``Weights``, kept on it while its parameters are unchanged (the key is
-    every parameter's identity and version: an optimiser's step or a load changes it)."""
-    key = tuple((id(p), p._version) for p in decoder.parameters())
+    every parameter's identity, storage and version: an optimiser's step, a load or a move to
+    another device changes it)."""
+    key = tuple((id(p), p.data_ptr(), p._version) for p in decoder.parameters())
     kept = getattr(decoder, "_step_weights", None)
     if kept is not None and kept[0] == key:
         return kept[1]
