@@ -272,3 +272,49 @@ def test_speed_perturbation_follows_its_range():
     assert all(0.8 * 8000 - 2 <= n <= (0.834 + 0.8) * 8000 for n in lengths), lengths
     slow = [len(speech_data.augment(x, np.random.default_rng(s), 0.8, 0.8)) for s in range(5)]
     assert all(n >= 1.25 * 8000 - 2 for n in slow), slow
+
+
+def test_vtlp_warp_and_the_warped_filters():
+    """φ: α f up to the knee, continuous there, Nyquist fixed, increasing; the filters of a warp
+    α > 1 sit at lower bins (a longer vocal tract's formants), α = 1 is the plain matrix, and
+    features with warps 1 are the unwarped features."""
+    f = np.linspace(0.0, 4000.0, 801)
+    for alpha in (0.9, 0.95, 1.05, 1.1):
+        phi = speech_features.vtlp(f, alpha)
+        knee = speech_features.VTLP_HIGH * min(alpha, 1.0) / alpha
+        below = f <= knee
+        assert np.allclose(phi[below], alpha * f[below])
+        assert phi[-1] == pytest.approx(4000.0) and np.all(np.diff(phi) > 0)
+        assert speech_features.vtlp(knee + 1e-9, alpha) == pytest.approx(alpha * knee, abs=1e-5)
+    assert torch.equal(mel_matrix(warp=1.0), mel_matrix())
+    peaks = mel_matrix().argmax(1).numpy()
+    assert (mel_matrix(warp=1.1).argmax(1).numpy() <= peaks).all()
+    assert (mel_matrix(warp=1.1).argmax(1).numpy() < peaks).sum() > 20
+    rng = np.random.default_rng(0)
+    waves = [rng.standard_normal(4000) * 0.3, rng.standard_normal(2400) * 0.3]
+    plain, _ = speech_features.featurise(waves)
+    same, _ = speech_features.featurise(waves, [1.0, 1.0])
+    warped, _ = speech_features.featurise(waves, [1.1, 0.9])
+    torch.testing.assert_close(same, plain)
+    assert (warped - plain).abs().max() > 0.1
+
+
+def test_vtlp_is_drawn_only_when_asked_and_refused_out_of_range(tmp_path, capsys):
+    args = ["train", "speech", "--preset", "tiny", "--data.vtlp", "0.5"]
+    assert main([*args, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "data.vtlp" in err
+
+
+def test_training_batches_warp_with_vtlp(run):
+    """``--data.vtlp`` warps each training utterance's filters: the same utterances (the warps
+    are drawn after the waves' augmentation), other features."""
+    from rnnkit.tasks.speech import SpeechTask, tiny
+
+    cfg = tiny()
+    cfg.data.cache, cfg.data.flite = str(run.parent / "cache"), False
+    plain = SpeechTask(cfg).train_batch(0)
+    cfg.data.vtlp = 0.1
+    warped = SpeechTask(cfg).train_batch(0)
+    assert torch.equal(plain[1], warped[1]) and plain[2] == warped[2]
+    assert (plain[0] - warped[0]).abs().max() > 0.1

@@ -96,7 +96,10 @@ class SpeechTask(EpochBatches):
         if d.augment:
             waves = [augment(w, rng, d.speed_min, d.speed_max) for w in waves]
         labels = [[k + 1 for k in self.pool.labels[int(i)]] for i in picked]
-        x, frames = featurise(waves[self.local])
+        warps = None
+        if d.augment and d.vtlp > 0:
+            warps = list(rng.uniform(1 - d.vtlp, 1 + d.vtlp, size=len(waves)))[self.local]
+        x, frames = featurise(waves[self.local], warps)
         if d.augment and d.spec_augment:
             x = spec_augment(x, frames, rng)
         return x, frames, labels[self.local]
@@ -172,6 +175,7 @@ def check(cfg: SpeechConfig) -> None:
             "isolated_share": (0.0, 1.0),
             "speed_min": (0.5, 1.0),
             "speed_max": (1.0, 2.0),
+            "vtlp": (0.0, 0.3),
             "val_size": (1, math.inf),
             "test_size": (1, math.inf),
             "real_size": (1, math.inf),

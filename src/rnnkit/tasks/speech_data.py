@@ -73,6 +73,11 @@ class SpeechDataConfig:
     spec_augment: bool = option(
         False, "augment: mask 2 random bands of mel channels and 2 spans of frames (SpecAugment)"
     )
+    vtlp: float = option(
+        0.0,
+        "augment: vocal tract length perturbation, each utterance's mel filters warped by a "
+        "factor in [1 - v, 1 + v] (0: off)",
+    )
     batch_size: int = option(32, "B, utterances per batch")
     epoch_batches: int = option(500, "batches per (nominal) epoch")
     val_size: int = option(300, "validation utterances (held-out voices)")

@@ -23,6 +23,16 @@ librosa's ``mel(htk=True, norm=None)``):
 
     M[m, k] = max(0, min((f_k - c_{m-1}) / (c_m - c_{m-1}), (c_{m+1} - f_k) / (c_{m+1} - c_m)))
 
+Vocal tract length perturbation (``warps``, training only; Jaitly & Hinton 2013, "Vocal tract
+length perturbation (VTLP) improves speech recognition"): the filters are evaluated at warped
+bin frequencies, the piecewise-linear warp (``vtlp``) with factor α near 1,
+
+    φ(f) = α f                                          for f ≤ f_0 = F_hi min(α, 1) / α
+    φ(f) = F_nyq - (F_nyq - F_hi min(α, 1)) (F_nyq - f) / (F_nyq - f_0)    above it
+
+(continuous at f_0, φ(F_nyq) = F_nyq; F_hi = 3.4 kHz), so a formant at f moves as if the vocal
+tract were 1/α as long, independently of the speaking rate (speed perturbation moves both).
+
 A signal of n samples gives 1 + ⌊(n - W)/hop⌋ frames (W = 200 samples at 8 kHz); fewer than W
 samples give none. Per-utterance normalisation: every filterbank channel is shifted and scaled
 to mean 0 and standard deviation 1 over the utterance's frames (cepstral mean and variance
@@ -48,6 +58,7 @@ HOP = 80  # samples: 10 ms at 8 kHz
 N_FFT = 256
 PREEMPHASIS = 0.97
 FLOOR = 1e-8
+VTLP_HIGH = 3400.0  # Hz: F_hi, where the warp's second, pinning segment begins
 MAX_SECONDS = 60.0  # longest WAV ``read_wav`` accepts
 
 
@@ -60,18 +71,30 @@ def mel_to_hz(m):
     return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
 
 
+def vtlp(f, alpha: float, high: float = VTLP_HIGH, nyquist: float = SAMPLE_RATE / 2):
+    """The VTLP warp φ(f) of frequencies ``f`` (Hz) by factor ``alpha`` (see above)."""
+    f = np.asarray(f, dtype=np.float64)
+    knee = high * min(alpha, 1.0) / alpha
+    upper = nyquist - (nyquist - high * min(alpha, 1.0)) * (nyquist - f) / (nyquist - knee)
+    return np.where(f <= knee, alpha * f, upper)
+
+
 def mel_matrix(
     n_mels: int = N_MELS,
     n_fft: int = N_FFT,
     sample_rate: int = SAMPLE_RATE,
     fmin: float = 0.0,
     fmax: float | None = None,
+    warp: float = 1.0,
 ) -> Tensor:
-    """Triangular filters on the HTK mel scale, (n_mels, n_fft // 2 + 1) float32 (see above)."""
+    """Triangular filters on the HTK mel scale, (n_mels, n_fft // 2 + 1) float32 (see above);
+    ``warp`` α ≠ 1 evaluates them at the bins' VTLP-warped frequencies φ(f_k)."""
     fmax = sample_rate / 2 if fmax is None else fmax
     if not 0 <= fmin < fmax <= sample_rate / 2:
         raise ValueError(f"need 0 <= fmin < fmax <= sample_rate/2, got {fmin}, {fmax}")
     bins = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    if warp != 1.0:
+        bins = vtlp(bins, warp, nyquist=sample_rate / 2)
     c = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
     rising = (bins[None, :] - c[:-2, None]) / (c[1:-1] - c[:-2])[:, None]
     falling = (c[2:, None] - bins[None, :]) / (c[2:] - c[1:-1])[:, None]
@@ -86,12 +109,15 @@ def num_frames(samples: int) -> int:
 _MEL: dict[torch.device, Tensor] = {}
 
 
-def log_mel(waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def log_mel(
+    waves: Tensor, lengths: Tensor | None = None, warps: list[float] | None = None
+) -> tuple[Tensor, Tensor]:
     """Normalised log-mel features of a batch of 8 kHz signals.
 
     Args:
         waves: (B, N) float samples (padding after each signal's end), or one (N,) signal.
         lengths: (B,) samples in each signal; None: all N.
+        warps: B VTLP factors (training's augmentation), one per signal; None: no warp.
 
     Returns:
         features (T, B, 40), time-major, zero beyond each utterance's frames, and frames (B,)
@@ -113,9 +139,13 @@ def log_mel(waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tenso
     x = torch.nn.functional.pad(x, (side, side))
     spec = torch.stft(x, N_FFT, HOP, WINDOW, window, center=False, return_complex=True)
     spec = spec[..., : int(frames.max())]  # (B, F, T)
-    if x.device not in _MEL:
-        _MEL[x.device] = mel_matrix().to(x.device)
-    energy = _MEL[x.device] @ spec.abs().square()  # (B, M, T)
+    if warps is not None:  # a warped filter bank for each signal
+        M = torch.stack([mel_matrix(warp=float(a)) for a in warps]).to(x)  # (B, M, F)
+    else:
+        if x.device not in _MEL:
+            _MEL[x.device] = mel_matrix().to(x.device)
+        M = _MEL[x.device]
+    energy = M @ spec.abs().square()  # (B, M, T)
     feats = torch.log(energy + FLOOR).permute(2, 0, 1)  # (T, B, M)
     T = feats.shape[0]
     mask = (torch.arange(T)[:, None] < frames[None, :]).to(feats.device)[..., None]  # (T, B, 1)
@@ -165,9 +195,9 @@ def pad(waves: list[np.ndarray]) -> tuple[Tensor, Tensor]:
     return out, lengths
 
 
-def featurise(waves: list[np.ndarray]) -> tuple[Tensor, Tensor]:
-    """(features (T, B, 40), frames (B,)) of a list of 8 kHz signals."""
-    return log_mel(*pad(waves))
+def featurise(waves: list[np.ndarray], warps: list[float] | None = None) -> tuple[Tensor, Tensor]:
+    """(features (T, B, 40), frames (B,)) of a list of 8 kHz signals (``warps``: ``log_mel``)."""
+    return log_mel(*pad(waves), warps=warps)
 
 
 # ---- reading any WAV -------------------------------------------------------------------------
