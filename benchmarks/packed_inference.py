@@ -11,10 +11,8 @@ a warm-up); the figure is the median, in ms a call, and the ratio to torch.nn's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -22,17 +20,11 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit
+from rnnkit.bench.common import mean_ms, script_args
 from rnnkit.kernels.backends import set_backend
 
 # (T, B, input, hidden, layers, bidirectional): the g2p, dates and translate encoders' shapes
 CONFIGS = [(9, 64, 64, 128, 2, True), (20, 64, 64, 128, 1, True), (25, 64, 256, 256, 2, True)]
-
-
-def timed(fn, calls: int = 10) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls * 1e3
 
 
 def one_config(kind: str, T: int, B: int, I: int, H: int, L: int, bi: bool, repeats: int) -> dict:
@@ -67,7 +59,7 @@ def one_config(kind: str, T: int, B: int, I: int, H: int, L: int, bi: bool, repe
             torch.testing.assert_close(fn(), ref, rtol=1e-4, atol=1e-5)
         for _ in range(repeats):
             for name, fn in variants.items():
-                ms[name].append(timed(fn))
+                ms[name].append(mean_ms(fn, 10))
     medians = {n: statistics.median(v) for n, v in ms.items()}
     base = medians["torch.nn packed"]
     row = {"cell": kind, "T": T, "B": B, "input": I, "hidden": H, "layers": L, "bidirectional": bi}
@@ -77,12 +69,7 @@ def one_config(kind: str, T: int, B: int, I: int, H: int, L: int, bi: bool, repe
 
 
 def main(argv: list[str] | None = None, configs: list[tuple] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=9)
-    p.add_argument("--json", default=None, help="write the results here")
-    a = p.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+    a = script_args(__doc__, argv)
     rows = []
     for kind in ("gru", "lstm"):
         for T, B, I, H, L, bi in configs or CONFIGS:

@@ -10,22 +10,15 @@ ns an element. Also the largest difference of the composite from torch.tanh.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from rnnkit.bench.common import mean_ms, script_args
+
 SIZES = [64 * 9 * 256, 320 * 9 * 256, 64 * 25 * 512]  # (B, S, A) of the g2p/translate scores
-
-
-def timed(fn, calls: int = 20) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - start) / calls * 1e3
 
 
 def one_size(n: int, repeats: int) -> dict:
@@ -40,7 +33,7 @@ def one_size(n: int, repeats: int) -> dict:
         fn()
     for _ in range(repeats):
         for name, fn in ops.items():
-            ms[name].append(timed(fn))
+            ms[name].append(mean_ms(fn, 20))
     medians = {name: statistics.median(v) for name, v in ms.items()}
     composite = medians["2 sigmoid(2x) - 1"]
     return {
@@ -53,12 +46,7 @@ def one_size(n: int, repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None, sizes: list[int] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=9)
-    p.add_argument("--json", default=None, help="write the results here")
-    a = p.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+    a = script_args(__doc__, argv)
     rows = []
     for n in sizes or SIZES:
         rows.append(one_size(n, a.repeats))

@@ -1,6 +1,7 @@
 """What ``rnnkit bench speed`` and ``rnnkit bench memory`` share: the vocabulary of their
 character-level model, an option parser whose mistakes are one-line ``UserError``s, the JSON
-records file, and the share of the CPUs that other processes used while timing."""
+records file, and the share of the CPUs that other processes used while timing; and the options
+and timer of the side-by-side scripts in benchmarks/."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import json
 import os
 import statistics
+import time
 from pathlib import Path
 
 from rnnkit.argparse_config import OneLineParser
@@ -68,3 +70,25 @@ def others_share(before, after, seconds: float) -> float | None:
         return None
     others = (after[0] - before[0]) - (after[1] - before[1])
     return max(0.0, others / (seconds * (os.cpu_count() or 1)))
+
+
+def script_args(doc: str, argv: list[str] | None, repeats: int = 9) -> argparse.Namespace:
+    """The options every side-by-side script in benchmarks/ shares (``--repeats``, ``--json``),
+    parsed; then one thread and seed 0, as those scripts measure."""
+    import torch
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--json", default=None, help="write the results here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    return args
+
+
+def mean_ms(fn, calls: int) -> float:
+    """Milliseconds a call of ``fn``, the mean of ``calls`` calls in a row."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls * 1e3
