@@ -11,16 +11,14 @@ a warm-up); the figure is the median, in ms a call, and the ratio to torch.nn's.
 
 from __future__ import annotations
 
-import json
 import statistics
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit
-from rnnkit.bench.common import mean_ms, script_args
+from rnnkit.bench.common import mean_ms, script_args, write_json
 from rnnkit.kernels.backends import set_backend
 
 # (T, B, input, hidden, layers, bidirectional): the g2p, dates and translate encoders' shapes
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None, configs: list[tuple] | None = None) -> d
             print(f"{kind} T{T} B{B} H{H} L{L}{' bi' if bi else ''}: {speeds}")
     result = {"threads": 1, "repeats": a.repeats, "rows": rows}
     if a.json:
-        Path(a.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(a.json, result)
     return result
 
 

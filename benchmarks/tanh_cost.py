@@ -10,13 +10,11 @@ ns an element. Also the largest difference of the composite from torch.tanh.
 
 from __future__ import annotations
 
-import json
 import statistics
-from pathlib import Path
 
 import torch
 
-from rnnkit.bench.common import mean_ms, script_args
+from rnnkit.bench.common import mean_ms, script_args, write_json
 
 SIZES = [64 * 9 * 256, 320 * 9 * 256, 64 * 25 * 512]  # (B, S, A) of the g2p/translate scores
 
@@ -55,7 +53,7 @@ def main(argv: list[str] | None = None, sizes: list[int] | None = None) -> dict:
     result = {"torch": torch.__version__, "threads": 1, "repeats": a.repeats, "rows": rows}
     result["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     if a.json:
-        Path(a.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(a.json, result)
     return result
 
 

@@ -156,6 +156,15 @@ def test_packed_inference_times_three_ways_with_the_same_outputs(tmp_path):
     assert json.loads(out.read_text()) == result
 
 
+def test_new_scripts_refuse_an_unwritable_json_at_once(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    target = str(tmp_path / "a-file" / "out.json")  # under a file: cannot be written
+    for name in ("tanh_cost", "packed_inference"):
+        with pytest.raises(SystemExit, match=r"--json") as stop:
+            load(name).main(["--json", target])
+        assert "\n" not in str(stop.value)
+
+
 def test_tanh_cost_times_the_three_ops(tmp_path):
     out = tmp_path / "tanh.json"
     result = load("tanh_cost").main(["--repeats", "1", "--json", str(out)], sizes=[1000])

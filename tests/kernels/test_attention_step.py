@@ -156,3 +156,32 @@ def test_projected_step_on_selected_rows(index):
             torch.testing.assert_close(logits2, logits, rtol=1e-12, atol=1e-12)
             torch.testing.assert_close(alpha2, alpha, rtol=1e-12, atol=1e-12)
             y = logits.argmax(-1)
+
+
+def test_predict_beam_runs_the_projected_step_with_the_same_output(monkeypatch):
+    """``seq2seq_task.predict`` (what ``rnnkit eval`` and ``serve`` run) prepares the state for
+    beam search, for one model and for an ``Ensemble`` (each member prepared), and returns what
+    the plain step returns; ``Decoder.project_memory = False`` turns the path off."""
+    from rnnkit.data.pairs import PairVocab, TokenVocab
+    from rnnkit.seq2seq import Decoder, Ensemble
+    from rnnkit.tasks import seq2seq_task
+
+    calls = []
+    real = attention_step.step
+    monkeypatch.setattr(attention_step, "step", lambda *a: calls.append(1) or real(*a))
+    words = ["abc", "bad", "cab", "dcba", "a", "ddd"]
+    vocab = PairVocab(TokenVocab.from_texts(words, "char"), TokenVocab.from_texts(words, "char"))
+    torch.manual_seed(0)
+    cfg = Seq2SeqConfig(embedding_size=5, hidden_size=6, attention_size=4)
+    one = Seq2Seq(len(vocab.source), len(vocab.target), cfg).double()
+    two = Ensemble([one, Seq2Seq(len(vocab.source), len(vocab.target), cfg).double()])
+    for m in (one, two):
+        runs = {}
+        for project in (True, False):
+            monkeypatch.setattr(Decoder, "project_memory", project)
+            calls.clear()
+            runs[project] = seq2seq_task.predict(m, vocab, words, method="beam", beam=3, n_best=2)
+            assert bool(calls) == project
+        for a, b in zip(runs[True], runs[False], strict=True):
+            assert [t for t, _ in a] == [t for t, _ in b]
+            assert all(abs(x - y) < 1e-10 for (_, x), (_, y) in zip(a, b, strict=True))

@@ -79,3 +79,24 @@ def test_applies_only_to_inference_over_plain_cells():
     hooked = rnnkit.LSTM(3, 5)
     hooked._stack.layers[0].register_forward_hook(lambda *a: None)
     assert not takes(hooked)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_a_packed_sequence_in_inference_equals_torch_nn(kind):
+    """A PackedSequence input with gradients off (the packed call's path) gives torch.nn's
+    packed output and final states on the same weights."""
+    from torch import nn
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(0)
+    theirs = (nn.GRU if kind == "gru" else nn.LSTM)(3, 5, 2, bidirectional=True).double()
+    ours = (rnnkit.GRU if kind == "gru" else rnnkit.LSTM)(3, 5, 2, bidirectional=True).double()
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(6, 4, 3, dtype=torch.float64)
+    packed_in = pack_padded_sequence(x, torch.tensor([3, 6, 1, 4]), enforce_sorted=False)
+    with torch.no_grad():
+        y, h = ours(packed_in)
+        y_ref, h_ref = theirs(packed_in)
+    assert_close(y.data, y_ref.data)
+    for a, b in zip(*(s if isinstance(s, tuple) else (s,) for s in (h, h_ref)), strict=True):
+        assert_close(a, b)

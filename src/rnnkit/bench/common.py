@@ -74,13 +74,19 @@ def others_share(before, after, seconds: float) -> float | None:
 
 def script_args(doc: str, argv: list[str] | None, repeats: int = 9) -> argparse.Namespace:
     """The options every side-by-side script in benchmarks/ shares (``--repeats``, ``--json``),
-    parsed; then one thread and seed 0, as those scripts measure."""
+    parsed (an unwritable ``--json`` ends the script in one line at once); then one thread and
+    seed 0, as those scripts measure. The scripts write their JSON with ``write_json``."""
     import torch
 
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--repeats", type=int, default=repeats)
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
+    if args.json:
+        try:
+            check_json_target(args.json)  # before the measuring, not after it
+        except UserError as e:
+            raise SystemExit(str(e)) from None
     torch.set_num_threads(1)
     torch.manual_seed(0)
     return args
