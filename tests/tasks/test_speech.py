@@ -23,7 +23,7 @@ from matplotlib.image import imread
 
 from rnnkit.cli import main
 from rnnkit.errors import UserError
-from rnnkit.tasks import speech_data, speech_features
+from rnnkit.tasks import speech_data, speech_features, speech_voices
 from rnnkit.tasks.speech_features import mel_matrix, num_frames, read_wav
 
 QUIET = ["--train.progress", "false"]
@@ -135,6 +135,55 @@ def test_the_held_out_flite_voice_is_chosen_and_refused_when_unknown(tmp_path, c
     assert main([*args, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "data.held_out_flite" in err and "slt" in err and "'bob'" in err
+
+
+FESTIVAL = shutil.which("text2wave") is not None
+if not FESTIVAL and os.environ.get("CI"):
+    raise RuntimeError(
+        f"festival is missing on CI: apt-get install {speech_voices.FESTIVAL_PACKAGES}"
+    )
+
+
+@pytest.mark.skipif(not FESTIVAL, reason="festival is not installed")
+def test_festival_voices_speak_in_training_only(tmp_path):
+    train = {str(v) for v in speech_data.voices("train", festival=True)}
+    held = {str(v) for v in speech_data.voices("held_out", festival=True)}
+    assert {"festival:ked", "festival:slt_hts"} <= train
+    assert not any(v.startswith("festival") for v in held)
+    assert not any(v.startswith("festival") for v in map(str, speech_data.voices("train")))
+    for name in speech_voices.FESTIVAL_VOICES:
+        voice = speech_data.Voice("festival", name)
+        one = speech_voices.synthesise(voice, "one", np.random.default_rng(0))
+        three = speech_voices.synthesise(voice, "one two three", np.random.default_rng(0))
+        assert one.dtype == np.float32 and 0.2 < len(one) / 8000 < len(three) / 8000 < 4
+        assert float(np.sqrt(np.mean(three**2))) > 0.01
+    pool = speech_data.synthesise_pool(
+        "train", 12, 5, tmp_path, 0.25, progress=False, festival_share=0.5
+    )
+    engines = [pool.voice_names[i].split(":")[0] for i in pool.voice_ids]
+    assert 2 <= engines.count("festival") <= 10, engines
+    plain = speech_data.synthesise_pool("train", 12, 5, tmp_path, 0.25, progress=False)
+    assert not any(n.startswith("festival") for n in plain.voice_names)
+    val = speech_data.synthesise_pool("val", 4, 5, tmp_path, 0.25, progress=False,
+                                      festival_share=0.5)  # fmt: skip
+    assert not any(n.startswith("festival") for n in val.voice_names)
+
+
+def test_festival_options_are_checked_in_one_line(tmp_path, capsys, monkeypatch):
+    args = ["train", "speech", "--preset", "tiny", "--out", str(tmp_path / "r")]
+    assert main([*args, "--data.festival_share", "0.9"]) == 2  # with flite's 0.25: above 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "data.festival_share" in err and "at most 1" in err
+    bin_dir = tmp_path / "bin"  # espeak-ng and flite, but no festival
+    bin_dir.mkdir()
+    for tool in ("espeak-ng", "flite"):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert main([*args, "--data.festival_share", "0.2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "festival is not installed" in err
+    assert f"apt-get install {speech_voices.FESTIVAL_PACKAGES}" in err
 
 
 def test_the_cache_is_reused_without_calling_espeak(tmp_path, monkeypatch):

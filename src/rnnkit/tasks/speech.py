@@ -31,15 +31,10 @@ from rnnkit.errors import UserError
 from rnnkit.tasks import TaskSpec, register, speech_commands
 from rnnkit.tasks.base import EpochBatches, check_library_options
 from rnnkit.tasks.sequence_task import Symbols, batch_seed
-from rnnkit.tasks.speech_data import (
-    FLITE_VOICES,
-    MAX_DIGITS,
-    augment,
-    require,
-    synthesise_pool,
-)
+from rnnkit.tasks.speech_data import augment, synthesise_pool
 from rnnkit.tasks.speech_features import featurise, spec_augment
 from rnnkit.tasks.speech_model import BLANK, LABELS, SpeechConfig, SpeechModel
+from rnnkit.tasks.speech_voices import FLITE_VOICES, MAX_DIGITS, require, require_festival
 from rnnkit.train.trainer import check_range, check_train_config
 
 
@@ -70,7 +65,15 @@ class SpeechTask(EpochBatches):
         cache, progress, share = d.cache_dir(), rank == 0 and cfg.train.progress, d.share()
         held = d.held_out_flite
         self.pool = synthesise_pool(
-            "train", d.pool, d.seed, cache, share, progress, d.isolated_share, held
+            "train",
+            d.pool,
+            d.seed,
+            cache,
+            share,
+            progress,
+            d.isolated_share,
+            held,
+            d.festival_share,
         )
         val = synthesise_pool("val", d.val_size, d.seed, cache, share, progress, 0.0, held)
         rows = slice(rank * len(val) // world_size, (rank + 1) * len(val) // world_size)
@@ -170,6 +173,7 @@ def check(cfg: SpeechConfig) -> None:
         {
             "pool": (1, math.inf),
             "flite_share": (0.0, 1.0),
+            "festival_share": (0.0, 1.0),
             "batch_size": (1, math.inf),
             "epoch_batches": (1, math.inf),
             "isolated_share": (0.0, 1.0),
@@ -193,6 +197,13 @@ def check(cfg: SpeechConfig) -> None:
         )
     if d.flite and d.flite_share > 0:
         require("flite")
+    if d.festival_share > 0:
+        if d.share() + d.festival_share > 1:
+            raise UserError(
+                f"options 'data.flite_share' ({d.share()}) and 'data.festival_share' "
+                f"({d.festival_share}) must add up to at most 1"
+            )
+        require_festival()
     if d.cache and Path(d.cache).exists() and not os.access(d.cache, os.W_OK):
         raise UserError(f"option 'data.cache': {d.cache} is not writable")
 

@@ -1,23 +1,16 @@
-"""Spoken digit strings: synthesised with espeak-ng and flite, cached, augmented on the fly; and
-the real voice (Asterisk's prompts) spliced into digit strings for testing.
-
-Synthesis (``synthesise``) calls the ``espeak-ng`` binary (``--stdout``, 22,050 Hz) or
-``flite`` (16 kHz; ``kal`` 8 kHz) on the words of a string of 1-7 digits, 0 spoken "zero" or
-(a quarter of the time) "oh", at a random speed, pitch and word gap, and resamples the result
-to 8 kHz (the telephone band). Voices: every English espeak-ng voice (``espeak-ng --voices=en``,
-the eSpeak voices; the MBROLA ones need a package that is not installed) with every variant
-(``espeak-ng --voices=variant``: m1..m8, f1..f5, klatt, whisper, ...), and flite's voices.
-A fixed, hashed ~15% of the espeak variants and one flite voice (``awb``, or
-``--data.held_out_flite``) are held out: they speak only the held-out sets (``voices(split)``).
+"""Spoken digit strings: synthesised (``speech_voices``), cached, augmented on the fly; and the
+real voice (Asterisk's prompts) spliced into digit strings for testing.
 
 A pool of ``data.pool`` training utterances is synthesised once (one process: the machine's
-cores are for training) and cached as ``<cache>/pool-<key>.npz`` (int16 samples, their offsets,
-the digits and the voice of each), the key a hash of everything the audio depends on, so a
-second run with the same options reads it back without calling espeak. Training batches draw
-from the pool and augment each utterance afresh (``augment``): speed perturbation, leading and
-trailing silence, a random band-pass (telephone channels), spectral tilt, gain with clipping, and
-additive white/pink/brown noise at a random SNR; optionally (``spec_augment``) masks on the
-features (``speech_features.spec_augment``).
+cores are for training) in the training voices (``speech_voices.voices``): a share
+``data.flite_share`` by flite's, ``data.festival_share`` by festival's, the rest by espeak-ng's,
+and a share ``data.isolated_share`` said word by word. It is cached as ``<cache>/pool-<key>.npz``
+(int16 samples, their offsets, the digits and the voice of each), the key a hash of everything
+the audio depends on, so a second run with the same options reads it back without calling
+espeak. Training batches draw from the pool and augment each utterance afresh (``augment``):
+speed perturbation, leading and trailing silence, a random band-pass (telephone channels),
+spectral tilt, gain with clipping, and additive white/pink/brown noise at a random SNR;
+optionally (``spec_augment``) masks on the features (``speech_features.spec_augment``).
 
 The real voice (``real_set``): the recordings ``digits/0.wav`` .. ``9.wav`` (and
 ``letters/o.wav`` for "oh") of Allison Smith's Asterisk prompts (8 kHz, a professional voice,
@@ -28,10 +21,7 @@ pauses filled with the recordings' own background noise: a fixed set, seeded.
 from __future__ import annotations
 
 import hashlib
-import io
-import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,15 +29,19 @@ import numpy as np
 
 from rnnkit.config import option
 from rnnkit.errors import UserError
-from rnnkit.tasks.speech_features import SAMPLE_RATE, resample
+from rnnkit.tasks.speech_features import SAMPLE_RATE
+from rnnkit.tasks.speech_voices import (
+    FLITE_VOICES,
+    HELD_OUT_FLITE,
+    MAX_DIGITS,
+    WORDS,
+    Voice,
+    require,
+    spoken,
+    synthesise,
+    voices,
+)
 
-WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-MAX_DIGITS = 7
-FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
-# the default held-out flite voice; --data.held_out_flite chooses another. Not slt: it is
-# flite's only female voice, and training without it tripled the error on the (female) real voice
-HELD_OUT_FLITE = "awb"
-HELD_OUT_PERCENT = 15  # of the espeak variants, by a hash of the name
 CACHE_VERSION = 1  # bump when synthesis changes what it writes
 REAL_DIR = Path("../shared/data/speech/asterisk_en")
 
@@ -57,6 +51,11 @@ class SpeechDataConfig:
     pool: int = option(6000, "training utterances synthesised once (and cached)")
     flite: bool = option(True, "synthesise with flite's voices too (besides espeak-ng's)")
     flite_share: float = option(0.25, "the share of the pool spoken by flite's voices")
+    festival_share: float = option(
+        0.0,
+        "the share of the training pool spoken by festival's voices ked and slt_hts (0: none; "
+        "never in the held-out sets)",
+    )
     held_out_flite: str = option(
         HELD_OUT_FLITE,
         "flite's voice held out of training (it speaks only the held-out sets): "
@@ -112,110 +111,6 @@ def find_real_dir() -> Path:
     raise UserError(f"the real-speech test set is missing: {REAL_DIR}/digits/0.wav")
 
 
-def require(binary: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        raise UserError(
-            f"{binary} is not installed (needed to synthesise the training speech): "
-            f"apt-get install {binary}"
-        )
-    return path
-
-
-@dataclass(frozen=True)
-class Voice:
-    engine: str  # "espeak" or "flite"
-    name: str  # espeak: "en-us+f3"; flite: "slt"
-
-    def __str__(self) -> str:
-        return f"{self.engine}:{self.name}"
-
-
-def _listing(flag: str) -> list[list[str]]:
-    out = subprocess.run(
-        [require("espeak-ng"), f"--voices={flag}"], capture_output=True, text=True, check=True
-    ).stdout
-    return [line.split() for line in out.splitlines()[1:] if line.strip()]
-
-
-def espeak_voices() -> tuple[list[str], list[str]]:
-    """(English eSpeak voices by language name, variant names), as this espeak-ng lists them."""
-    bases = sorted({row[1] for row in _listing("en") if row[4].startswith("gmw/")})
-    variants = sorted({row[4].split("/", 1)[1] for row in _listing("variant")})
-    return bases, variants
-
-
-def held_out_variant(name: str) -> bool:
-    digest = hashlib.blake2b(f"speech:{name}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little") % 100 < HELD_OUT_PERCENT
-
-
-def voices(split: str, flite: bool = True, held_out_flite: str = HELD_OUT_FLITE) -> list[Voice]:
-    """The voices of a split: "train" or "held_out" (variants and the flite voice
-    ``held_out_flite``, never trained)."""
-    bases, variants = espeak_voices()
-    keep = [v for v in variants if held_out_variant(v) == (split == "held_out")]
-    out = [Voice("espeak", b) for b in bases] if split == "train" else []  # plain base voices
-    out += [Voice("espeak", f"{b}+{v}") for b in bases for v in keep]
-    if flite and shutil.which("flite"):
-        names = [v for v in FLITE_VOICES if (v == held_out_flite) == (split == "held_out")]
-        out += [Voice("flite", v) for v in names]
-    return out
-
-
-def spoken(digits: list[int], rng: np.random.Generator) -> str:
-    """The words of a digit string: 0 is "oh" a quarter of the time; a comma now and then."""
-    words = [("oh" if d == 0 and rng.random() < 0.25 else WORDS[d]) for d in digits]
-    return " ".join(
-        w + ("," if rng.random() < 0.1 and i < len(words) - 1 else "") for i, w in enumerate(words)
-    )
-
-
-def synthesise(voice: Voice, text: str, rng: np.random.Generator) -> np.ndarray:
-    """``text`` spoken by ``voice`` at a random speed and pitch: 8 kHz float32 samples."""
-    import soundfile as sf
-
-    if voice.engine == "espeak":
-        speed, pitch, gap = rng.integers(110, 221), rng.integers(15, 86), rng.integers(0, 8)
-        cmd = [
-            require("espeak-ng"),
-            "-v",
-            voice.name,
-            "-s",
-            str(speed),
-            "-p",
-            str(pitch),
-            "-g",
-            str(gap),
-            "--stdout",
-            text,
-        ]
-        wav = subprocess.run(cmd, capture_output=True, check=True).stdout
-        data, rate = sf.read(io.BytesIO(wav), dtype="float32")
-    else:
-        stretch, f0 = rng.uniform(0.8, 1.35), rng.uniform(90, 190)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "out.wav"
-            cmd = [
-                require("flite"),
-                "-voice",
-                voice.name,
-                "--setf",
-                f"duration_stretch={stretch:.3f}",
-                "--setf",
-                f"int_f0_target_mean={f0:.1f}",
-                "-t",
-                text,
-                "-o",
-                str(out),
-            ]
-            subprocess.run(cmd, capture_output=True, check=True)
-            data, rate = sf.read(str(out), dtype="float32")
-    if data.ndim == 2:
-        data = data.mean(axis=1)
-    return resample(data, rate)
-
-
 def isolated_words(voice: Voice, digits: list[int], rng: np.random.Generator) -> np.ndarray:
     """A digit string said word by word, as the real test set is made: each word synthesised
     alone (one speed and pitch for the utterance), trimmed of its silence and spliced with
@@ -249,14 +144,22 @@ class Pool:
 
 
 def pool_key(
-    split: str, n: int, seed: int, flite_share: float, voice_list: list[Voice], isolated: float
+    split: str,
+    n: int,
+    seed: int,
+    flite_share: float,
+    voice_list: list[Voice],
+    isolated: float,
+    festival: float = 0.0,
 ) -> str:
     version = subprocess.run(
         [require("espeak-ng"), "--version"], capture_output=True, text=True
     ).stdout.strip()
     spec = (
         f"{CACHE_VERSION}|{split}|{n}|{seed}|{flite_share}|{version}|"
-        f"{','.join(map(str, voice_list))}" + (f"|isolated {isolated}" if isolated else "")
+        f"{','.join(map(str, voice_list))}"
+        + (f"|isolated {isolated}" if isolated else "")
+        + (f"|festival {festival}" if festival else "")
     )
     return hashlib.blake2b(spec.encode(), digest_size=8).hexdigest()
 
@@ -270,15 +173,18 @@ def synthesise_pool(
     progress: bool = True,
     isolated: float = 0.0,
     held_out_flite: str = HELD_OUT_FLITE,
+    festival_share: float = 0.0,
 ) -> Pool:
     """``n`` utterances in the voices of ``split`` ("train"; "val" and "test": the held-out
     voices), a share ``flite_share`` of them by flite's voices (0: espeak-ng's only) and a share
     ``isolated`` spoken word by word (``isolated_words``), read back from ``cache`` if made
     before with the same arguments and the same espeak-ng. ``held_out_flite``: the flite voice
-    that speaks only "val" and "test"."""
+    that speaks only "val" and "test". ``festival_share``: the share spoken by festival's voices
+    ("train" only; the pools without festival are drawn as before it existed)."""
     split_voices = "train" if split == "train" else "held_out"
-    voice_list = voices(split_voices, flite_share > 0, held_out_flite)
-    key = pool_key(split, n, seed, flite_share, voice_list, isolated)
+    festival_share = festival_share if split == "train" else 0.0
+    voice_list = voices(split_voices, flite_share > 0, held_out_flite, festival_share > 0)
+    key = pool_key(split, n, seed, flite_share, voice_list, isolated, festival_share)
     path = Path(cache) / f"pool-{split}-{key}.npz"
     if path.is_file():
         return load_pool(path)
@@ -287,12 +193,15 @@ def synthesise_pool(
     from rnnkit.files import atomic_write
 
     engines = {
-        e: [i for i, v in enumerate(voice_list) if v.engine == e] for e in ("espeak", "flite")
+        e: [i for i, v in enumerate(voice_list) if v.engine == e]
+        for e in ("espeak", "flite", "festival")
     }
     rng = np.random.default_rng([seed, {"train": 0, "val": 1, "test": 2}.get(split, 3)])
     waves, labels, ids = [], [], []
     for _ in tqdm(range(n), desc=f"synthesising {split} speech", disable=not progress, unit="utt"):
         engine = "flite" if engines["flite"] and rng.random() < flite_share else "espeak"
+        if engine == "espeak" and engines["festival"]:  # of the rest: festival's share overall
+            engine = "festival" if rng.random() * (1 - flite_share) < festival_share else engine
         v = int(rng.choice(engines[engine]))
         digits = [int(d) for d in rng.integers(0, 10, size=rng.integers(1, MAX_DIGITS + 1))]
         if isolated and rng.random() < isolated:
