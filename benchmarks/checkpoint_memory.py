@@ -5,8 +5,10 @@ through all layers (main's scheme), for the LSTM and the GRU. Each row runs in a
 a run cut short keeps what it measured; ratios against storing everything and against
 torch.utils.checkpoint at the end.
 
-``--time`` instead times the three side by side in one process (the same weights, one training
-step of each in turn, ``--repeats`` rounds, medians and ratios): no memory figures.
+``--time`` instead times them side by side in one process (the same weights, one training step
+of each in turn, ``--repeats`` rounds, medians and ratios): no memory figures. It has a fourth
+variant, "in kernels, top replayed": the kernels' recompute with the top layer run again like the
+others, rather than rebuilt from its kept outputs (``rnnkit.kernels.recompute.REBUILD_TOP``).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/checkpoint_memory.py \\
         --T 1000 --k 32 --json docs/bench_checkpoint_T1000.json
@@ -86,25 +88,28 @@ def time_side_by_side(family: str, args) -> dict:
     from torch import nn
 
     from rnnkit.bench.common import VOCAB
+    from rnnkit.kernels import recompute
     from rnnkit.layers import torch_compat
 
     torch.set_num_threads(1)
     T, B, H, L, k = args.T, args.batch, args.hidden, args.layers, args.k
     torch.manual_seed(0)
     embed, head = nn.Embedding(VOCAB, H), nn.Linear(H, VOCAB)
-    variants = {}
-    for name, steps, in_kernels in (
-        ("stored", 0, True),
-        ("in kernels", k, True),
-        ("utils.checkpoint", k, False),
+    variants, rebuilds = {}, {}
+    for name, steps, in_kernels, rebuild in (
+        ("stored", 0, True, True),
+        ("in kernels", k, True, True),
+        ("in kernels, top replayed", k, True, False),
+        ("utils.checkpoint", k, False, True),
     ):
         torch.manual_seed(1)
         rnn = getattr(torch_compat, family)(H, H, L, checkpoint_steps=steps)
         rnn._stack.recompute_in_kernels = in_kernels
-        variants[name] = rnn
+        variants[name], rebuilds[name] = rnn, rebuild
     ids = torch.randint(0, VOCAB, (T + 1, B))
 
     def step(rnn) -> float:
+        recompute.REBUILD_TOP = rebuilds[next(n for n, r in variants.items() if r is rnn)]
         start = time.perf_counter()
         ys, _ = rnn(embed(ids[:-1]))
         F.cross_entropy(head(ys).flatten(0, 1), ids[1:].flatten()).backward()

@@ -131,17 +131,58 @@ def test_fused_lstm_chunks_equal_the_hand_kernel():
         assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+REBUILT = {"elman": "elman", "elman-relu": "elman", "lstm": "lstm", "gru": "gru",
+           "gru-reset-before": "gru", "minimal-gru": "minimal_gru"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "backend"), [*((n, "rnnkit") for n in REBUILT), ("lstm", "torch")]
+)  # the "lstm" backend's "torch": the fused op's chunks, replayed rather than rebuilt
+def test_the_top_layer_is_rebuilt_from_its_outputs(name, backend, monkeypatch):
+    """The top layer's chunks come from the kept outputs (one product over each chunk), not
+    from its recursion, and give the replay's values and gradients; not with a length mask or
+    a residual term after the top layer."""
+    calls = []
+    original = chunks.REBUILDS[REBUILT[name]]
+    monkeypatch.setitem(chunks.REBUILDS, REBUILT[name], lambda *a: calls.append(1) or original(*a))
+    bottom, top = make("gru", hidden=2), make(name, hidden=2)  # widths 2: a residual can apply
+    xs, _ = inputs(bottom)
+    states = [torch.randn(B, 2, dtype=D, requires_grad=True)]
+    states.append(tuple(torch.randn(B, n, dtype=D, requires_grad=True) for n in top.state_sizes))
+    wrt = [xs, states[0], *states[1], *bottom.parameters(), *top.parameters()]
+    for mask, residual, rebuilds in ((None, False, 3), (length_mask(LENGTHS, T), False, 0),
+                                     (None, True, 0)):  # fmt: skip
+        results = []
+        for rebuild in (True, False):
+            monkeypatch.setattr(recompute, "REBUILD_TOP", rebuild)
+            calls.clear()
+            with set_backend("lstm", backend):
+                cells, s = [bottom, top], [states[0], as_state(states[1])]
+                ys, finals = recompute.recompute_stack(cells, xs, s, mask, 3, residual)
+            outs = [ys, finals[0], *flat(ys, finals[1])[1:]]
+            loss = sum((o * o.detach().sin()).sum() for o in outs)
+            results.append([*outs, *torch.autograd.grad(loss, wrt)])
+            assert len(calls) == (rebuilds if rebuild and backend == "rnnkit" else 0)
+        for a, b in zip(*results, strict=True):
+            assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_only_inputs_and_boundary_states_are_saved():
+    """And the returned outputs (which the caller holds) when the top layer is rebuilt from them."""
     cell = LSTMCell(4, 8)
     xs = torch.randn(40, 2, 4, requires_grad=True)
-    saved = []
-    with torch.autograd.graph.saved_tensors_hooks(
-        lambda t: saved.append(t.shape) or t, lambda t: t
-    ):
-        with set_backend("lstm", "rnnkit"):
-            recompute.recompute_sequence(cell, xs, cell.init_state(2), None, 10)
     params = [tuple(p.shape) for p in cell.parameters()]
-    assert [tuple(s) for s in saved] == [(40, 2, 4), (2, 8), (2, 8), *params, (4, 2, 8), (4, 2, 8)]
+    expected = [(40, 2, 4), (2, 8), (2, 8), *params, (4, 2, 8), (4, 2, 8)]
+    for mask in (None, torch.ones(40, 2, 1, dtype=torch.bool)):
+        saved: list[torch.Tensor] = []
+        hooks = (lambda t, saved=saved: saved.append(t) or t, lambda t: t)
+        with torch.autograd.graph.saved_tensors_hooks(*hooks):
+            with set_backend("lstm", "rnnkit"):
+                ys, _ = recompute.recompute_sequence(cell, xs, cell.init_state(2), mask, 10)
+        if mask is None:  # the outputs themselves, not a copy
+            assert saved[-1].data_ptr() == ys.data_ptr()
+            saved = saved[:-1]
+        assert [tuple(s.shape) for s in saved] == expected
 
 
 def test_second_derivatives_through_the_origin():
@@ -266,8 +307,9 @@ def test_kernel_stack_gradcheck():
 
 
 def test_kernel_stack_saves_only_its_input_and_boundary_states():
-    """No layer's input or output is saved: the stack's input, the parameters and the states at
-    the chunks' starts (4 chunks of 10 steps) are all that backward keeps."""
+    """No layer's input nor an intermediate layer's output is saved: the stack's input, the
+    parameters, the states at the chunks' starts (4 chunks of 10 steps) and the top layer's
+    outputs (returned: the caller holds them) are all that backward keeps."""
     layers = [Recurrent(LSTMCell(4, 8)), Recurrent(GRUCell(8, 8)), Recurrent(ElmanCell(8, 8))]
     model = Stacked(layers, checkpoint_steps=10)
     xs = torch.randn(40, 2, 4, requires_grad=True)
@@ -279,7 +321,8 @@ def test_kernel_stack_saves_only_its_input_and_boundary_states():
             model(xs)
     params = [tuple(p.shape) for p in model.parameters()]
     states = [(2, 8)] * 4  # (h, c), h, h
-    assert sorted(saved) == sorted([(40, 2, 4), *states, *params, *[(4, 2, 8)] * 4])
+    expected = [(40, 2, 4), *states, *params, *[(4, 2, 8)] * 4, (40, 2, 8)]
+    assert sorted(saved) == sorted(expected)
 
 
 def test_kernel_stack_second_derivatives():

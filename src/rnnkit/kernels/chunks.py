@@ -9,6 +9,11 @@ A chunk runner does three things for a cell over a chunk x (k, B, I) from a stat
 - ``backward(handle, ∂L/∂ys, ∂L/∂s_b) -> (∂L/∂x, ∂L/∂s_a, grads)``: the kernel's own backward
   over the chunk, grads the chunk's parameter gradients by position in ``cell.parameters()``.
 
+A hand-derived kernel's runner can also ``rebuild(cell, x, s_a, hs, need_x, needed) -> handle``
+a chunk whose states hs (k, B, H) are known (the top layer of a stack, whose outputs are its
+states): its activations without the recursion (``rnnkit.kernels.rebuild``), for the same
+``backward``. ``rebuilder_for`` gives the runner that can, or None.
+
 ``_HandChunks`` calls a hand-derived kernel's ``torch.autograd.Function`` through its
 ``forward`` and ``backward`` with a context of this module's (``_ChunkContext``); the kernel
 files are unchanged, and ``CHUNK_KERNELS`` says how to lay out each kernel's inputs. The input
@@ -38,6 +43,7 @@ from rnnkit.kernels.gru import GRUBPTT
 from rnnkit.kernels.jordan import JordanBPTT
 from rnnkit.kernels.lstm import LSTMBPTT, lstm_sequence_fused, use_fused
 from rnnkit.kernels.minimal_gru import MinimalGRUBPTT
+from rnnkit.kernels.rebuild import REBUILDS
 
 Leaves = tuple[Tensor, ...]
 """A state as its tensors: (h,) or (h, c)."""
@@ -68,13 +74,15 @@ class ChunkKernel(NamedTuple):
     ``inputs(cell, xg, state, mask)`` lays out the Function's inputs (its ``apply`` arguments
     without the origin), xg first; ``state_slots`` are the positions of the state's tensors
     among them, in the order of the Function's outputs after ys; ``project(cell, x)`` is the
-    input projection xg (the runner's).
+    input projection xg (the runner's); ``rebuild`` the name of its ``rnnkit.kernels.rebuild``
+    function ("": none).
     """
 
     function: type[torch.autograd.Function]
     inputs: Callable[[Any, Tensor, Leaves, Tensor | None], tuple]
     state_slots: tuple[int, ...]
     project: Callable[[Any, Tensor], Tensor] = _linear_inputs
+    rebuild: str = ""
 
 
 def _lstm_inputs(cell: LSTMCell, xg: Tensor, state: Leaves, mask: Tensor | None) -> tuple:
@@ -88,14 +96,19 @@ CHUNK_KERNELS: dict[type[nn.Module], ChunkKernel] = {
         ElmanBPTT,
         lambda c, xg, s, m: (xg, *s, c.weight_hh, c.bias_hh, m, c.nonlinearity),
         (1,),
+        rebuild="elman",
     ),
     GRUCell: ChunkKernel(
         GRUBPTT,
         lambda c, xg, s, m: (xg, *s, c.weight_hh, c.bias_hh, m, c.reset_after),
         (1,),
+        rebuild="gru",
     ),
     MinimalGRUCell: ChunkKernel(
-        MinimalGRUBPTT, lambda c, xg, s, m: (xg, *s, c.weight_hh, c.bias_hh, m), (1,)
+        MinimalGRUBPTT,
+        lambda c, xg, s, m: (xg, *s, c.weight_hh, c.bias_hh, m),
+        (1,),
+        rebuild="minimal_gru",
     ),
     JordanCell: ChunkKernel(
         JordanBPTT,
@@ -105,7 +118,9 @@ CHUNK_KERNELS: dict[type[nn.Module], ChunkKernel] = {
         ),
         (1,),
     ),
-    LSTMCell: ChunkKernel(LSTMBPTT, _lstm_inputs, (1, 2), lambda c, x: c.input_gates(x)),
+    LSTMCell: ChunkKernel(
+        LSTMBPTT, _lstm_inputs, (1, 2), lambda c, x: c.input_gates(x), rebuild="lstm"
+    ),
 }
 """Cell class -> how its kernel runs a chunk; the exact type, as ``rnnkit.kernels.registry``."""
 
@@ -138,9 +153,8 @@ class _HandChunks:
         ys, *final = k.function.forward(_ChunkContext((False,) * len(args)), *args)
         return ys, tuple(final)
 
-    def replay(
-        self, cell, x: Tensor, state: Leaves, mask, need_x: bool, needed: list[bool]
-    ) -> tuple[Tensor, Leaves, _Replayed]:
+    def _prepare(self, cell, x: Tensor, state: Leaves, mask, need_x: bool, needed: list[bool]):
+        """The chunk's projection under autograd, the Function's inputs and a context."""
         k = self.kernel
         params = list(cell.parameters())
         wanted = [p for p, need in zip(params, needed, strict=True) if need]
@@ -154,8 +168,23 @@ class _HandChunks:
             for j, a in enumerate(args)
         )
         ctx = _ChunkContext(needs)
-        ys, *final = k.function.forward(ctx, *args)  # the chunk's activations, saved in ctx
-        return ys, tuple(final), _Replayed(cell, x_, (), (ctx, xg, args), wanted, need_x)
+        return ctx, args, _Replayed(cell, x_, (), (ctx, xg, args), wanted, need_x)
+
+    def replay(
+        self, cell, x: Tensor, state: Leaves, mask, need_x: bool, needed: list[bool]
+    ) -> tuple[Tensor, Leaves, _Replayed]:
+        ctx, args, handle = self._prepare(cell, x, state, mask, need_x, needed)
+        ys, *final = self.kernel.function.forward(ctx, *args)  # the activations, saved in ctx
+        return ys, tuple(final), handle
+
+    def rebuild(
+        self, cell, x: Tensor, state: Leaves, hs: Tensor, need_x: bool, needed: list[bool]
+    ) -> _Replayed:
+        """The chunk's activations from its known states hs (k, B, H), without the recursion
+        (no mask): ``replay``'s handle, to rounding."""
+        ctx, args, handle = self._prepare(cell, x, state, None, need_x, needed)
+        REBUILDS[self.kernel.rebuild](ctx, hs, *args)
+        return handle
 
     def backward(
         self, r: _Replayed, grad_ys: Tensor, grad_final: Leaves
@@ -210,6 +239,20 @@ class _FusedLSTMChunks:
         slot = {id(p): i for i, p in enumerate(r.cell.parameters())}
         out = {slot[id(p)]: g for p, g in zip(r.wanted, found[n + r.need_x :], strict=True)}
         return grad_x, tuple(found[:n]), {i: g for i, g in out.items() if g is not None}
+
+
+def rebuilder_for(cell: nn.Module, runner: _HandChunks | _FusedLSTMChunks) -> _HandChunks | None:
+    """The runner that rebuilds ``cell``'s chunks from known states (``_HandChunks.rebuild``)
+    where its chunk ``runner`` is a hand kernel's: Elman (any nonlinearity), GRU, minimal GRU
+    and the LSTM without peepholes or layer norm. None for the LSTM that runs through torch's
+    fused op: its own backward is faster than the hand kernel's, by more than the replay that a
+    rebuild saves (measured: benchmarks/checkpoint_memory.py --time)."""
+    kernel = CHUNK_KERNELS.get(type(cell))
+    if kernel is None or not kernel.rebuild or not isinstance(runner, _HandChunks):
+        return None
+    if type(cell) is LSTMCell and (cell.peephole or cell.layer_norm):
+        return None
+    return runner
 
 
 def chunks_for(cell: nn.Module, x: Tensor, mask: Tensor | None) -> _HandChunks | _FusedLSTMChunks:

@@ -20,7 +20,12 @@ Forward runs the chunks in order, each through all layers (a kernel's forward wi
 
 1. recomputes the chunk through the stack: layer 1 from x^1_{a..b-1} and s^1_a, layer l from
    s^l_a and the link of layer l - 1's recomputed outputs, each kernel keeping its activations
-   for this chunk only (``replay``);
+   for this chunk only (``replay``). The top layer L is not run again when its output is the
+   stack's (no residual term nor dropout after it), there is no length mask and its kernel can
+   ``rebuild``: its states over the chunk are the returned ys_{a..b-1}, which the Function keeps
+   (the caller holds them anyway), so its activations come from one product over the chunk's
+   rows and element-wise work (``rnnkit.kernels.rebuild``), not from k sequential steps. A
+   stack of L layers then recomputes L - 1 recursions; one layer, none;
 2. goes down the stack: with g = ∂L/∂x^{l+1} for the chunk's steps (for the top layer, the
    incoming ∂L/∂ys), ∂L/∂y^l = D^l ⊙ g, and the kernel's own hand-derived backward over the
    chunk, given ∂L/∂y^l and δs^l_b, returns ∂L/∂x^l (through the input projection), δs^l_a
@@ -34,7 +39,8 @@ t = b. Each step's output gradient reaches it whole (through the later layers' i
 over the layers above as the chain rule says), and the parameter gradients are the chunks'
 sums, so the result is the function of storing everything, to rounding. Memory: x^1, the
 (L·⌈T/k⌉) boundary states, the returned outputs and one chunk's activations of all layers at a
-time (k ≈ √T balances the last two terms). Time: every layer's forward runs twice.
+time (k ≈ √T balances the last two terms). Time: every layer's forward runs twice, but a top
+layer rebuilt from its outputs.
 
 Second derivatives (``create_graph=True``): the Function's inputs are the tensors everything was
 computed from (x^1, the initial states, the parameters), so its backward under grad mode
@@ -54,11 +60,15 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from rnnkit.cells.base import State
-from rnnkit.kernels.chunks import Grads, chunks_for, has_chunk_kernel
+from rnnkit.kernels.chunks import Grads, chunks_for, has_chunk_kernel, rebuilder_for
 from rnnkit.kernels.dispatch import Origin, flatten_state, graph_grads
 from rnnkit.kernels.registry import Runner
 
 __all__ = ["checkpoint_chunks", "dropped", "keep_mask", "recompute_sequence", "recompute_stack"]
+
+REBUILD_TOP = True
+"""Rebuild the top layer's chunks from the kept outputs where that applies (False: replay it
+like the others; for the tests and the benchmark)."""
 
 
 def keep_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
@@ -86,6 +96,11 @@ class Stack:
         self.cells, self.mask, self.residual, self.p, self.keeps = cells, mask, residual, p, keeps
         self.n_state = n_state
         self.n_params = [len(list(c.parameters())) for c in cells]
+
+    def passes_top(self, widths: tuple[int, int]) -> bool:
+        """Whether the top layer's link (its (input, output) widths) leaves its output as is."""
+        residual = self.residual and widths[0] == widths[1]
+        return self.keeps[-1] is None and not residual
 
     def split(self, tensors: tuple[Tensor, ...]) -> list[tuple[tuple, tuple]]:
         """Each layer's (state tensors, parameters) from the Function's flat inputs."""
@@ -152,12 +167,17 @@ class RecomputeBPTT(torch.autograd.Function):
                 for bound, s in zip(boundaries[l], states[l], strict=True):
                     bound[j] = s
                 y, states[l] = run.forward(cell, x, states[l], _piece(stack.mask, a, b))
+                top_widths = (x.shape[-1], y.shape[-1])
                 x = stack.link(l, x, y, a, b)
             if ys is None:
                 ys = x.new_empty(len(xs), *x.shape[1:])  # (T, B, O)
             ys[a:b] = x
         ctx.k, ctx.stack, ctx.runners, ctx.n_tensors = k, stack, runners, 1 + len(tensors)
-        ctx.save_for_backward(xs, *tensors, *(t for bound in boundaries for t in bound))
+        ctx.rebuilder = None
+        if REBUILD_TOP and stack.mask is None and stack.passes_top(top_widths):
+            ctx.rebuilder = rebuilder_for(stack.cells[-1], runners[-1])
+        kept = (ys,) if ctx.rebuilder is not None else ()
+        ctx.save_for_backward(xs, *tensors, *(t for bound in boundaries for t in bound), *kept)
         return ys, *(s for state in states for s in state)
 
     @staticmethod
@@ -177,6 +197,8 @@ class RecomputeBPTT(torch.autograd.Function):
         for n in stack.n_state:
             grad_states.append(tuple(g.contiguous() for g in grad_finals[i : i + n]))
             i += n
+        rebuilder = ctx.rebuilder  # the top layer's, if it is rebuilt from the kept ys
+        top_ys = saved[-1] if rebuilder is not None else None
         sums: list[Grads] = [{} for _ in range(L)]
         grad_xs = torch.empty_like(xs) if need_xs else None
         for j, a in reversed(list(enumerate(range(0, T, k)))):
@@ -186,6 +208,13 @@ class RecomputeBPTT(torch.autograd.Function):
             for l, (cell, run) in enumerate(zip(stack.cells, ctx.runners, strict=True)):
                 state = tuple(bound[j] for bound in boundaries[l])
                 need_x = l > 0 or need_xs
+                if l == L - 1 and top_ys is not None:  # its states are the kept outputs
+                    hs = top_ys[a:b]
+                    replayed.append(
+                        rebuilder.rebuild(cell, x, state, hs, need_x, list(needs[l][1]))
+                    )
+                    links.append((x.shape[-1], hs.shape[-1]))
+                    break
                 y, _, r = run.replay(cell, x, state, mask, need_x, list(needs[l][1]))
                 replayed.append(r)
                 links.append((x.shape[-1], y.shape[-1]))
@@ -193,9 +222,8 @@ class RecomputeBPTT(torch.autograd.Function):
             g = grad_ys[a:b]
             for l in reversed(range(L)):
                 g, g_res = stack.unlink(l, links[l], g, a, b)
-                g, grad_states[l], grads = ctx.runners[l].backward(
-                    replayed[l], g.contiguous(), grad_states[l]
-                )
+                run = rebuilder if l == L - 1 and top_ys is not None else ctx.runners[l]
+                g, grad_states[l], grads = run.backward(replayed[l], g.contiguous(), grad_states[l])
                 replayed[l] = None  # this layer's chunk activations are done
                 if g_res is not None and (l > 0 or need_xs):
                     g = g_res if g is None else g + g_res
