@@ -12,7 +12,7 @@ A chunk runner does three things for a cell over a chunk x (k, B, I) from a stat
 A hand-derived kernel's runner can also ``rebuild(cell, x, s_a, hs, need_x, needed) -> handle``
 a chunk whose states hs (k, B, H) are known (the top layer of a stack, whose outputs are its
 states): its activations without the recursion (``rnnkit.kernels.rebuild``), for the same
-``backward``. ``rebuilder_for`` gives the runner that can, or None.
+``backward``; ``can_rebuild`` says which can.
 
 ``_HandChunks`` calls a hand-derived kernel's ``torch.autograd.Function`` through its
 ``forward`` and ``backward`` with a context of this module's (``_ChunkContext``); the kernel
@@ -241,18 +241,15 @@ class _FusedLSTMChunks:
         return grad_x, tuple(found[:n]), {i: g for i, g in out.items() if g is not None}
 
 
-def rebuilder_for(cell: nn.Module, runner: _HandChunks | _FusedLSTMChunks) -> _HandChunks | None:
-    """The runner that rebuilds ``cell``'s chunks from known states (``_HandChunks.rebuild``)
-    where its chunk ``runner`` is a hand kernel's: Elman (any nonlinearity), GRU, minimal GRU
-    and the LSTM without peepholes or layer norm. None for the LSTM that runs through torch's
-    fused op: its own backward is faster than the hand kernel's, by more than the replay that a
+def can_rebuild(cell: nn.Module, runner: _HandChunks | _FusedLSTMChunks) -> bool:
+    """Whether ``runner`` (``cell``'s chunk runner) rebuilds chunks from known states
+    (``_HandChunks.rebuild``): a hand kernel's, for Elman (any nonlinearity), GRU, minimal GRU
+    and the LSTM without peepholes or layer norm. Not the LSTM that runs through torch's fused
+    op: its own backward is faster than the hand kernel's, by more than the replay that a
     rebuild saves (measured: benchmarks/checkpoint_memory.py --time)."""
-    kernel = CHUNK_KERNELS.get(type(cell))
-    if kernel is None or not kernel.rebuild or not isinstance(runner, _HandChunks):
-        return None
-    if type(cell) is LSTMCell and (cell.peephole or cell.layer_norm):
-        return None
-    return runner
+    if not isinstance(runner, _HandChunks) or not runner.kernel.rebuild:
+        return False
+    return not (type(cell) is LSTMCell and (cell.peephole or cell.layer_norm))
 
 
 def chunks_for(cell: nn.Module, x: Tensor, mask: Tensor | None) -> _HandChunks | _FusedLSTMChunks:

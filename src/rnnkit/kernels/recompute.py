@@ -60,7 +60,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from rnnkit.cells.base import State
-from rnnkit.kernels.chunks import Grads, chunks_for, has_chunk_kernel, rebuilder_for
+from rnnkit.kernels.chunks import Grads, can_rebuild, chunks_for, has_chunk_kernel
 from rnnkit.kernels.dispatch import Origin, flatten_state, graph_grads
 from rnnkit.kernels.registry import Runner
 
@@ -173,10 +173,13 @@ class RecomputeBPTT(torch.autograd.Function):
                 ys = x.new_empty(len(xs), *x.shape[1:])  # (T, B, O)
             ys[a:b] = x
         ctx.k, ctx.stack, ctx.runners, ctx.n_tensors = k, stack, runners, 1 + len(tensors)
-        ctx.rebuilder = None
-        if REBUILD_TOP and stack.mask is None and stack.passes_top(top_widths):
-            ctx.rebuilder = rebuilder_for(stack.cells[-1], runners[-1])
-        kept = (ys,) if ctx.rebuilder is not None else ()
+        ctx.rebuild_top = (
+            REBUILD_TOP
+            and stack.mask is None
+            and stack.passes_top(top_widths)
+            and can_rebuild(stack.cells[-1], runners[-1])
+        )
+        kept = (ys,) if ctx.rebuild_top else ()
         ctx.save_for_backward(xs, *tensors, *(t for bound in boundaries for t in bound), *kept)
         return ys, *(s for state in states for s in state)
 
@@ -197,8 +200,7 @@ class RecomputeBPTT(torch.autograd.Function):
         for n in stack.n_state:
             grad_states.append(tuple(g.contiguous() for g in grad_finals[i : i + n]))
             i += n
-        rebuilder = ctx.rebuilder  # the top layer's, if it is rebuilt from the kept ys
-        top_ys = saved[-1] if rebuilder is not None else None
+        top_ys = saved[-1] if ctx.rebuild_top else None  # the top layer's states, if kept
         sums: list[Grads] = [{} for _ in range(L)]
         grad_xs = torch.empty_like(xs) if need_xs else None
         for j, a in reversed(list(enumerate(range(0, T, k)))):
@@ -210,9 +212,7 @@ class RecomputeBPTT(torch.autograd.Function):
                 need_x = l > 0 or need_xs
                 if l == L - 1 and top_ys is not None:  # its states are the kept outputs
                     hs = top_ys[a:b]
-                    replayed.append(
-                        rebuilder.rebuild(cell, x, state, hs, need_x, list(needs[l][1]))
-                    )
+                    replayed.append(run.rebuild(cell, x, state, hs, need_x, list(needs[l][1])))
                     links.append((x.shape[-1], hs.shape[-1]))
                     break
                 y, _, r = run.replay(cell, x, state, mask, need_x, list(needs[l][1]))
@@ -222,8 +222,9 @@ class RecomputeBPTT(torch.autograd.Function):
             g = grad_ys[a:b]
             for l in reversed(range(L)):
                 g, g_res = stack.unlink(l, links[l], g, a, b)
-                run = rebuilder if l == L - 1 and top_ys is not None else ctx.runners[l]
-                g, grad_states[l], grads = run.backward(replayed[l], g.contiguous(), grad_states[l])
+                g, grad_states[l], grads = ctx.runners[l].backward(
+                    replayed[l], g.contiguous(), grad_states[l]
+                )
                 replayed[l] = None  # this layer's chunk activations are done
                 if g_res is not None and (l > 0 or need_xs):
                     g = g_res if g is None else g + g_res
