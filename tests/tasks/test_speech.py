@@ -265,6 +265,26 @@ def test_eval_prints_each_set(run, capsys):
         assert scores["utterances"] == 4 and 0 <= scores["string_error"] <= 1
 
 
+def test_vote_takes_the_string_most_runs_heard_and_ties_to_the_first():
+    from rnnkit.tasks.speech_commands import vote
+
+    runs = [["12", "5", "7", "0"], ["13", "5", "8", "1"], ["13", "6", "9", "1"]]
+    assert vote(runs) == ["13", "5", "7", "1"]
+    assert vote([["4", "44"]]) == ["4", "44"]
+
+
+def test_eval_votes_with_other_runs(run, capsys, tmp_path):
+    args = ["eval", str(run), "--limit", "5", "--sets", "espeak"]
+    assert main([*args, "--vote", f"{run},{run}"]) == 0
+    result = json.loads((run / "eval.json").read_text())["sets"]["espeak"]
+    assert set(result) == {"greedy", "greedy+vote"}  # three copies of one run: the same strings
+    assert result["greedy+vote"]["wer"] == result["greedy"]["wer"]
+    capsys.readouterr()
+    assert main([*args, "--vote", str(tmp_path / "nowhere"), "--force"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "nowhere" in err
+
+
 def test_tidigits_cepstra_become_normalised_log_mel_frames(tmp_path):
     from rnnkit.tasks.speech_tidigits import cepstra_to_log_mel, read_sphinx_mfc, tidigits_set
 

@@ -1,6 +1,7 @@
 """What the speech task adds to the command line: loading a run back, ``rnnkit predict RUN
 file.wav ...`` (the digits heard, optionally the column picture) and ``rnnkit eval RUN`` (word
-and character error rates on each held-out set, greedy and with ``--beam K``).
+and character error rates on each held-out set, greedy and with ``--beam K``, and with
+``--vote RUN,...`` the string most of several runs hear: ``vote``).
 
 Error rates: WER is the edit distance between the digit sequences (one spoken digit a word)
 over the reference digits, summed over a set; CER is jiwer's character error rate of the digit
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,19 @@ def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
         "string_error": sum(r != h for r, h in zip(refs, hyps, strict=True)) / len(refs),
         "utterances": len(refs),
     }
+
+
+def vote(candidates: list[list[str]]) -> list[str]:
+    """Per utterance, the string most of the runs heard (``candidates``: one list per run, in
+    the same order); a tie goes to the earliest run among the most heard. A ROVER-like vote on
+    whole strings: the CTC posteriors of separately trained models peak at different frames,
+    so averaging them frame by frame loses labels (measured: docs/speech.md)."""
+    out = []
+    for heard in zip(*candidates, strict=True):
+        counts = Counter(heard)
+        most = max(counts.values())
+        out.append(next(h for h in heard if counts[h] == most))
+    return out
 
 
 def predict_one(loaded: LoadedSpeech, text: str) -> str:
@@ -191,6 +206,13 @@ def cmd_eval(argv: list[str]) -> int:
         help="comma-separated, of: " + "; ".join(f"{k} ({v})" for k, v in SETS.items()),
     )
     p.add_argument("--limit", type=int, default=0, help="only the first N of each set (0: all)")
+    p.add_argument(
+        "--vote",
+        default="",
+        metavar="RUN,RUN",
+        help="other speech runs: also score the string most of the runs (this one first) "
+        "hear, a tie to the earliest (rows 'greedy+vote', ...)",
+    )
     add_out_options(p, None, "eval")
     p.add_argument("--show", type=int, default=3, help="print this many errors per set")
     a = p.parse_args(argv)
@@ -202,14 +224,20 @@ def cmd_eval(argv: list[str]) -> int:
         if value < 0:
             raise UserError(f"{flag} must be >= 0, got {value}")
     loaded = load_speech_run(a.run)
+    voters = [load_speech_run(v.strip()) for v in a.vote.split(",") if v.strip()]
     run = Path(a.run)
     out = eval_output(run, a.out, None, a.force)
     results: dict = {"checkpoint": str(loaded.path), "sets": {}}
     for name, (waves, refs) in held_out_sets(loaded.cfg, which, a.limit).items():
         results["sets"][name] = {}
-        for method, beam in [("greedy", 0)] + ([(f"beam{a.beam}", a.beam)] if a.beam else []):
+        methods = [("greedy", 0)] + ([(f"beam{a.beam}", a.beam)] if a.beam else [])
+        methods += [(f"{m}+vote", b) for m, b in methods if voters]
+        for method, beam in methods:
             start = time.perf_counter()
             hyps, _ = transcribe(loaded.model, waves, beam)
+            if method.endswith("+vote"):
+                others = [transcribe(v.model, waves, beam)[0] for v in voters]
+                hyps = vote([hyps, *others])
             scores = error_rates(refs, hyps)
             seconds = time.perf_counter() - start
             audio = sum(len(w) / (100 if isinstance(w, torch.Tensor) else 8000) for w in waves)
@@ -218,7 +246,7 @@ def cmd_eval(argv: list[str]) -> int:
             scores["ms_per_audio_second"] = round(1000 * seconds / audio, 2)
             results["sets"][name][method] = scores
             print(
-                f"{name:9} {method:8} WER {100 * scores['wer']:.2f}%  CER "
+                f"{name:9} {method:12} WER {100 * scores['wer']:.2f}%  CER "
                 f"{100 * scores['cer']:.2f}%  string errors {100 * scores['string_error']:.1f}%"
                 f"  ({len(refs)} utterances; {scores['ms_per_audio_second']:.1f} ms per "
                 "second of audio: front end, model, decoding)"
