@@ -276,7 +276,9 @@ def test_vote_takes_the_string_most_runs_heard_and_ties_to_the_first():
 def test_eval_votes_with_other_runs(run, capsys, tmp_path):
     args = ["eval", str(run), "--limit", "5", "--sets", "espeak"]
     assert main([*args, "--vote", f"{run},{run}"]) == 0
-    result = json.loads((run / "eval.json").read_text())["sets"]["espeak"]
+    result = json.loads((run / "eval.json").read_text())
+    assert len(result["vote"]) == 2 and result["vote"][0].endswith("best.safetensors")
+    result = result["sets"]["espeak"]
     assert set(result) == {"greedy", "greedy+vote"}  # three copies of one run: the same strings
     assert result["greedy+vote"]["wer"] == result["greedy"]["wer"]
     capsys.readouterr()

@@ -228,6 +228,8 @@ def cmd_eval(argv: list[str]) -> int:
     run = Path(a.run)
     out = eval_output(run, a.out, None, a.force)
     results: dict = {"checkpoint": str(loaded.path), "sets": {}}
+    if voters:
+        results["vote"] = [str(v.path) for v in voters]
     for name, (waves, refs) in held_out_sets(loaded.cfg, which, a.limit).items():
         results["sets"][name] = {}
         methods = [("greedy", 0)] + ([(f"beam{a.beam}", a.beam)] if a.beam else [])
