@@ -8,7 +8,7 @@ torch.utils.checkpoint at the end.
 ``--time`` instead times them side by side in one process (the same weights, one training step
 of each in turn, ``--repeats`` rounds, medians and ratios): no memory figures. It has a fourth
 variant, "in kernels, top replayed": the kernels' recompute with the top layer run again like the
-others, rather than rebuilt from its kept outputs (``rnnkit.kernels.recompute.REBUILD_TOP``).
+others, rather than rebuilt from its kept outputs (``set_backend("rebuild", "off")``).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/checkpoint_memory.py \\
         --T 1000 --k 32 --json docs/bench_checkpoint_T1000.json
@@ -88,7 +88,7 @@ def time_side_by_side(family: str, args) -> dict:
     from torch import nn
 
     from rnnkit.bench.common import VOCAB
-    from rnnkit.kernels import recompute
+    from rnnkit.kernels.backends import set_backend
     from rnnkit.layers import torch_compat
 
     torch.set_num_threads(1)
@@ -109,7 +109,8 @@ def time_side_by_side(family: str, args) -> dict:
     ids = torch.randint(0, VOCAB, (T + 1, B))
 
     def step(rnn) -> float:
-        recompute.REBUILD_TOP = rebuilds[next(n for n, r in variants.items() if r is rnn)]
+        rebuild = rebuilds[next(n for n, r in variants.items() if r is rnn)]
+        set_backend("rebuild", "auto" if rebuild else "off")
         start = time.perf_counter()
         ys, _ = rnn(embed(ids[:-1]))
         F.cross_entropy(head(ys).flatten(0, 1), ids[1:].flatten()).backward()

@@ -274,7 +274,8 @@ def test_one_backend_api_for_both_fast_paths():
         assert get_backend("step") == "off"
     assert get_backend("step") == "auto"
     with pytest.raises(
-        ValueError, match=r"backend name must be one of \['lstm', 'step', 'fused', 'packed'\]"
+        ValueError,
+        match=r"backend name must be one of \['lstm', 'step', 'fused', 'packed', 'rebuild'\]",
     ):
         get_backend("gpu")
     with pytest.raises(ValueError, match=r"step backend must be one of .*got 'fast'"):

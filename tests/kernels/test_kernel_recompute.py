@@ -154,9 +154,8 @@ def test_the_top_layer_is_rebuilt_from_its_outputs(name, backend, monkeypatch):
                                      (None, True, 0)):  # fmt: skip
         results = []
         for rebuild in (True, False):
-            monkeypatch.setattr(recompute, "REBUILD_TOP", rebuild)
             calls.clear()
-            with set_backend("lstm", backend):
+            with set_backend("lstm", backend), set_backend("rebuild", "auto" if rebuild else "off"):
                 cells, s = [bottom, top], [states[0], as_state(states[1])]
                 ys, finals = recompute.recompute_stack(cells, xs, s, mask, 3, residual)
             outs = [ys, finals[0], *flat(ys, finals[1])[1:]]

@@ -1,6 +1,6 @@
 """The fused paths' backends: one way to switch them and to ask which is set.
 
-Four paths have more than one implementation of the same function, each chosen by a setting:
+Five paths have more than one implementation of the same function, each chosen by a setting:
 
 ``"lstm"``: what runs a plain LSTM sequence (no peephole, no layer_norm) over a batch without a
     mask, which is exactly torch.nn.LSTM's function (``rnnkit.kernels.lstm.use_fused``).
@@ -22,6 +22,10 @@ Four paths have more than one implementation of the same function, each chosen b
 ``"packed"``: how a stack of plain GRU or LSTM layers runs a padded batch with lengths when
     gradients are off (``rnnkit.layers.packed``): ``"auto"`` (the default) as torch's one packed
     call, ``"off"`` through the hand-derived kernels, layer by layer.
+``"rebuild"``: how checkpointing through time recomputes the top layer of a stack
+    (``rnnkit.kernels.recompute``): ``"auto"`` (the default) rebuilds its chunks from its kept
+    outputs where its kernel can (``rnnkit.kernels.rebuild``), ``"off"`` runs its recursion
+    again like the other layers'.
 
 Every choice computes the same function and is tested equal to the generic path. Use::
 
@@ -46,6 +50,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "step": ("auto", "numpy", "torch", "off"),
     "fused": ("auto", "compiled", "torch"),
     "packed": ("auto", "off"),
+    "rebuild": ("auto", "off"),
 }
 """Each switch and its values; the first is the default."""
 
@@ -71,7 +76,7 @@ def _check_name(name: str) -> str:
 
 
 def get_backend(name: str) -> str:
-    """The value of the switch ``name`` ("lstm", "step", "fused" or "packed")."""
+    """The value of the switch ``name`` ("lstm", "step", "fused", "packed" or "rebuild")."""
     return _settings[_check_name(name)]
 
 

@@ -60,15 +60,12 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from rnnkit.cells.base import State
+from rnnkit.kernels.backends import get_backend
 from rnnkit.kernels.chunks import Grads, can_rebuild, chunks_for, has_chunk_kernel
 from rnnkit.kernels.dispatch import Origin, flatten_state, graph_grads
 from rnnkit.kernels.registry import Runner
 
 __all__ = ["checkpoint_chunks", "dropped", "keep_mask", "recompute_sequence", "recompute_stack"]
-
-REBUILD_TOP = True
-"""Rebuild the top layer's chunks from the kept outputs where that applies (False: replay it
-like the others; for the tests and the benchmark)."""
 
 
 def keep_mask(shape: tuple[int, ...], p: float, like: Tensor) -> Tensor:
@@ -174,7 +171,7 @@ class RecomputeBPTT(torch.autograd.Function):
             ys[a:b] = x
         ctx.k, ctx.stack, ctx.runners, ctx.n_tensors = k, stack, runners, 1 + len(tensors)
         ctx.rebuild_top = (
-            REBUILD_TOP
+            get_backend("rebuild") == "auto"
             and stack.mask is None
             and stack.passes_top(top_widths)
             and can_rebuild(stack.cells[-1], runners[-1])
