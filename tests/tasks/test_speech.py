@@ -265,6 +265,12 @@ def test_eval_prints_each_set(run, capsys):
         assert scores["utterances"] == 4 and 0 <= scores["string_error"] <= 1
 
 
+def test_a_failing_engine_is_one_line_naming_the_voice():
+    with pytest.raises(UserError, match=r"espeak:nosuchvoice could not say 'one two' \(exit"):
+        speech_voices.synthesise(speech_data.Voice("espeak", "nosuchvoice"), "one two",
+                                 np.random.default_rng(0))  # fmt: skip
+
+
 def test_vote_takes_the_string_most_runs_heard_and_ties_to_the_first():
     from rnnkit.tasks.speech_commands import vote
 
@@ -285,6 +291,14 @@ def test_eval_votes_with_other_runs(run, capsys, tmp_path):
     assert main([*args, "--vote", str(tmp_path / "nowhere"), "--force"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "nowhere" in err
+    other = tmp_path / "other"  # a run that holds out another flite voice
+    assert main(["train", "speech", "--preset", "tiny", "--out", str(other), *QUIET,
+                 "--train.max_steps", "2", "--data.cache", str(run.parent / "cache"),
+                 "--data.flite", "false", "--data.held_out_flite", "slt"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main([*args, "--vote", str(other), "--force"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "holds out flite's 'slt'" in err
 
 
 def test_tidigits_cepstra_become_normalised_log_mel_frames(tmp_path):

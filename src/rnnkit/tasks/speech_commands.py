@@ -224,7 +224,15 @@ def cmd_eval(argv: list[str]) -> int:
         if value < 0:
             raise UserError(f"{flag} must be >= 0, got {value}")
     loaded = load_speech_run(a.run)
-    voters = [load_speech_run(v.strip()) for v in a.vote.split(",") if v.strip()]
+    names = [v.strip() for v in a.vote.split(",") if v.strip()]
+    voters = [load_speech_run(v) for v in names]
+    held = loaded.cfg.data.held_out_flite
+    for name, voter in zip(names, voters, strict=True):
+        if voter.cfg.data.held_out_flite != held:  # it trained on a voice this run holds out
+            raise UserError(
+                f"--vote: {name} holds out flite's {voter.cfg.data.held_out_flite!r}, "
+                f"{a.run} holds out {held!r}: a vote needs runs that held out the same voice"
+            )
     run = Path(a.run)
     out = eval_output(run, a.out, None, a.force)
     results: dict = {"checkpoint": str(loaded.path), "sets": {}}

@@ -123,10 +123,24 @@ def spoken(digits: list[int], rng: np.random.Generator) -> str:
     )
 
 
-def synthesise(voice: Voice, text: str, rng: np.random.Generator) -> np.ndarray:
-    """``text`` spoken by ``voice`` at a random speed and pitch: 8 kHz float32 samples."""
+def _speak(voice: Voice, text: str, cmd: list[str], out: Path | None = None, stdin: str = ""):
+    """(samples, rate) of ``cmd``'s WAV (its standard output, or the file ``out``); a failing
+    engine or an unreadable result is one line naming the voice and the text."""
     import soundfile as sf
 
+    done = subprocess.run(cmd, input=stdin.encode(), capture_output=True)
+    try:
+        if done.returncode:
+            raise RuntimeError(f"exit status {done.returncode}")
+        return sf.read(io.BytesIO(done.stdout) if out is None else str(out), dtype="float32")
+    except (RuntimeError, OSError, sf.LibsndfileError) as e:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        why = " ".join(str(e).split()) + (f": {said[-1]}" if said else "")
+        raise UserError(f"{voice} could not say {text!r} ({why})") from None
+
+
+def synthesise(voice: Voice, text: str, rng: np.random.Generator) -> np.ndarray:
+    """``text`` spoken by ``voice`` at a random speed and pitch: 8 kHz float32 samples."""
     if voice.engine == "espeak":
         speed, pitch, gap = rng.integers(110, 221), rng.integers(15, 86), rng.integers(0, 8)
         cmd = [
@@ -142,8 +156,7 @@ def synthesise(voice: Voice, text: str, rng: np.random.Generator) -> np.ndarray:
             "--stdout",
             text,
         ]
-        wav = subprocess.run(cmd, capture_output=True, check=True).stdout
-        data, rate = sf.read(io.BytesIO(wav), dtype="float32")
+        data, rate = _speak(voice, text, cmd)
     elif voice.engine == "festival":
         stretch = rng.uniform(0.8, 1.35)  # the HTS voice ignores it
         with tempfile.TemporaryDirectory() as tmp:
@@ -157,8 +170,7 @@ def synthesise(voice: Voice, text: str, rng: np.random.Generator) -> np.ndarray:
                 "-o",
                 str(out),
             ]
-            subprocess.run(cmd, input=text.encode(), capture_output=True, check=True)
-            data, rate = sf.read(str(out), dtype="float32")
+            data, rate = _speak(voice, text, cmd, out, stdin=text)
     else:
         stretch, f0 = rng.uniform(0.8, 1.35), rng.uniform(90, 190)
         with tempfile.TemporaryDirectory() as tmp:
@@ -176,8 +188,7 @@ def synthesise(voice: Voice, text: str, rng: np.random.Generator) -> np.ndarray:
                 "-o",
                 str(out),
             ]
-            subprocess.run(cmd, capture_output=True, check=True)
-            data, rate = sf.read(str(out), dtype="float32")
+            data, rate = _speak(voice, text, cmd, out)
     if data.ndim == 2:
         data = data.mean(axis=1)
     return resample(data, rate)
