@@ -311,3 +311,21 @@ def test_a_plain_lstm_stack_is_one_fused_call_as_torch_nn_makes_it(calls):
     ours.eval()
     ours(x, hx)
     assert calls["fused"] == 1 + 3 + 3 + 1  # no dropout in eval: one call again
+
+
+def test_lstm_layers_of_different_widths_go_layer_by_layer(calls):
+    """Torch's fused op takes one hidden size for every layer: a stack whose widths differ (16
+    then 32) runs layer by layer, with the outputs and final states of the layers in turn."""
+    torch.manual_seed(0)
+    stack = stacked.Stacked([Recurrent(LSTMCell(8, 16)), Recurrent(LSTMCell(16, 32))])
+    x = torch.randn(5, 3, 8)
+    y, finals = stack(x)
+    assert calls["fused"] == 2  # one fused call a layer, not one for the stack
+    h, want = x, []
+    for layer in stack.layers:
+        h, state = layer(h)
+        want.append(state)
+    assert_close(y, h)
+    for got, ref in zip(finals, want, strict=True):
+        assert_close(got, ref)
+    assert [s[0].shape[-1] for s in finals] == [16, 32]

@@ -177,7 +177,8 @@ class Stacked(nn.Module):
         """Whether the whole stack is one call of torch's fused LSTM op, as torch.nn.LSTM
         makes it: plain LSTM layers that each would take the fused op (``use_fused``), no
         residual connections, no dropout in training, no hooks on the layers (they would not
-        run)."""
+        run), and one hidden size for every layer, each reading the one below (the op's
+        shapes)."""
         cells = [getattr(layer, "cell", None) for layer in self.layers]
         return (
             not self.residual
@@ -186,6 +187,8 @@ class Stacked(nn.Module):
             and not any(layer._forward_hooks or layer._forward_pre_hooks for layer in self.layers)
             and all(type(cell) is LSTMCell for cell in cells)
             and len({cell.bias_ih is None for cell in cells}) == 1
+            and len({cell.hidden_size for cell in cells}) == 1
+            and all(cell.input_size == cells[0].hidden_size for cell in cells[1:])
             and use_fused(cells[0], xs, None)
         )
 
@@ -196,20 +199,25 @@ def fused_lstm_stack(
     """Plain LSTM layers over xs (T, B, I) in one call of torch's fused op with every layer's
     parameters (``torch.nn.LSTM``'s call), instead of one call a layer: the same function as
     the layers in turn (``lstm_sequence_fused`` each), torch's autograd for the gradients."""
-    B = xs.shape[1]
-    h0, c0, params = [], [], []
-    for cell, state in zip(cells, states, strict=True):
-        if state is None:
-            state = cell.init_state(B, device=xs.device, dtype=xs.dtype)
-        else:
-            check_state(cell, state, B)
-        h0.append(state[0])
-        c0.append(state[1])
+    L, B, H = len(cells), xs.shape[1], cells[0].hidden_size
+    params = []
+    for cell in cells:
         params += [cell.weight_ih, cell.weight_hh]
         if cell.bias_ih is not None:
             params += [cell.bias_ih, cell.bias_hh]
+    if all(state is None for state in states):  # zeros for every layer: two allocations
+        hx = (xs.new_zeros(L, B, H), xs.new_zeros(L, B, H))
+    else:
+        h0, c0 = [], []
+        for cell, state in zip(cells, states, strict=True):
+            if state is None:
+                state = cell.init_state(B, device=xs.device, dtype=xs.dtype)
+            else:
+                check_state(cell, state, B)
+            h0.append(state[0])
+            c0.append(state[1])
+        hx = (torch.stack(h0), torch.stack(c0))
     bias, train = cells[0].bias_ih is not None, torch.is_grad_enabled()
-    hx = (torch.stack(h0), torch.stack(c0))
     ys, h, c = torch._VF.lstm(xs, hx, params, bias, len(cells), 0.0, train, False, False)
     return ys, [(h[l], c[l]) for l in range(len(cells))]
 
