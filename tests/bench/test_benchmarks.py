@@ -159,7 +159,7 @@ def test_packed_inference_times_three_ways_with_the_same_outputs(tmp_path):
 def test_new_scripts_refuse_an_unwritable_json_at_once(tmp_path):
     (tmp_path / "a-file").write_text("")
     target = str(tmp_path / "a-file" / "out.json")  # under a file: cannot be written
-    for name in ("tanh_cost", "packed_inference"):
+    for name in ("tanh_cost", "packed_inference", "lstm_call_cost"):
         with pytest.raises(SystemExit, match=r"--json") as stop:
             load(name).main(["--json", target])
         assert "\n" not in str(stop.value)
@@ -222,3 +222,18 @@ def test_beam_speed_gives_the_baselines_output_on_a_trained_run(tmp_path):
 def test_beam_speed_names_a_bad_baseline(tmp_path):
     with pytest.raises(SystemExit, match="--baseline no-such-commit"):
         load("beam_speed").baseline_beam("no-such-commit")
+
+
+def test_lstm_call_cost_times_the_three_calls(tmp_path):
+    out = tmp_path / "calls.json"
+    result = load("lstm_call_cost").main(["--repeats", "1", "--json", str(out)], lengths=(2,))
+    (row,) = result["rows"]
+    assert set(row["us"]) == {"torch op alone", "torch.nn.LSTM", "rnnkit.LSTM"}
+    assert all(v > 0 for v in row["us"].values()) and row["torch_nn_over_rnnkit"] > 0
+    assert json.loads(out.read_text()) == result
+
+
+def test_side_by_side_scripts_refuse_zero_repeats_in_one_line():
+    for name in ("tanh_cost", "lstm_call_cost"):
+        with pytest.raises(SystemExit, match=r"^--repeats: expected an integer >= 1, got 0$"):
+            load(name).main(["--repeats", "0"])

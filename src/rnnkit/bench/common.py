@@ -82,6 +82,8 @@ def script_args(doc: str, argv: list[str] | None, repeats: int = 9) -> argparse.
     p.add_argument("--repeats", type=int, default=repeats)
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats: expected an integer >= 1, got {args.repeats}")
     if args.json:
         try:
             check_json_target(args.json)  # before the measuring, not after it
