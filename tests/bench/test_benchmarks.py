@@ -237,3 +237,15 @@ def test_side_by_side_scripts_refuse_zero_repeats_in_one_line():
     for name in ("tanh_cost", "lstm_call_cost"):
         with pytest.raises(SystemExit, match=r"^--repeats: expected an integer >= 1, got 0$"):
             load(name).main(["--repeats", "0"])
+
+
+def test_bf16_matmul_times_both_precisions(tmp_path):
+    out = tmp_path / "bf16.json"
+    shapes = {"tiny": (4, 8, 16)}
+    result = load("bf16_matmul").main(
+        ["--repeats", "1", "--json", str(out)], shapes=shapes, step=False
+    )
+    (row,) = result["products"]
+    assert set(row["ms"]) == {"float32", "bfloat16", "bfloat16 with casts"}
+    assert all(v > 0 for v in row["ms"].values())
+    assert json.loads(out.read_text()) == result
