@@ -3,7 +3,11 @@ thread, side by side in one process.
 
 1. The matrix products of the g2p preset's step (B 64, S 9, T 12, H 256; encoder 2 x 128 a
    direction) in float32 and in bfloat16 (operands cast beforehand, the cast not timed), and
-   the same products with the casts timed (operands from float32, the result back to float32).
+   the same products with the casts timed (operands from float32, the result back to float32);
+   also float32 with ``torch.backends.mkldnn.matmul.fp32_precision = "bf16"`` (what
+   ``torch.set_float32_matmul_precision("medium")`` sets: products through oneDNN, which may
+   round to bfloat16 where the CPU has AMX), with its largest error relative to float64 beside
+   float32's own.
 2. One training step of the plain-PyTorch g2p model of ``rnnkit bench seq2seq`` in float32 and
    under ``torch.autocast("cpu", dtype=torch.bfloat16)``, the way PyTorch users turn it on.
 3. The share of rnnkit's own g2p step (the decoder kernel) spent in matrix products: the self
@@ -18,6 +22,7 @@ Each row takes turns, round-robin, ``--repeats`` times; the figures are medians,
 from __future__ import annotations
 
 import statistics
+from contextlib import contextmanager
 
 import torch
 
@@ -34,6 +39,21 @@ SHAPES = {
 }
 
 
+FPMATH = "float32, oneDNN's bf16 fpmath"
+
+
+@contextmanager
+def onednn_fpmath(on: bool):
+    """float32 products through oneDNN with its bf16 fpmath mode inside the block if ``on``."""
+    flags = torch.backends.mkldnn.matmul
+    before = flags.fp32_precision
+    flags.fp32_precision = "bf16" if on else before
+    try:
+        yield
+    finally:
+        flags.fp32_precision = before
+
+
 def products(repeats: int, shapes: dict[str, tuple[int, int, int]]) -> list[dict]:
     rows = []
     for name, (m, k, n) in shapes.items():
@@ -44,13 +64,21 @@ def products(repeats: int, shapes: dict[str, tuple[int, int, int]]) -> list[dict
             "bfloat16": lambda a16=a16, b16=b16: torch.mm(a16, b16),
             "bfloat16 with casts": lambda a=a, b16=b16: torch.mm(a.bfloat16(), b16).float(),
         }
+        ops[FPMATH] = ops["float32"]  # timed under the flag below
         ms: dict[str, list[float]] = {op: [] for op in ops}
         for fn in ops.values():
             mean_ms(fn, 5)
         for _ in range(repeats):
             for op, fn in ops.items():
-                ms[op].append(mean_ms(fn, 20))
+                with onednn_fpmath(op.endswith("fpmath")):
+                    ms[op].append(mean_ms(fn, 20))
         med = {op: statistics.median(v) for op, v in ms.items()}
+        exact = a.double() @ b.double()
+        errors = {}
+        for op in ("float32", FPMATH):
+            with onednn_fpmath(op.endswith("fpmath")):
+                got = torch.mm(a, b).double()
+            errors[op] = ((got - exact).abs().max() / exact.abs().max()).item()
         rows.append(
             {
                 "product": name,
@@ -60,6 +88,8 @@ def products(repeats: int, shapes: dict[str, tuple[int, int, int]]) -> list[dict
                 "float32_over_bfloat16_with_casts": round(
                     med["float32"] / med["bfloat16 with casts"], 2
                 ),
+                "float32_over_onednn_fpmath": round(med["float32"] / med[FPMATH], 2),
+                "max_relative_error": errors,
             }
         )
     return rows
@@ -113,10 +143,13 @@ def main(argv: list[str] | None = None, shapes: dict | None = None, step: bool =
     a = script_args(__doc__, argv)
     rows = products(a.repeats, shapes or SHAPES)
     for r in rows:
+        err = r["max_relative_error"]
         print(
             f"{r['product']}: float32 {r['ms']['float32']:.3f} ms, bfloat16 "
             f"{r['ms']['bfloat16']:.3f} ms ({r['float32_over_bfloat16']:.2f}x; "
-            f"{r['float32_over_bfloat16_with_casts']:.2f}x with the casts)"
+            f"{r['float32_over_bfloat16_with_casts']:.2f}x with the casts); float32 through "
+            f"oneDNN's bf16 fpmath {r['float32_over_onednn_fpmath']:.2f}x, error "
+            f"{err[FPMATH]:.1e} against {err['float32']:.1e}"
         )
     result = {
         "torch": torch.__version__,

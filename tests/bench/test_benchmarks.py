@@ -246,6 +246,12 @@ def test_bf16_matmul_times_both_precisions(tmp_path):
         ["--repeats", "1", "--json", str(out)], shapes=shapes, step=False
     )
     (row,) = result["products"]
-    assert set(row["ms"]) == {"float32", "bfloat16", "bfloat16 with casts"}
+    assert set(row["ms"]) == {
+        "float32",
+        "bfloat16",
+        "bfloat16 with casts",
+        "float32, oneDNN's bf16 fpmath",
+    }
+    assert torch.backends.mkldnn.matmul.fp32_precision == "none"  # restored
     assert all(v > 0 for v in row["ms"].values())
     assert json.loads(out.read_text()) == result
