@@ -275,7 +275,8 @@ def test_one_backend_api_for_both_fast_paths():
     assert get_backend("step") == "auto"
     with pytest.raises(
         ValueError,
-        match=r"backend name must be one of \['lstm', 'step', 'fused', 'packed', 'rebuild'\]",
+        match=r"backend name must be one of \['lstm', 'step', 'fused', 'packed', 'rebuild', "
+        r"'onednn'\]",
     ):
         get_backend("gpu")
     with pytest.raises(ValueError, match=r"step backend must be one of .*got 'fast'"):

@@ -1,6 +1,6 @@
 """The fused paths' backends: one way to switch them and to ask which is set.
 
-Five paths have more than one implementation of the same function, each chosen by a setting:
+Six paths have more than one implementation of the same function, each chosen by a setting:
 
 ``"lstm"``: what runs a plain LSTM sequence (no peephole, no layer_norm) over a batch without a
     mask, which is exactly torch.nn.LSTM's function (``rnnkit.kernels.lstm.use_fused``).
@@ -26,6 +26,10 @@ Five paths have more than one implementation of the same function, each chosen b
     (``rnnkit.kernels.recompute``): ``"auto"`` (the default) rebuilds its chunks from its kept
     outputs where its kernel can (``rnnkit.kernels.rebuild``), ``"off"`` runs its recursion
     again like the other layers'.
+``"onednn"``: how the Elman, GRU (reset after) and minimal GRU kernels multiply by W_hh at
+    each step, forward and backward (``rnnkit.kernels.onednn``): ``"auto"`` (the default)
+    through oneDNN with the weight packed once a sequence, for float32 on the CPU and products
+    of at least 2^23 multiply-adds, ``"off"`` with torch.addmm.
 
 Every choice computes the same function and is tested equal to the generic path. Use::
 
@@ -51,6 +55,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "fused": ("auto", "compiled", "torch"),
     "packed": ("auto", "off"),
     "rebuild": ("auto", "off"),
+    "onednn": ("auto", "off"),
 }
 """Each switch and its values; the first is the default."""
 

@@ -53,6 +53,7 @@ from torch.autograd.function import FunctionCtx
 from rnnkit.cells.elman import ElmanCell
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
 from rnnkit.kernels.fused import step_ops
+from rnnkit.kernels.onednn import StepProduct
 from rnnkit.kernels.registry import register_kernel
 
 INPLACE_ACTIVATIONS: dict[str, Callable[[Tensor], object]] = {
@@ -95,12 +96,12 @@ class ElmanBPTT(torch.autograd.Function):
         f_ = INPLACE_ACTIVATIONS[nonlinearity]
         # The recurrent bias joins the input term once, for all T steps: xb_t = x̃_t + b_hh.
         xb = xg if bias_hh is None else xg + bias_hh  # (T, B, H)
-        w_t = weight_hh.t()  # (H, H), so that h @ W_hhᵀ is W_hh h for each row h
+        product = StepProduct(weight_hh, xg.shape[1])  # h ↦ W_hh h
         hs = xg.new_empty(xg.shape)  # (T, B, H): hs[t] = h_t, the state after step t
         h = h0  # (B, H)
         fused = step_ops(xg)  # the compiled step, or None (rnnkit.kernels.fused)
         for t in range(T):
-            torch.addmm(xb[t], h, w_t, out=hs[t])  # a_t = x̃_t + b_hh + W_hh h_{t-1}
+            product.into(h, hs[t], add=xb[t])  # a_t = x̃_t + b_hh + W_hh h_{t-1}
             if fused is not None:  # the element-wise work below, in one compiled call
                 fused.elman_forward(hs[t], h, nonlinearity, None if mask is None else mask[t])
                 h = hs[t]
@@ -132,6 +133,7 @@ class ElmanBPTT(torch.autograd.Function):
         delta_a = torch.empty_like(hs)  # (T, B, H): δa_t = ∂L/∂a_t
         delta_h = grad_hT.clone(memory_format=torch.contiguous_format)  # (B, H): δh_T
         fused = step_ops(hs)  # the compiled step, or None (rnnkit.kernels.fused)
+        back = StepProduct(weight_hh.t().contiguous(), hs.shape[1])  # δa ↦ δa W_hh
         for t in range(T - 1, -1, -1):
             if fused is not None:  # the element-wise work below, in one compiled call
                 fp_t = None if fprime is None else fprime[t]
@@ -144,7 +146,7 @@ class ElmanBPTT(torch.autograd.Function):
                     delta_a[t].mul_(fprime[t])
             # Through the recurrent weights: δh_{t-1} = W_hhᵀ δa_t.
             if mask is None:
-                torch.mm(delta_a[t], weight_hh, out=delta_h)
+                back.into(delta_a[t], delta_h)
             else:  # ... or, past a sequence's end, carried back unchanged: δh_{t-1} = δh_t
                 torch.where(mask[t], delta_a[t] @ weight_hh, delta_h, out=delta_h)
 

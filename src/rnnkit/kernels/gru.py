@@ -64,6 +64,7 @@ from torch import Tensor
 from rnnkit.cells.gru import GRUCell
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
 from rnnkit.kernels.fused import step_ops
+from rnnkit.kernels.onednn import StepProduct
 from rnnkit.kernels.registry import register_kernel
 
 
@@ -88,14 +89,11 @@ class GRUBPTT(torch.autograd.Function):
         h = h0
         if reset_after:
             gates = xg.new_empty(T, B, 3 * H)  # (T, B, 3H) [r, z, p_n]
-            W_t = weight_hh.t()  # (H, 3H)
+            product = StepProduct(weight_hh, B, bias_hh)  # h ↦ W_hh h + b_hh
             fused = step_ops(xg)  # the compiled step, or None (rnnkit.kernels.fused)
             for t in range(T):
                 P = gates[t]  # (B, 3H)
-                if bias_hh is None:
-                    torch.mm(h, W_t, out=P)  # [p_r, p_z, p_n] = W_hh h
-                else:
-                    torch.addmm(bias_hh, h, W_t, out=P)  # [p_r, p_z, p_n] = W_hh h + b_hh
+                product.into(h, P)  # [p_r, p_z, p_n] = W_hh h + b_hh
                 if fused is not None:  # the element-wise work below, in one compiled call
                     fused.gru_forward(P, xg[t], h, ns[t], hs[t], None if mask is None else mask[t])
                     h = hs[t]
@@ -148,11 +146,12 @@ class GRUBPTT(torch.autograd.Function):
             # dP = g ⊙ [∂h'/∂a_r, ∂h'/∂a_z, ∂h'/∂p_n]: the factors now, g in the loop
             dP = torch.cat([dn_da * p_n * r * (1 - r), (h_prev - n) * z * (1 - z), dn_da * r], -1)
             fused = step_ops(hs)  # the compiled step, or None (rnnkit.kernels.fused)
+            back = StepProduct(W.t().contiguous(), B)  # dP ↦ dP W_hh
             for t in range(T - 1, -1, -1):
                 if fused is not None:  # the element-wise work below, in one compiled call
                     m_t = None if mask is None else mask[t]
                     fused.gru_backward(dh, gys[t], gates[t], dP[t], G[t], carry, m_t)
-                    torch.addmm(carry, dP[t], W, out=dh)
+                    back.into(dP[t], dh, add=carry)  # δh_{t-1} = carry + dP W_hh
                     continue
                 g = torch.add(dh, gys[t], out=G[t])  # g = ∂L_t/∂h_t + δh_t
                 if not_m is not None:
@@ -161,7 +160,7 @@ class GRUBPTT(torch.autograd.Function):
                 torch.mul(g, z[t], out=carry)  # direct path g ⊙ z
                 if not_m is not None:
                     torch.where(not_m[t], dh, carry, out=carry)  # carried state: δh unchanged
-                torch.addmm(carry, dP[t], W, out=dh)  # δh_{t-1} = g ⊙ z + dP W_hh
+                back.into(dP[t], dh, add=carry)  # δh_{t-1} = g ⊙ z + dP W_hh
             dxg = None
             if need_xg:
                 dxg = dP.clone()  # (T, B, 3H) [∂L/∂a_r, ∂L/∂a_z, ·]

@@ -39,6 +39,7 @@ from torch import Tensor
 from rnnkit.cells.minimal_gru import MinimalGRUCell
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
 from rnnkit.kernels.fused import step_ops
+from rnnkit.kernels.onednn import StepProduct
 from rnnkit.kernels.registry import register_kernel
 
 
@@ -58,13 +59,13 @@ class MinimalGRUBPTT(torch.autograd.Function):
         T, B, H2 = xg.shape
         H = H2 // 2
         xgb = xg if bias_hh is None else xg + bias_hh  # (T, B, 2H), b_hh folded in once
-        W_t = weight_hh.t()  # (H, 2H)
+        product = StepProduct(weight_hh, B)  # c ↦ W_hh c
         gates = xg.new_empty(T, B, 2 * H)  # (T, B, 2H) [u, c~]
         cs = xg.new_empty(T, B, H)  # (T, B, H) states c_1..c_T
         c = c0
         fused = step_ops(xg)  # the compiled step, or None (rnnkit.kernels.fused)
         for t in range(T):
-            A = torch.addmm(xgb[t], c, W_t, out=gates[t])  # [a_u, a_c]
+            A = product.into(c, gates[t], add=xgb[t])  # [a_u, a_c]
             if fused is not None:  # the element-wise work below, in one compiled call
                 fused.minimal_gru_forward(A, c, cs[t], None if mask is None else mask[t])
                 c = cs[t]
@@ -98,11 +99,12 @@ class MinimalGRUBPTT(torch.autograd.Function):
         g = c0.new_empty(B, H)  # ∂L/∂c' of the current step
         carry = c0.new_empty(B, H)  # the part of δc_{t-1} outside W_hh's product
         fused = step_ops(cs)  # the compiled step, or None (rnnkit.kernels.fused)
+        back = StepProduct(W.t().contiguous(), B)  # dA ↦ dA W_hh
         for t in range(T - 1, -1, -1):
             if fused is not None:  # the element-wise work below, in one compiled call
                 m_t = None if mask is None else mask[t]
                 fused.minimal_gru_backward(dc, gys[t], gates[t], dA[t], carry, m_t)
-                torch.addmm(carry, dA[t], W, out=dc)
+                back.into(dA[t], dc, add=carry)
                 continue
             torch.add(dc, gys[t], out=g)  # g = ∂L_t/∂c_t + δc_t
             if not_m is not None:
@@ -111,7 +113,7 @@ class MinimalGRUBPTT(torch.autograd.Function):
             torch.addcmul(g, g, u[t], value=-1.0, out=carry)  # direct path g ⊙ (1 - u)
             if not_m is not None:
                 torch.where(not_m[t], dc, carry, out=carry)  # carried state: δc unchanged
-            torch.addmm(carry, dA[t], W, out=dc)  # δc_{t-1} = g ⊙ (1 - u) + dA W_hh
+            back.into(dA[t], dc, add=carry)  # δc_{t-1} = g ⊙ (1 - u) + dA W_hh
         dW = None
         if need_W:  # ∂W_hh = Σ_t dA_tᵀ c_{t-1}
             dW = torch.mm(dA.reshape(T * B, 2 * H).t(), c_prev.reshape(T * B, H))

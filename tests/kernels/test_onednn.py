@@ -1,0 +1,83 @@
+"""The kernels' recurrent products through oneDNN with a packed weight
+(``rnnkit.kernels.onednn``): the same values as torch.addmm in float32, taken only where they
+apply, and the kernels' outputs and gradients the same with the switch on and off."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+import rnnkit
+from rnnkit.kernels import onednn
+from rnnkit.kernels.backends import set_backend
+from rnnkit.kernels.onednn import MIN_MACS, StepProduct, applies
+
+needs_onednn = pytest.mark.skipif(not onednn._available(), reason="torch without oneDNN")
+
+
+@needs_onednn
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("with_add", [False, True])
+def test_a_packed_product_equals_addmm(with_bias, with_add):
+    torch.manual_seed(0)
+    rows, N, K = 32, 768, 512
+    W, x = torch.randn(N, K), torch.randn(rows, K)
+    b = torch.randn(N) if with_bias else None
+    add = torch.randn(rows, N) if with_add else None
+    product = StepProduct(W, rows, b)
+    assert product.packed is not None
+    out = torch.empty(rows, N)
+    got = product.into(x, out, add=add)
+    want = x @ W.t() + (0 if b is None else b) + (0 if add is None else add)
+    assert got is out
+    assert_close(out, want, rtol=1e-5, atol=1e-4)
+
+
+def test_the_plain_product_where_onednn_does_not_apply():
+    """float64, a product below MIN_MACS, and the switch off keep torch.addmm, exactly."""
+    torch.manual_seed(0)
+    W64, x64 = torch.randn(768, 512, dtype=torch.float64), torch.randn(32, 512, dtype=torch.float64)
+    assert not applies(W64, 32)
+    small = torch.randn(8, 8)
+    assert 4 * small.numel() < MIN_MACS and not applies(small, 4)
+    W = torch.randn(768, 512)
+    with set_backend("onednn", "off"):
+        assert not applies(W, 32)
+        product = StepProduct(W, 32)
+    assert product.packed is None
+    x, add = torch.randn(32, 512), torch.randn(32, 768)
+    out = torch.empty(32, 768)
+    assert torch.equal(product.into(x, out, add=add), torch.addmm(add, x, W.t()))
+    out64 = torch.empty(32, 768, dtype=torch.float64)
+    assert torch.equal(StepProduct(W64, 32).into(x64, out64), x64 @ W64.t())
+
+
+@needs_onednn
+@pytest.mark.parametrize("layer", ["GRU", "RNN", "MinimalGRU"])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_kernels_give_the_same_outputs_and_gradients_with_onednn(layer, lengths, monkeypatch):
+    """At a size where the packed products apply (batch 32, hidden 512), a training step of
+    each kernel gives the outputs and gradients it gives with the switch off."""
+    packed = []
+    into = StepProduct.into
+
+    def counting(self, *args, **kwargs):
+        packed.append(self.packed is not None)
+        return into(self, *args, **kwargs)
+
+    monkeypatch.setattr(StepProduct, "into", counting)
+    torch.manual_seed(0)
+    net = getattr(rnnkit, layer)(16, 512)
+    x = torch.randn(4, 32, 16, requires_grad=True)
+    lens = torch.randint(1, 5, (32,)) if lengths else None
+    results = []
+    for mode in ("off", "auto"):
+        packed.clear()
+        with set_backend("onednn", mode):
+            y, h = net(x, lengths=lens)
+            grads = torch.autograd.grad((y * y).sum() + h.sum(), (x, *net.parameters()))
+        results.append((y, h, *grads))
+        assert any(packed) == (mode == "auto")
+    for a, b in zip(*results, strict=True):
+        assert_close(a, b, rtol=1e-4, atol=1e-5)
