@@ -255,3 +255,14 @@ def test_bf16_matmul_times_both_precisions(tmp_path):
     assert torch.backends.mkldnn.matmul.fp32_precision == "none"  # restored
     assert all(v > 0 for v in row["ms"].values())
     assert json.loads(out.read_text()) == result
+
+
+def test_onednn_products_times_both_paths(tmp_path):
+    out = tmp_path / "onednn.json"
+    shapes = {"tiny": (8, 16, 1, 3, 4)}
+    result = load("onednn_products").main(["--repeats", "1", "--json", str(out)], shapes=shapes)
+    assert set(result["rows"]) == {"GRU tiny", "RNN tiny", "MinimalGRU tiny"}
+    for row in result["rows"].values():
+        assert row["off_ms"] > 0 and row["onednn_ms"] > 0
+        assert row["max_relative_gradient_difference"] < 1e-5
+    assert json.loads(out.read_text()) == result
