@@ -1,7 +1,8 @@
 """The kernels' recurrent products through oneDNN with a packed weight, against torch.addmm:
 one thread, side by side in one process (``rnnkit.kernels.onednn``, the switch "onednn").
 
-For each layer (rnnkit.GRU, rnnkit.RNN, rnnkit.MinimalGRU) at the layer shapes of ``rnnkit
+For each layer (rnnkit.GRU, rnnkit.RNN, rnnkit.MinimalGRU, rnnkit.LSTM with peepholes and with
+layer norm) at the layer shapes of ``rnnkit
 bench speed``'s configs A (input 512, 2 × 512, T 100, B 32) and C (input 256, 1 × 1024, T 50,
 B 128): one forward and backward of the layer (loss: the sum of the outputs), with the switch
 "off" and "auto" in turn, ``--repeats`` times; the medians in ms, their ratio, and the largest
@@ -22,13 +23,20 @@ from rnnkit.bench.common import script_args, write_json
 from rnnkit.kernels.backends import set_backend
 
 SHAPES = {"A": (512, 512, 2, 100, 32), "C": (256, 1024, 1, 50, 128)}  # I, H, layers, T, B
-LAYERS = ("GRU", "RNN", "MinimalGRU")
+LAYERS = {  # name: (layer, options); the LSTM rows run the hand-derived LSTM kernel
+    "GRU": ("GRU", {}),
+    "RNN": ("RNN", {}),
+    "MinimalGRU": ("MinimalGRU", {}),
+    "LSTM peephole": ("LSTM", {"peephole": True}),
+    "LSTM layer norm": ("LSTM", {"layer_norm": True}),
+}
 
 
 def one(layer: str, shape: tuple[int, int, int, int, int], repeats: int) -> dict:
     I, H, L, T, B = shape
     torch.manual_seed(0)
-    net = getattr(rnnkit, layer)(I, H, num_layers=L)
+    name, options = LAYERS[layer]
+    net = getattr(rnnkit, name)(I, H, num_layers=L, **options)
     x = torch.randn(T, B, I, requires_grad=True)
 
     def step() -> list[torch.Tensor]:
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None, shapes: dict | None = None) -> dict:
         for layer in LAYERS:
             r = rows[f"{layer} {config}"] = one(layer, shape, a.repeats)
             print(
-                f"{layer:10s} {config}: addmm {r['off_ms']:9.1f} ms, oneDNN packed "
+                f"{layer:15s} {config}: addmm {r['off_ms']:9.1f} ms, oneDNN packed "
                 f"{r['onednn_ms']:9.1f} ms ({r['ratio']:.3f}x); gradients differ by "
                 f"{r['max_relative_gradient_difference']:.1e}"
             )

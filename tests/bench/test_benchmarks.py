@@ -261,7 +261,8 @@ def test_onednn_products_times_both_paths(tmp_path):
     out = tmp_path / "onednn.json"
     shapes = {"tiny": (8, 16, 1, 3, 4)}
     result = load("onednn_products").main(["--repeats", "1", "--json", str(out)], shapes=shapes)
-    assert set(result["rows"]) == {"GRU tiny", "RNN tiny", "MinimalGRU tiny"}
+    layers = ("GRU", "RNN", "MinimalGRU", "LSTM peephole", "LSTM layer norm")
+    assert set(result["rows"]) == {f"{layer} tiny" for layer in layers}
     for row in result["rows"].values():
         assert row["off_ms"] > 0 and row["onednn_ms"] > 0
         assert row["max_relative_gradient_difference"] < 1e-5

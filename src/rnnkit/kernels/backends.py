@@ -26,8 +26,8 @@ Six paths have more than one implementation of the same function, each chosen by
     (``rnnkit.kernels.recompute``): ``"auto"`` (the default) rebuilds its chunks from its kept
     outputs where its kernel can (``rnnkit.kernels.rebuild``), ``"off"`` runs its recursion
     again like the other layers'.
-``"onednn"``: how the Elman, GRU (reset after) and minimal GRU kernels multiply by W_hh at
-    each step, forward and backward (``rnnkit.kernels.onednn``): ``"auto"`` (the default)
+``"onednn"``: how the Elman, GRU (reset after), minimal GRU and hand-derived LSTM kernels
+    multiply by W_hh at each step, forward and backward (``rnnkit.kernels.onednn``): ``"auto"`` (the default)
     through oneDNN with the weight packed once a sequence, for float32 on the CPU and products
     of at least 2^23 multiply-adds, ``"off"`` with torch.addmm.
 

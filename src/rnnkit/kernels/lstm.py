@@ -67,6 +67,7 @@ from rnnkit.cells.lstm import LN_EPS, LSTMCell
 from rnnkit.kernels.backends import OPTIONS, get_backend, set_backend
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
 from rnnkit.kernels.fused import step_ops
+from rnnkit.kernels.onednn import StepProduct
 from rnnkit.kernels.registry import register_kernel
 
 BACKENDS = OPTIONS["lstm"]
@@ -189,7 +190,7 @@ class LSTMBPTT(torch.autograd.Function):
         H = G // 4
         peephole = weight_ci is not None
         layer_norm = weight_ln_hh is not None
-        W_t = weight_hh.t()  # (H, 4H)
+        product = StepProduct(weight_hh, B)  # h ↦ W_hh h
 
         # The gate buffer starts as xg + b_hh (b_hh enters every step unchanged: all T at once);
         # each step adds its recurrent product in place, then turns z into i, f, g, o in place.
@@ -220,9 +221,9 @@ class LSTMBPTT(torch.autograd.Function):
             h, c, z = h_steps[t], c_steps[t], z_steps[t]  # (B, H), (B, H), (B, 4H)
             if fused is not None:  # the product, then the element-wise work in one compiled call
                 if layer_norm:  # a = W_hh h; the compiled step adds LN(a) ⊙ γ_hh to z
-                    torch.mm(h, W_t, out=a)
+                    product.into(h, a)
                 else:
-                    z.addmm_(h, W_t)
+                    product.into(h, z, add=z)
                 ln = layer_norm and (a, a_norm[t], rstd_hh[t], weight_ln_hh, c_norm[t], rstd_c[t],
                                      weight_ln_c, bias_ln_c)  # fmt: skip
                 fused.lstm_forward(z, c, h, c_steps[t + 1], h_steps[t + 1], tanh_steps[t], peep, ln,
@@ -230,10 +231,10 @@ class LSTMBPTT(torch.autograd.Function):
                 continue
             # z = xg + b_hh + W_hh h: the step's one recurrent product, into the gate buffer
             if layer_norm:  # z += LN(a) ⊙ γ_hh
-                torch.mm(h, W_t, out=a)
+                product.into(h, a)
                 z.addcmul_(_normalise(a, a_norm[t], rstd_hh[t], mu), weight_ln_hh)
             else:
-                z.addmm_(h, W_t)
+                product.into(h, z, add=z)
             i, f, g, o = z.split(H, dim=-1)  # views into the gate buffer
             if peephole:
                 i.addcmul_(weight_ci, c)
@@ -314,6 +315,7 @@ class LSTMBPTT(torch.autograd.Function):
         dh = d_hT.contiguous()  # δh_T (B, H)
         dc = d_cT.contiguous()  # δc_T (B, H)
         fused, peep = step_ops(gates), (weight_ci, weight_cf, weight_co)  # rnnkit.kernels.fused
+        back = StepProduct(weight_hh.t().contiguous(), gates.shape[1])  # ∂L/∂a ↦ ∂L/∂a W_hh
         if fused is not None:  # its own buffers, updated in place
             dh, dc = (d.clone(memory_format=torch.contiguous_format) for d in (d_hT, d_cT))
             carry = torch.empty_like(dh)
@@ -323,7 +325,7 @@ class LSTMBPTT(torch.autograd.Function):
                 ln = layer_norm and (a_norm[t], rstd_hh[t], weight_ln_hh, c_norm[t], rstd_c[t])
                 fused.lstm_backward(dh, d_ys[t], dc, d_h_all[t], d_z_all[t], Q_gain[t], gates[t],
                                     d_a_all[t], carry, peep, ln, m)  # fmt: skip
-                torch.addmm(carry, d_a_all[t], weight_hh, out=dh)  # δh_{t-1} = carry + ∂L/∂a W
+                back.into(d_a_all[t], dh, add=carry)  # δh_{t-1} = carry + ∂L/∂a W
                 continue
             d_z = d_z_all[t]  # (B, 4H) D_t, turned into ∂L/∂z_t in place
             d_zo = d_z[:, 3 * H :]  # (B, H)
