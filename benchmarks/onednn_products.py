@@ -2,11 +2,12 @@
 one thread, side by side in one process (``rnnkit.kernels.onednn``, the switch "onednn").
 
 For each layer (rnnkit.GRU, rnnkit.RNN, rnnkit.MinimalGRU, rnnkit.LSTM with peepholes and with
-layer norm) at the layer shapes of ``rnnkit
-bench speed``'s configs A (input 512, 2 × 512, T 100, B 32) and C (input 256, 1 × 1024, T 50,
-B 128): one forward and backward of the layer (loss: the sum of the outputs), with the switch
-"off" and "auto" in turn, ``--repeats`` times; the medians in ms, their ratio, and the largest
-difference between the two paths' gradients relative to the largest gradient entry.
+layer norm) at the layer shapes of ``rnnkit bench speed``'s configs A (input 512, 2 × 512,
+T 100, B 32) and C (input 256, 1 × 1024, T 50, B 128): one forward and backward of the layer
+(loss: the sum of the outputs), with the switch "off" and "auto" in turn, ``--repeats``
+times; the medians in ms, their ratio, the largest difference between the two paths'
+gradients relative to the largest gradient entry, and each path's largest difference from the
+gradients computed in float64 (the same measure).
 
     OMP_NUM_THREADS=1 python benchmarks/onednn_products.py --json docs/onednn_products.json
 """
@@ -55,15 +56,23 @@ def one(layer: str, shape: tuple[int, int, int, int, int], repeats: int) -> dict
                 step()
                 seconds[mode].append(time.perf_counter() - start)
     off, auto = (statistics.median(seconds[m]) * 1e3 for m in ("off", "auto"))
-    diff = max(
-        ((a - b).abs().max() / a.abs().max()).item()
-        for a, b in zip(grads["off"], grads["auto"], strict=True)
-    )
+    net64 = net.to(torch.float64)  # the reference: both float32 paths against it
+    x64 = x.detach().to(torch.float64).requires_grad_()
+    y64, _ = net64(x64)
+    exact = torch.autograd.grad(y64.sum(), [x64, *net64.parameters()])
+
+    def distance(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
+        return max(
+            ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+            for a, b in zip(got, want, strict=True)
+        )
+
     return {
         "off_ms": round(off, 2),
         "onednn_ms": round(auto, 2),
         "ratio": round(auto / off, 3),
-        "max_relative_gradient_difference": diff,
+        "max_relative_gradient_difference": distance(grads["auto"], grads["off"]),
+        "from_float64": {mode: distance(grads[mode], exact) for mode in ("off", "auto")},
     }
 
 
@@ -76,7 +85,8 @@ def main(argv: list[str] | None = None, shapes: dict | None = None) -> dict:
             print(
                 f"{layer:15s} {config}: addmm {r['off_ms']:9.1f} ms, oneDNN packed "
                 f"{r['onednn_ms']:9.1f} ms ({r['ratio']:.3f}x); gradients differ by "
-                f"{r['max_relative_gradient_difference']:.1e}"
+                f"{r['max_relative_gradient_difference']:.1e}; from float64 "
+                f"{r['from_float64']['off']:.1e} (addmm), {r['from_float64']['auto']:.1e} (oneDNN)"
             )
     result = {"torch": torch.__version__, "threads": 1, "repeats": a.repeats, "rows": rows}
     if a.json:

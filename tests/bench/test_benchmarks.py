@@ -266,4 +266,5 @@ def test_onednn_products_times_both_paths(tmp_path):
     for row in result["rows"].values():
         assert row["off_ms"] > 0 and row["onednn_ms"] > 0
         assert row["max_relative_gradient_difference"] < 1e-5
+        assert max(row["from_float64"].values()) < 1e-4
     assert json.loads(out.read_text()) == result
