@@ -159,7 +159,13 @@ def test_packed_inference_times_three_ways_with_the_same_outputs(tmp_path):
 def test_new_scripts_refuse_an_unwritable_json_at_once(tmp_path):
     (tmp_path / "a-file").write_text("")
     target = str(tmp_path / "a-file" / "out.json")  # under a file: cannot be written
-    for name in ("tanh_cost", "packed_inference", "lstm_call_cost"):
+    for name in (
+        "tanh_cost",
+        "packed_inference",
+        "lstm_call_cost",
+        "bf16_matmul",
+        "onednn_products",
+    ):
         with pytest.raises(SystemExit, match=r"--json") as stop:
             load(name).main(["--json", target])
         assert "\n" not in str(stop.value)

@@ -93,3 +93,18 @@ def test_kernels_give_the_same_outputs_and_gradients_with_onednn(layer, lengths,
     for a, b in zip(*results, strict=True):  # relative to each tensor's largest entry: the
         # layer norm's 1/σ magnifies rounding in single entries, in either order of additions
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+
+
+@needs_onednn
+def test_a_weight_onednn_refuses_falls_back_to_addmm(monkeypatch):
+    """If oneDNN cannot pack the weight, the product is torch.addmm's, not an error."""
+
+    def refuse(*args):
+        raise RuntimeError("not this layout")
+
+    monkeypatch.setattr(onednn, "_reorder", refuse)
+    torch.manual_seed(0)
+    W, x = torch.randn(768, 512), torch.randn(32, 512)
+    product = StepProduct(W, 32)
+    assert product.packed is None
+    assert torch.equal(product.into(x, torch.empty(32, 768)), x @ W.t())

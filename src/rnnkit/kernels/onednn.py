@@ -10,10 +10,11 @@ throughout: only the order of the additions differs.
 
 ``StepProduct(W, rows)`` computes x Wᵀ (+ b) for x of ``rows`` rows. It applies to float32
 tensors on the CPU where oneDNN is present, the switch ``"onednn"`` is ``"auto"``
-(``rnnkit.kernels.backends``) and a product has at least ``MIN_MACS`` multiply-adds (below that,
-at config B's 32 × 128 × 384, the packing did not pay: a GRU training step took 1.04x);
-everywhere else it is ``torch.addmm``, so float64 gradient checks and other devices keep the
-plain product.
+(``rnnkit.kernels.backends``) and a product has at least ``MIN_MACS`` multiply-adds (so that
+small products, such as ``rnnkit bench speed``'s config B at 32 × 128 × 384, keep addmm: at
+that size a packed call has little to save, and a first scratch measurement found none);
+everywhere else, and if oneDNN refuses the weight, it is ``torch.addmm``, so float64 gradient
+checks and other devices keep the plain product.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def _available() -> bool:
         and hasattr(ops, "_linear_pointwise")
         and hasattr(ops, "_reorder_linear_weight")
     )
+
+
+def _reorder(W: Tensor, rows: int) -> Tensor:
+    """W (N, K) in oneDNN's blocked layout for products of ``rows`` rows."""
+    return torch.ops.mkldnn._reorder_linear_weight(W, rows)
 
 
 MIN_MACS = 2**23  # rows × N × K of one product
@@ -59,8 +65,10 @@ class StepProduct:
         self.W, self.bias = W, bias
         self.packed = None
         if applies(W, rows):
-            with torch.no_grad():
-                self.packed = torch.ops.mkldnn._reorder_linear_weight(W.detach(), rows)
+            try:
+                self.packed = _reorder(W.detach().contiguous(), rows)
+            except RuntimeError:  # a layout or build oneDNN does not take: the plain product
+                self.packed = None
         self.W_t = W.t()
 
     def into(self, x: Tensor, out: Tensor, add: Tensor | None = None) -> Tensor:
