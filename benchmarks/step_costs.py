@@ -1,4 +1,5 @@
-"""Small step costs quoted in the README, side by side in one process, one thread (medians):
+"""Small step costs quoted in the README, side by side in one process, one thread (medians),
+denormals flushed to zero as the trainer does (``rnnkit.denormals``):
 
 1. one training step (forward + backward) of each recurrent layer at the adding problem's size
    (T 200, B 50, I 2, H 128): torch.nn.LSTM / GRU against rnnkit's LSTM, GRU, MinimalGRU;
@@ -22,6 +23,7 @@ import torch
 import rnnkit
 from rnnkit.config import apply_overrides
 from rnnkit.decoding import beam_search
+from rnnkit.denormals import flush_denormals
 from rnnkit.seq2seq import Seq2Seq
 from rnnkit.tasks import get_task
 from rnnkit.tasks.seq2seq_config import Seq2SeqConfig
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     if a.repeats < 1:
         p.error(f"--repeats: expected an integer >= 1, got {a.repeats}")
     torch.set_num_threads(1)
+    flush_denormals(True)  # as the trainer does: docs/speed.md#denormal-floats
     results = {
         "layers_train_step_s": layers(a.repeats),
         "g2p_train_step_s": g2p_steps(a.repeats, a.g2p_data),

@@ -5,6 +5,7 @@ Building blocks: cells (one step), Recurrent (the time loop), Stacked, Bidirecti
 """
 
 from rnnkit.cells import Cell, ElmanCell, GRUCell, JordanCell, LSTMCell, MinimalGRUCell, State
+from rnnkit.denormals import flush_denormals, flushed
 from rnnkit.diagnostics import gradient_norms, jacobian_product
 from rnnkit.layers import (
     GRU,
@@ -43,4 +44,6 @@ __all__ = [
     "gradient_norms",
     "jacobian_product",
     "chrono_init_",
+    "flush_denormals",
+    "flushed",
 ]

@@ -165,6 +165,7 @@ def test_new_scripts_refuse_an_unwritable_json_at_once(tmp_path):
         "lstm_call_cost",
         "bf16_matmul",
         "onednn_products",
+        "denormals",
     ):
         with pytest.raises(SystemExit, match=r"--json") as stop:
             load(name).main(["--json", target])
@@ -274,3 +275,19 @@ def test_onednn_products_times_both_paths(tmp_path):
         assert row["max_relative_gradient_difference"] < 1e-5
         assert max(row["from_float64"].values()) < 1e-4
     assert json.loads(out.read_text()) == result
+
+
+def test_denormals_times_each_mode_and_leaves_the_mode_as_found(tmp_path):
+    out = tmp_path / "denormals.json"
+    result = load("denormals").main(
+        ["--repeats", "1", "--json", str(out)], shape=(6, 3, 2, 4), tasks={"adding": "tiny"},
+        task_steps=2,
+    )  # fmt: skip
+    assert len(result["layers"]) == 12  # six layers at one and two threads
+    for name, row in result["layers"].items():
+        modes = {"kept", "all threads"} | ({"calling thread"} if "2 thread" in name else set())
+        assert set(row["ms"]) == modes and all(v > 0 for v in row["ms"].values())
+        assert 0 <= row["denormal_share_of_input_gradient"] <= 1
+    assert set(result["tasks_1_thread"]) == {"adding (tiny)"}
+    assert json.loads(out.read_text()) == result
+    assert ((torch.full((1 << 20,), 1e-30) * 1e-10) != 0).all()  # denormals kept again

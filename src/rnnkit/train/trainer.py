@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rnnkit.denormals import flushed
 from rnnkit.errors import UserError
 from rnnkit.train.checkpoint import (
     check_compatible,
@@ -302,7 +303,7 @@ class Trainer:
         if self.step == 0 and self.position == 0:
             self.task.start_epoch(self.epoch)
         try:
-            with stop_requests():
+            with stop_requests(), self._denormal_mode():
                 stopped_early = self._loop(bar)
         except BaseException:  # e.g. a non-finite step: nothing more is written
             bar.close()
@@ -327,6 +328,10 @@ class Trainer:
             "seconds": self.clock() - self.started,
             "stopped_early": stopped_early,
         }
+
+    def _denormal_mode(self):  # denormals flushed to zero on the CPU (rnnkit.denormals)
+        on = self.cfg.flush_denormals and self.device.type == "cpu"
+        return flushed() if on else contextlib.nullcontext()
 
     def time_used(self) -> float:
         """The fraction of the time budget (max_minutes, over all resumes) spent; 0 without one."""
