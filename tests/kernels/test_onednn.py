@@ -21,7 +21,7 @@ needs_onednn = pytest.mark.skipif(not onednn._available(), reason="torch without
 @pytest.mark.parametrize("with_add", [False, True])
 def test_a_packed_product_equals_addmm(with_bias, with_add):
     torch.manual_seed(0)
-    rows, N, K = 32, 768, 512
+    rows, N, K = 64, 768, 512
     W, x = torch.randn(N, K), torch.randn(rows, K)
     b = torch.randn(N) if with_bias else None
     add = torch.randn(rows, N) if with_add else None
@@ -66,7 +66,7 @@ LAYERS = {
 @pytest.mark.parametrize("layer", list(LAYERS))
 @pytest.mark.parametrize("lengths", [False, True])
 def test_kernels_give_the_same_outputs_and_gradients_with_onednn(layer, lengths, monkeypatch):
-    """At a size where the packed products apply (batch 32, hidden 512), a training step of
+    """At a size where the packed products apply (batch 64, hidden 512), a training step of
     each kernel gives the outputs and gradients it gives with the switch off, within 1e-5 of
     each tensor's largest entry (float32: only the order of the additions differs)."""
     packed = []
@@ -79,8 +79,8 @@ def test_kernels_give_the_same_outputs_and_gradients_with_onednn(layer, lengths,
     monkeypatch.setattr(StepProduct, "into", counting)
     torch.manual_seed(0)
     net = getattr(rnnkit, layer.split("-")[0])(16, 512, **LAYERS[layer])
-    x = torch.randn(4, 32, 16, requires_grad=True)
-    lens = torch.randint(1, 5, (32,)) if lengths else None
+    x = torch.randn(4, 64, 16, requires_grad=True)
+    lens = torch.randint(1, 5, (64,)) if lengths else None
     results = []
     for mode in ("off", "auto"):
         packed.clear()

@@ -29,7 +29,7 @@ Six paths have more than one implementation of the same function, each chosen by
 ``"onednn"``: how the Elman, GRU (reset after), minimal GRU and hand-derived LSTM kernels
     multiply by W_hh at each step, forward and backward (``rnnkit.kernels.onednn``):
     ``"auto"`` (the default) through oneDNN with the weight packed once a sequence, for
-    float32 on the CPU and products of at least 2^23 multiply-adds; ``"off"`` with
+    float32 on the CPU and products of at least 2^24 multiply-adds; ``"off"`` with
     torch.addmm. The two differ only in the order of float32 additions.
 
 Every choice computes the same function and is tested equal to the generic path. Use::

@@ -40,7 +40,7 @@ def _reorder(W: Tensor, rows: int) -> Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(W, rows)
 
 
-MIN_MACS = 2**23  # rows × N × K of one product
+MIN_MACS = 2**24  # rows × N × K of one product
 
 
 def applies(W: Tensor, rows: int) -> bool:
