@@ -23,10 +23,8 @@ import time
 import torch
 
 import rnnkit
-from rnnkit.bench.common import script_args, write_json
+from rnnkit.bench.common import preset_steps, script_args, write_json
 from rnnkit.denormals import flush_denormals
-from rnnkit.tasks import get_task
-from rnnkit.train.train_config import learning_rate, make_optimizer
 
 SHAPE = (200, 50, 2, 128)  # T, B, I, H: the adding problem's
 LAYERS = {
@@ -103,31 +101,6 @@ def layer_rows(repeats: int, shape: tuple[int, int, int, int]) -> dict[str, dict
     return rows
 
 
-def first_steps(name: str, preset: str, steps: int) -> float:
-    """Seconds a step over a fresh model's first ``steps`` training steps as the trainer takes
-    them (the preset's seed, optimiser, learning-rate schedule and clipping), building the task
-    not counted."""
-    spec = get_task(name)
-    cfg = spec.presets[preset]()
-    torch.manual_seed(cfg.train.seed)
-    task = spec.build(cfg, None)
-    model = task.model.train()
-    opt = make_optimizer(cfg.train, model)
-    task.start_epoch(0)
-    n = task.num_train_batches()
-    start = time.perf_counter()
-    for step in range(steps):  # the trainer's step: the preset's schedule, clipping, optimiser
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg.train, step)
-        loss, _ = task.loss(model, task.train_batch(step % n))
-        loss.backward()
-        if cfg.train.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return (time.perf_counter() - start) / steps
-
-
 def task_rows(repeats: int, steps: int, tasks: dict[str, str]) -> dict[str, dict]:
     modes = ["kept", "all threads"]
     rows = {}
@@ -136,7 +109,7 @@ def task_rows(repeats: int, steps: int, tasks: dict[str, str]) -> dict[str, dict
         for _ in range(repeats):  # whole runs, the modes in turn
             for mode in modes:
                 set_mode(mode)
-                times[mode].append(first_steps(name, preset, steps))
+                times[mode].append(preset_steps(name, preset, steps))
         set_mode("kept")
         ms = {mode: round(statistics.median(ts) * 1e3, 2) for mode, ts in times.items()}
         rows[f"{name} ({preset})"] = {

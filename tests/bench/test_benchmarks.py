@@ -166,6 +166,7 @@ def test_new_scripts_refuse_an_unwritable_json_at_once(tmp_path):
         "bf16_matmul",
         "onednn_products",
         "denormals",
+        "freed_memory",
     ):
         with pytest.raises(SystemExit, match=r"--json") as stop:
             load(name).main(["--json", target])
@@ -291,3 +292,14 @@ def test_denormals_times_each_mode_and_leaves_the_mode_as_found(tmp_path):
     assert set(result["tasks_1_thread"]) == {"adding (tiny)"}
     assert json.loads(out.read_text()) == result
     assert ((torch.full((1 << 20,), 1e-30) * 1e-10) != 0).all()  # denormals kept again
+
+
+def test_freed_memory_times_both_modes_in_fresh_processes(tmp_path):
+    out = tmp_path / "freed.json"
+    result = load("freed_memory").main(
+        ["--repeats", "1", "--steps", "2", "--json", str(out)], tasks={"adding": "tiny"}
+    )
+    (row,) = result["rows"].values()
+    assert set(row["ms"]) == {"glibc as it comes", "freed memory kept"}
+    assert all(v > 0 for v in row["ms"].values()) and all(row["peak_rss_mb"].values())
+    assert json.loads(out.read_text()) == result

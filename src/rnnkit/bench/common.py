@@ -100,3 +100,33 @@ def mean_ms(fn, calls: int) -> float:
     for _ in range(calls):
         fn()
     return (time.perf_counter() - start) / calls * 1e3
+
+
+def preset_steps(name: str, preset: str, steps: int) -> float:
+    """Seconds a step over a fresh model's first ``steps`` training steps as the trainer takes
+    them (the preset's seed, optimiser, learning-rate schedule and clipping), building the task
+    not counted."""
+    import torch
+
+    from rnnkit.tasks import get_task
+    from rnnkit.train.train_config import learning_rate, make_optimizer
+
+    spec = get_task(name)
+    cfg = spec.presets[preset]()
+    torch.manual_seed(cfg.train.seed)
+    task = spec.build(cfg, None)
+    model = task.model.train()
+    opt = make_optimizer(cfg.train, model)
+    task.start_epoch(0)
+    n = task.num_train_batches()
+    start = time.perf_counter()
+    for step in range(steps):  # the trainer's step: the preset's schedule, clipping, optimiser
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg.train, step)
+        loss, _ = task.loss(model, task.train_batch(step % n))
+        loss.backward()
+        if cfg.train.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return (time.perf_counter() - start) / steps

@@ -1,8 +1,9 @@
 """The training options (``[train]``), their one range check, the device, the learning-rate
-schedule and the optimiser."""
+schedule, the optimiser and the CPU modes set while training."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -11,7 +12,9 @@ import torch
 from torch import nn
 
 from rnnkit.config import option
+from rnnkit.denormals import flushed
 from rnnkit.errors import UserError
+from rnnkit.heap import freed_memory_kept
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed overflows above 2**64 - 1; numpy and hashes want >= 0
 MAX_THREADS = 1024  # more only exhaust the process's thread limit ("can't start new thread")
@@ -53,6 +56,11 @@ class TrainConfig:
         True,
         "flush denormal floats to zero on the CPU while training: vanishing gradients full of "
         "them make a step several times slower on many CPUs (rnnkit.denormals)",
+    )
+    keep_freed_memory: bool = option(
+        True,
+        "keep freed memory in the heap for the next step while training on the CPU, instead "
+        "of returning it and page-faulting it back (glibc; rnnkit.heap)",
     )
     progress: bool = option(True, "show a progress bar")
     nonfinite: Literal["stop", "skip"] = option(
@@ -139,6 +147,17 @@ def learning_rate(cfg: TrainConfig, step: int, time_used: float = 0.0) -> float:
     if cfg.schedule == "linear":
         return cfg.lr - (cfg.lr - floor) * progress
     return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def cpu_modes(cfg: TrainConfig, device: torch.device) -> contextlib.ExitStack:
+    """The process-wide modes the trainer sets while it trains on the CPU, and sets back after:
+    denormals flushed to zero (``rnnkit.denormals``), freed memory kept (``rnnkit.heap``)."""
+    stack = contextlib.ExitStack()
+    if device.type == "cpu" and cfg.flush_denormals:
+        stack.enter_context(flushed())
+    if device.type == "cpu" and cfg.keep_freed_memory:
+        stack.enter_context(freed_memory_kept())
+    return stack
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

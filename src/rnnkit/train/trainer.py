@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rnnkit.denormals import flushed
 from rnnkit.errors import UserError
 from rnnkit.train.checkpoint import (
     check_compatible,
@@ -46,6 +45,7 @@ from rnnkit.train.train_config import MAX_THREADS as MAX_THREADS
 from rnnkit.train.train_config import TrainConfig as TrainConfig
 from rnnkit.train.train_config import check_range as check_range
 from rnnkit.train.train_config import check_train_config as check_train_config
+from rnnkit.train.train_config import cpu_modes
 from rnnkit.train.train_config import learning_rate as learning_rate
 from rnnkit.train.train_config import make_optimizer as make_optimizer
 from rnnkit.train.train_config import pick_device as pick_device
@@ -303,7 +303,7 @@ class Trainer:
         if self.step == 0 and self.position == 0:
             self.task.start_epoch(self.epoch)
         try:
-            with stop_requests(), self._denormal_mode():
+            with stop_requests(), cpu_modes(cfg, self.device):
                 stopped_early = self._loop(bar)
         except BaseException:  # e.g. a non-finite step: nothing more is written
             bar.close()
@@ -328,10 +328,6 @@ class Trainer:
             "seconds": self.clock() - self.started,
             "stopped_early": stopped_early,
         }
-
-    def _denormal_mode(self):  # denormals flushed to zero on the CPU (rnnkit.denormals)
-        on = self.cfg.flush_denormals and self.device.type == "cpu"
-        return flushed() if on else contextlib.nullcontext()
 
     def time_used(self) -> float:
         """The fraction of the time budget (max_minutes, over all resumes) spent; 0 without one."""
