@@ -129,6 +129,28 @@ def test_json_is_written(tmp_path, capsys):
     assert "config t, train" in out and f"records written to {path}" in out
 
 
+@pytest.mark.parametrize("on", [True, False])
+def test_rows_run_under_the_trainers_cpu_modes_unless_told_not_to(tmp_path, monkeypatch, on):
+    from rnnkit.bench import speed
+    from rnnkit.denormals import is_flushed
+    from rnnkit.heap import is_kept
+
+    seen = []
+    run = speed.run_speed
+
+    def spy(*args, **kwargs):
+        seen.append((is_flushed(), is_kept()))
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(speed, "run_speed", spy)
+    path = tmp_path / "bench.json"
+    argv = ["--json", str(path), "--repeats", "1", "--warmup", "0", "--configs", "t"]
+    argv += ["--cpu-modes", str(on).lower()]
+    assert main_speed(argv, configs=TINY, peak_sizes=TINY_PEAK) == 0
+    assert seen == [(on, on)] and json.loads(path.read_text())["cpu_modes"] is on
+    assert not is_flushed() and not is_kept()  # set back after
+
+
 def test_speed_help(capsys):
     assert main(["bench", "speed", "--help"]) == 0
     out = capsys.readouterr().out

@@ -39,6 +39,10 @@ token × tokens/s. The matmul peak is measured in the same run, interleaved with
 fp32 ``torch.mm`` of 1024³ and 2048³ and, per config, the input-projection shape
 (B·T)×I @ I×4H; the peak is the best median GFLOP/s among them, and ``% peak`` = GFLOP/s / peak.
 
+CPU modes: by default every row runs under the trainer's process modes (``cpu_modes``: denormals
+flushed to zero on every thread, freed memory kept in the heap), as ``rnnkit train`` runs;
+``--cpu-modes false`` measures the process as it comes.
+
 Timing: per config, ``warmup`` untimed rounds, then ``repeats`` rounds in which every row (and
 mode, and matmul) runs once, in a shuffled order, so machine noise hits all rows alike;
 median and [min-max] over the rounds. Weights and inputs are seeded (``torch.manual_seed``).
@@ -60,6 +64,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +101,7 @@ from rnnkit.bench.rows import (
 )
 from rnnkit.config import option
 from rnnkit.errors import UserError
+from rnnkit.train.train_config import TrainConfig, cpu_modes
 
 
 # ---- the timed work ------------------------------------------------------------------------
@@ -331,6 +337,11 @@ class SpeedOptions:
         f"comma-separated subset of {','.join(CONFIGS)} (default: all; with --quick, of the "
         "quick set)",
     )
+    cpu_modes: bool = option(
+        True,
+        "run under the trainer's CPU modes, as rnnkit train does (denormals flushed, freed "
+        "memory kept; rnnkit.denormals, rnnkit.heap); false: as the process comes",
+    )
 
 
 def speed_parser() -> argparse.ArgumentParser:
@@ -399,14 +410,16 @@ def main_speed(
     )
     start = time.perf_counter()
     matmul: list[dict] = []
-    records = run_speed(
-        chosen,
-        repeats,
-        warmup=args.warmup,
-        peak_sizes=peak_sizes,
-        matmul_records=matmul,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    modes = cpu_modes(TrainConfig(), torch.device("cpu")) if args.cpu_modes else nullcontext()
+    with modes:
+        records = run_speed(
+            chosen,
+            repeats,
+            warmup=args.warmup,
+            peak_sizes=peak_sizes,
+            matmul_records=matmul,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     print()
     print(format_table(records))
     print("matmul: " + ", ".join(f"{m['size']} {m['gflops']:.1f}" for m in matmul) + " GFLOP/s")
@@ -418,6 +431,7 @@ def main_speed(
             {
                 "torch": torch.__version__,
                 "threads": threads,
+                "cpu_modes": args.cpu_modes,
                 "peak_gflops": peak,
                 "matmul": matmul,
                 "records": records,
