@@ -160,3 +160,20 @@ def test_bad_state_still_reported_by_the_usual_path():
 def test_backend_names():
     with pytest.raises(ValueError, match="step backend must be one of"):
         stepper.set_step_backend("fast")
+
+
+def test_auto_takes_numpy_only_at_one_intra_op_thread(backend):
+    """Beside torch's spinning team of two or more threads, numpy's BLAS threads contend for the
+    same cores: "auto" then takes the torch backend."""
+    x = torch.zeros(1, 1, 5)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert stepper._backend(x) == "numpy"
+        assert stepper._backend(x.to(torch.bfloat16)) == "torch"
+        torch.set_num_threads(2)
+        assert stepper._backend(x) == "torch"
+        backend("numpy")
+        assert stepper._backend(x) == "numpy"  # a backend set by name is taken as it is
+    finally:
+        torch.set_num_threads(before)

@@ -11,9 +11,9 @@ Six paths have more than one implementation of the same function, each chosen by
     (variable lengths) always run the hand-derived kernel.
 ``"step"``: how a torch-compatible layer runs one step without autograd, a sampler's call
     (``rnnkit.layers.stepper``). ``"auto"`` (the default) uses ``"numpy"`` for float32 and
-    float64 on the CPU and ``"torch"`` otherwise; ``"numpy"`` and ``"torch"`` run the same
-    concatenated-weight step on numpy arrays or on torch tensors; ``"off"`` takes the usual
-    path (the cell's forward).
+    float64 on the CPU while torch runs one intra-op thread, and ``"torch"`` otherwise;
+    ``"numpy"`` and ``"torch"`` run the same concatenated-weight step on numpy arrays or on
+    torch tensors; ``"off"`` takes the usual path (the cell's forward).
 ``"fused"``: how the hand-derived kernels do each step's element-wise work
     (``rnnkit.kernels.fused``). ``"auto"`` (the default; ``$RNNKIT_FUSED`` sets the initial
     value) runs one compiled call per step for float32 and float64 on the CPU where the C++
