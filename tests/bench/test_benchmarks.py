@@ -167,6 +167,7 @@ def test_new_scripts_refuse_an_unwritable_json_at_once(tmp_path):
         "onednn_products",
         "denormals",
         "freed_memory",
+        "elman_inference",
     ):
         with pytest.raises(SystemExit, match=r"--json") as stop:
             load(name).main(["--json", target])
@@ -302,4 +303,15 @@ def test_freed_memory_times_both_modes_in_fresh_processes(tmp_path):
     (row,) = result["rows"].values()
     assert set(row["ms"]) == {"glibc as it comes", "freed memory kept"}
     assert all(v > 0 for v in row["ms"].values()) and all(row["peak_rss_mb"].values())
+    assert json.loads(out.read_text()) == result
+
+
+def test_elman_inference_times_the_three_ways(tmp_path):
+    out = tmp_path / "elman.json"
+    result = load("elman_inference").main(
+        ["--repeats", "1", "--json", str(out)], shapes={"tiny": (3, 4, 2, 5, 2)}
+    )
+    row = result["rows"]["tiny"]
+    assert set(row["ms"]) == {"torch.nn.RNN", "rnnkit.RNN", "rnnkit.RNN, hand kernel"}
+    assert all(v > 0 for v in row["ms"].values()) and row["speed_vs_torch_nn"]["torch.nn.RNN"] == 1
     assert json.loads(out.read_text()) == result

@@ -161,3 +161,60 @@ def test_no_grad_and_partial_grads(kind):
     ys, hT = Recurrent(cell, use_kernel=False)(xs)
     (expected,) = torch.autograd.grad(ys.sum() + hT.sum(), xs)
     torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_elman_inference_through_torchs_op_equals_kernel_and_torch_nn(nonlinearity, bias, dtype):
+    """With no gradient recorded, a tanh or ReLU Elman layer without lengths runs torch's own RNN
+    op (the "elman" switch at "auto"): the same outputs and final states as the hand-derived
+    kernel (the switch at "rnnkit") and as torch.nn.RNN on the same weights."""
+    import rnnkit
+    from rnnkit.kernels import elman
+    from rnnkit.kernels.backends import set_backend
+
+    torch.manual_seed(0)
+    ours = rnnkit.RNN(5, 7, num_layers=2, nonlinearity=nonlinearity, bias=bias, dtype=dtype)
+    theirs = nn.RNN(5, 7, num_layers=2, nonlinearity=nonlinearity, bias=bias, dtype=dtype)
+    theirs.load_state_dict(ours.state_dict())
+    x, h0 = torch.randn(6, 3, 5, dtype=dtype), torch.randn(2, 3, 7, dtype=dtype)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
+    taken = []
+    op = elman.use_torch_op
+
+    def spy(*args):
+        taken.append(op(*args))
+        return taken[-1]
+
+    elman.use_torch_op = spy
+    try:
+        with torch.no_grad():
+            via_op = ours(x, h0)
+            with set_backend("elman", "rnnkit"):
+                via_kernel = ours(x, h0)
+            reference = theirs(x, h0)
+    finally:
+        elman.use_torch_op = op
+    assert taken == [True, True, False, False]  # two layers each way
+    for a, b, c in zip(via_op, via_kernel, reference, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+        torch.testing.assert_close(a, c, **tol)
+
+
+def test_elman_takes_torchs_op_only_where_it_computes_the_same_function():
+    from rnnkit.kernels.elman import use_torch_op
+
+    torch.manual_seed(0)
+    xs, h = torch.randn(4, 2, 3), torch.zeros(2, 5)
+    mask = torch.ones(4, 2, 1, dtype=torch.bool)
+    with torch.no_grad():
+        assert use_torch_op(ElmanCell(3, 5, nonlinearity="tanh"), xs, h, None)
+        assert not use_torch_op(ElmanCell(3, 5, nonlinearity="tanh"), xs, h, mask)
+        assert not use_torch_op(ElmanCell(3, 5, nonlinearity="sigmoid"), xs, h, None)
+        assert not use_torch_op(ElmanCell(3, 5, nonlinearity="identity"), xs, h, None)
+        assert not use_torch_op(ElmanCell(3, 5), xs[:0], h, None)  # T = 0
+    assert not use_torch_op(ElmanCell(3, 5), xs, h, None)  # training: the weights need grads
+    frozen = ElmanCell(3, 5).requires_grad_(False)
+    assert use_torch_op(frozen, xs, h, None)  # nothing records a gradient
+    assert not use_torch_op(frozen, xs.requires_grad_(), h, None)

@@ -1,6 +1,6 @@
 """The fused paths' backends: one way to switch them and to ask which is set.
 
-Six paths have more than one implementation of the same function, each chosen by a setting:
+Seven paths have more than one implementation of the same function, each chosen by a setting:
 
 ``"lstm"``: what runs a plain LSTM sequence (no peephole, no layer_norm) over a batch without a
     mask, which is exactly torch.nn.LSTM's function (``rnnkit.kernels.lstm.use_fused``).
@@ -31,6 +31,10 @@ Six paths have more than one implementation of the same function, each chosen by
     ``"auto"`` (the default) through oneDNN with the weight packed once a sequence, for
     float32 on the CPU and products of at least 2^24 multiply-adds; ``"off"`` with
     torch.addmm. The two differ only in the order of float32 additions.
+``"elman"``: what runs an Elman layer (tanh or ReLU, no mask) in inference, when no gradient is
+    recorded (``rnnkit.kernels.elman.use_torch_op``): ``"auto"`` (the default) torch's own RNN
+    op, one C++ loop; ``"rnnkit"`` the hand-derived kernel's forward. Training always runs the
+    hand-derived kernel.
 
 Every choice computes the same function and is tested equal to the generic path. Use::
 
@@ -57,6 +61,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "packed": ("auto", "off"),
     "rebuild": ("auto", "off"),
     "onednn": ("auto", "off"),
+    "elman": ("auto", "rnnkit"),
 }
 """Each switch and its values; the first is the default."""
 

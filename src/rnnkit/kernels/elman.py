@@ -51,6 +51,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from rnnkit.cells.elman import ElmanCell
+from rnnkit.kernels.backends import get_backend
 from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
 from rnnkit.kernels.fused import step_ops
 from rnnkit.kernels.onednn import StepProduct
@@ -176,10 +177,39 @@ def elman_sequence(
     return ElmanBPTT.apply(xg, state, cell.weight_hh, cell.bias_hh, mask, cell.nonlinearity, *tail)
 
 
+def use_torch_op(cell: ElmanCell, xs: Tensor, state: Tensor, mask: Tensor | None) -> bool:
+    """Whether the Elman kernel runs torch's own RNN op (``torch._VF.rnn_tanh`` / ``rnn_relu``)
+    for ``cell`` over ``xs``: inference (no gradient recorded), a tanh or ReLU cell, no mask,
+    T ≥ 1, and the "elman" switch of ``rnnkit.kernels.backends`` at "auto". That op computes
+    the same function in one C++ loop, where the hand kernel's forward steps in Python: the
+    difference shows at small steps (a no-grad step of batch 32, hidden 128: 0.76x torch.nn.RNN
+    on an Intel Xeon, docs/speed.md). Training keeps the hand-derived kernel."""
+    if get_backend("elman") != "auto" or mask is not None or xs.shape[0] == 0:
+        return False
+    if cell.nonlinearity not in ("tanh", "relu"):
+        return False
+    tensors = (xs, state, *cell.parameters())
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+
+
+def elman_sequence_torch(cell: ElmanCell, xs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    """``cell`` over xs (T, B, I) from ``state`` (B, H) through torch's op (``use_torch_op``):
+    ys (T, B, H) and h_T (B, H), the same function as ``elman_sequence`` without a mask."""
+    params = [cell.weight_ih, cell.weight_hh]
+    if cell.bias_ih is not None:
+        params += [cell.bias_ih, cell.bias_hh]
+    op = torch._VF.rnn_tanh if cell.nonlinearity == "tanh" else torch._VF.rnn_relu
+    ys, h = op(xs, state.unsqueeze(0), params, len(params) == 4, 1, 0.0, False, False, False)
+    return ys, h[0]
+
+
 @register_kernel(ElmanCell)
 def run_elman(
     cell: ElmanCell, xs: Tensor, state: Tensor, mask: Tensor | None
 ) -> tuple[Tensor, Tensor]:
-    """``cell`` over xs (T, B, I) from ``state`` (B, H): the kernel of ``ElmanCell``."""
+    """``cell`` over xs (T, B, I) from ``state`` (B, H): the kernel of ``ElmanCell`` (in
+    inference, torch's op where ``use_torch_op`` says so: the same function)."""
+    if use_torch_op(cell, xs, state, mask):
+        return elman_sequence_torch(cell, xs, state)
     xg = F.linear(xs, cell.weight_ih, cell.bias_ih)  # (T, B, H): all steps in one product
     return elman_sequence(cell, xg, state, mask, xs)
