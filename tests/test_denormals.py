@@ -61,6 +61,21 @@ def test_a_thread_left_over_from_a_larger_team_is_reached(two_threads):
         assert flushed_share() == 1.0
 
 
+def test_torchs_openmp_runtime_is_reached_beside_another_packages_copy(two_threads):
+    """scikit-learn's wheels bring a second libgomp, with threads of its own: the flush must
+    reach torch's."""
+    import sklearn.cluster  # noqa: F401  (loads scikit-learn's OpenMP runtime)
+
+    with open("/proc/self/maps") as maps:
+        loaded = {line.split()[-1] for line in maps if "libgomp" in line}
+    if sys.platform == "linux":
+        assert len(loaded) >= 2  # the situation under test
+    flushed_share()
+    assert flush_denormals(True) == EVERYWHERE
+    if EVERYWHERE == "all threads":
+        assert flushed_share() == 1.0
+
+
 def test_the_block_restores_the_mode_it_found(two_threads):
     with flushed() as where:
         assert where != "unsupported" and is_flushed()

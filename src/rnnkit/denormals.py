@@ -14,10 +14,11 @@ weight a representable amount at any learning rate, so the training is the same.
 threads (an OpenMP team on Linux builds) keep theirs, and each computes a share of every large
 operation. ``flush_denormals(on)`` sets it on the calling thread and, through the OpenMP runtime
 torch is linked with (``GOMP_parallel`` of libgomp, called through ctypes with a callback that
-calls ``torch.set_flush_denormal`` on each thread of the team), on every thread of the calling
-thread's intra-op pool. Threads created later are created by the calling thread and inherit its
-mode. Where libgomp is not what torch uses (other platforms and builds), only the calling thread
-is set, and the function says so in its result.
+calls ``torch.set_flush_denormal`` on each thread of the team; torch's own copy of libgomp, not
+another package's), on every thread of the calling thread's intra-op pool. Threads created later
+are created by the calling thread and inherit its mode. Where libgomp is not what torch uses
+(other platforms and builds), only the calling thread is set, and the function says so in its
+result.
 
 The mode affects float64 too (below 2.2e-308), which is why ``rnnkit train`` turns it on only
 for the training run and back off after (``flushed``), and why tests in float64 keep it off.
@@ -30,6 +31,7 @@ import ctypes
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -39,7 +41,10 @@ _lock = threading.Lock()
 
 
 def _libgomp() -> ctypes.CDLL | None:
-    """The libgomp torch loaded in this process, or None (another OpenMP runtime, or none)."""
+    """The libgomp torch runs its threads on, or None (another OpenMP runtime, or none).
+
+    Other packages bring their own copy (scikit-learn's wheels do), each with its own threads:
+    the one in torch's own lib directory is taken, else the only one loaded, else none."""
     if not torch.backends.openmp.is_available():
         return None
     try:
@@ -47,14 +52,16 @@ def _libgomp() -> ctypes.CDLL | None:
             paths = {line.split()[-1] for line in f if "libgomp" in line and "/" in line}
     except OSError:
         return None
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)  # already loaded: the same handle, no second runtime
-        except OSError:
-            continue
-        if hasattr(lib, "GOMP_parallel"):
-            return lib
-    return None
+    torch_lib = Path(torch.__file__).resolve().parent / "lib"
+    ours = [p for p in paths if Path(p).resolve().parent == torch_lib]
+    chosen = ours or (list(paths) if len(paths) == 1 else [])
+    if len(chosen) != 1:
+        return None
+    try:
+        lib = ctypes.CDLL(chosen[0])  # already loaded: the same handle, no second runtime
+    except OSError:
+        return None
+    return lib if hasattr(lib, "GOMP_parallel") else None
 
 
 def _set_on_team(on: bool) -> int:
