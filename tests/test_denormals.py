@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 
+from probe_task import ProbeTask
 from rnnkit.denormals import flush_denormals, flushed, is_flushed
 from rnnkit.train.trainer import TrainConfig, Trainer
 
@@ -87,46 +88,9 @@ def test_the_block_restores_the_mode_it_found(two_threads):
     assert is_flushed() and flushed_share() > 0.0
 
 
-class ProbeTask:
-    """A task whose loss records whether denormals were flushed while the trainer ran it."""
-
-    def __init__(self) -> None:
-        torch.manual_seed(0)
-        self.model = torch.nn.Linear(2, 1)
-        self.seen: list[float] = []
-
-    def to(self, device):
-        pass
-
-    def num_train_batches(self):
-        return 4
-
-    def start_epoch(self, epoch):
-        pass
-
-    def train_batch(self, position):
-        return torch.full((8, 2), float(position))
-
-    def loss(self, model, batch):
-        self.seen.append(flushed_share())
-        return model(batch).pow(2).mean(), batch.shape[0]
-
-    def evaluate(self, model, max_batches):
-        return {"loss": float(model(torch.ones(4, 2)).pow(2).mean())}
-
-    def metrics(self, sums):
-        return {"loss": sums["loss"]}
-
-    def carried_state(self):
-        return {}
-
-    def load_carried_state(self, tensors):
-        pass
-
-
 @pytest.mark.parametrize("on", [True, False])
 def test_the_trainer_flushes_while_it_trains_and_restores_after(tmp_path, two_threads, on):
-    task = ProbeTask()
+    task = ProbeTask(flushed_share)
     cfg = TrainConfig(max_steps=3, progress=False, threads=2, flush_denormals=on)
     Trainer(task, cfg, tmp_path, {"task": "probe"}).fit()
     assert task.seen and all(share == (1.0 if on else 0.0) for share in task.seen)

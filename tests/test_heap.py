@@ -9,6 +9,7 @@ import ctypes
 import pytest
 import torch
 
+from probe_task import ProbeTask
 from rnnkit.heap import freed_memory_kept, is_kept, keep_freed_memory
 from rnnkit.train.trainer import TrainConfig, Trainer
 
@@ -37,10 +38,17 @@ pytestmark = pytest.mark.skipif(LIBC is None, reason="malloc is not glibc's (2.3
 MB64 = 1 << 24  # floats: 64 MB, above any mmap threshold glibc uses by itself (32 MB at most)
 
 
-def mmapped_while_alive() -> int:
-    """How much more memory sits in mmapped blocks while a fresh 64 MB tensor is alive."""
+def fresh_size() -> int:
+    """Floats: 64 MB more than the heap holds free, so that no freed chunk can serve them."""
+    return MB64 + LIBC.mallinfo2().fordblks // 4
+
+
+def mmapped_while_alive(size: int | None = None) -> int:
+    """How much more memory sits in mmapped blocks while a fresh tensor of ``size`` floats
+    (default: ``fresh_size()``) is alive."""
+    block_size = size or fresh_size()
     before = LIBC.mallinfo2().hblkhd
-    block = torch.empty(MB64)
+    block = torch.empty(block_size)
     grown = LIBC.mallinfo2().hblkhd - before
     del block
     return grown
@@ -53,12 +61,13 @@ def restore():
 
 
 def test_a_large_block_comes_from_the_heap_and_stays_there_for_the_next():
-    assert mmapped_while_alive() >= MB64 * 4  # glibc's default: mmap, then munmap on free
+    assert mmapped_while_alive() >= MB64 * 4  # glibc's way: mmap, then munmap on free
     assert keep_freed_memory(True) == "glibc" and is_kept()
-    assert mmapped_while_alive() == 0  # from the heap
-    free = LIBC.mallinfo2().fordblks
-    assert free >= MB64 * 4  # freed, and kept for the next block of that size
-    assert mmapped_while_alive() == 0 and LIBC.mallinfo2().fordblks >= free
+    size = fresh_size()
+    assert mmapped_while_alive(size) == 0  # from the heap
+    assert LIBC.mallinfo2().fordblks >= size * 4  # freed, and kept
+    arena = LIBC.mallinfo2().arena
+    assert mmapped_while_alive(size) == 0 and LIBC.mallinfo2().arena == arena  # reused
     assert keep_freed_memory(False) == "glibc" and not is_kept()
     assert mmapped_while_alive() >= MB64 * 4  # back to mmap above 32 MB
 
@@ -73,46 +82,9 @@ def test_the_block_sets_back_the_mode_it_found():
     assert is_kept()
 
 
-class AllocatingTask:
-    """A task whose loss records how much a 64 MB tensor adds to mmapped memory."""
-
-    def __init__(self) -> None:
-        torch.manual_seed(0)
-        self.model = torch.nn.Linear(2, 1)
-        self.seen: list[int] = []
-
-    def to(self, device):
-        pass
-
-    def num_train_batches(self):
-        return 4
-
-    def start_epoch(self, epoch):
-        pass
-
-    def train_batch(self, position):
-        return torch.full((8, 2), float(position))
-
-    def loss(self, model, batch):
-        self.seen.append(mmapped_while_alive())
-        return model(batch).pow(2).mean(), batch.shape[0]
-
-    def evaluate(self, model, max_batches):
-        return {"loss": float(model(torch.ones(4, 2)).pow(2).mean())}
-
-    def metrics(self, sums):
-        return {"loss": sums["loss"]}
-
-    def carried_state(self):
-        return {}
-
-    def load_carried_state(self, tensors):
-        pass
-
-
 @pytest.mark.parametrize("on", [True, False])
 def test_the_trainer_keeps_freed_memory_while_it_trains(tmp_path, on):
-    task = AllocatingTask()
+    task = ProbeTask(mmapped_while_alive)
     cfg = TrainConfig(max_steps=3, progress=False, keep_freed_memory=on)
     Trainer(task, cfg, tmp_path, {"task": "probe"}).fit()
     assert len(task.seen) == 3
