@@ -4,8 +4,8 @@ A recurrent network's gradients shrink step by step as they flow back through ti
 vanishing gradient): over a long sequence they pass below float32's smallest normal number,
 1.2e-38, and become denormal (subnormal). Many x86 CPUs, Intel's among them, take a microcode
 assist on every operation with a denormal operand or result, tens to hundreds of cycles instead
-of one; a training step whose backward pass is full of them runs several times slower (measured
-in docs/speed.md#denormal-floats: 4-7x for an LSTM or GRU layer over 200 steps). Flushing
+of one; a training step whose backward pass is full of them runs several times slower
+(docs/speed.md#denormal-floats). Flushing
 denormals to zero (the CPU's flush-to-zero and denormals-are-zero modes, MXCSR's FTZ and DAZ on
 x86, FPCR's FZ on ARM) replaces those values by 0: a gradient component below 1e-38 moves no
 weight a representable amount at any learning rate, so the training is the same.

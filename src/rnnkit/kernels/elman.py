@@ -181,9 +181,9 @@ def use_torch_op(cell: ElmanCell, xs: Tensor, state: Tensor, mask: Tensor | None
     """Whether the Elman kernel runs torch's own RNN op (``torch._VF.rnn_tanh`` / ``rnn_relu``)
     for ``cell`` over ``xs``: inference (no gradient recorded), a tanh or ReLU cell, no mask,
     T ≥ 1, and the "elman" switch of ``rnnkit.kernels.backends`` at "auto". That op computes
-    the same function in one C++ loop, where the hand kernel's forward steps in Python: the
-    difference shows at small steps (a no-grad step of batch 32, hidden 128: 0.76x torch.nn.RNN
-    on an Intel Xeon, docs/speed.md). Training keeps the hand-derived kernel."""
+    the same function in one C++ loop, where the hand kernel's forward steps in Python, which
+    shows at small steps (docs/speed.md#issue-17s-targets-on-an-intel-xeon). Training keeps the
+    hand-derived kernel."""
     if get_backend("elman") != "auto" or mask is not None or xs.shape[0] == 0:
         return False
     if cell.nonlinearity not in ("tanh", "relu"):

@@ -15,7 +15,7 @@ records nothing (``torch.no_grad()`` or no input needs a gradient) and does, per
 Two backends run the same code: ``torch`` (any device) and, on the CPU, ``numpy``, whose
 matrix-vector product (OpenBLAS) and element-wise calls cost less per call than torch's at this
 size; "auto" takes numpy on the CPU only while torch runs one intra-op thread (beside torch's
-spinning team, numpy's own BLAS threads ran 10x slower). The "step" switch of
+spinning team, numpy's own BLAS threads fight it for the cores). The "step" switch of
 ``rnnkit.kernels.backends`` chooses: ``set_backend("step", "auto" | "numpy" | "torch" |
 "off")``; "off" takes the generic path (the cell's forward). ``set_step_backend(name)`` is its
 former name. Every backend is tested equal to the generic path.
@@ -331,8 +331,7 @@ def _backend(x: Tensor) -> str:
         return backend
     numpy_ok = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
     # With more than one intra-op thread, torch's team spins between calls on the cores that
-    # numpy's BLAS threads want: a 2x512 LSTM stepped at batch 1 ran 137 chars/s through numpy
-    # against 1,433 through torch, two threads on two cores (docs/speed.md#sampling).
+    # numpy's BLAS threads want (docs/speed.md#issue-17s-targets-on-an-intel-xeon).
     return "numpy" if numpy_ok and torch.get_num_threads() == 1 else "torch"
 
 
