@@ -7,10 +7,11 @@ calling thread only (``torch.set_flush_denormal``), and flushed on every thread
    steps): one forward and backward each of torch.nn.LSTM, torch.nn.GRU, rnnkit.LSTM, rnnkit.GRU,
    rnnkit.RNN and rnnkit.MinimalGRU, at one and two threads; with the share of the input
    gradient's entries that are denormal when they are kept.
-2. The first 50 training steps of a fresh model of three task presets as the trainer takes them
+2. The first 50 training steps of a fresh model of four task presets as the trainer takes them
    (the preset's optimiser, schedule and clipping), at one thread, the time a step, median of
-   ``--repeats`` // 2 whole runs a mode: ``adding`` (vanishing gradients), ``charlm`` quick and
-   ``g2p`` (a loss at every step: few denormals; the flush should cost nothing there).
+   ``--repeats`` // 2 whole runs a mode: ``adding`` and ``fashion --preset pixel`` (784 steps
+   read pixel by pixel, one loss at the end: vanishing gradients), ``charlm`` quick and ``g2p``
+   (a loss at every step: few denormals; the flush should cost nothing there).
 
     python benchmarks/denormals.py --json docs/denormals.json
 """
@@ -35,7 +36,7 @@ LAYERS = {
     "rnnkit.RNN": rnnkit.RNN,
     "rnnkit.MinimalGRU": rnnkit.MinimalGRU,
 }
-TASKS = {"adding": "default", "charlm": "quick", "g2p": "default"}
+TASKS = {"adding": "default", "fashion": "pixel", "charlm": "quick", "g2p": "default"}
 TASK_STEPS = 50
 SMALLEST_NORMAL = torch.finfo(torch.float32).tiny
 
