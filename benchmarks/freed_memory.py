@@ -66,8 +66,13 @@ def main(argv: list[str] | None = None, tasks: dict[str, str] = TASKS) -> dict:
         for _ in range(a.repeats):
             for mode in MODES:
                 command = [sys.executable, __file__, "--child", name, preset, str(a.steps), mode]
-                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                runs[mode].append(json.loads(out.strip().splitlines()[-1]))
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode != 0:  # the child's last line says why, e.g. a missing file
+                    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                    raise SystemExit(
+                        f"{name} ({preset}), {mode}: the measuring process failed: {last}"
+                    )
+                runs[mode].append(json.loads(done.stdout.strip().splitlines()[-1]))
         ms = {m: round(statistics.median(r["seconds"] for r in runs[m]) * 1e3, 2) for m in MODES}
         peak = {m: round(max(r["peak_rss_mb"] for r in runs[m])) for m in MODES}
         rows[f"{name} ({preset})"] = {

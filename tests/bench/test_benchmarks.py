@@ -315,3 +315,11 @@ def test_elman_inference_times_the_three_ways(tmp_path):
     assert set(row["ms"]) == {"torch.nn.RNN", "rnnkit.RNN", "rnnkit.RNN, hand kernel"}
     assert all(v > 0 for v in row["ms"].values()) and row["speed_vs_torch_nn"]["torch.nn.RNN"] == 1
     assert json.loads(out.read_text()) == result
+
+
+def test_freed_memory_says_in_one_line_why_a_measuring_process_failed(tmp_path):
+    with pytest.raises(SystemExit, match=r"no-such-task \(tiny\).*failed: .*no-such-task") as stop:
+        load("freed_memory").main(
+            ["--repeats", "1", "--steps", "1"], tasks={"no-such-task": "tiny"}
+        )
+    assert "\n" not in str(stop.value)
