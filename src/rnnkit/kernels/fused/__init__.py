@@ -51,6 +51,7 @@ COMPILE_FLAGS = (
     "-fopenmp-simd",
     "-fPIC",
     "-std=c++17",
+    "-pthread",
 )
 """-ffast-math lets exp and tanh vectorize; it is not passed to the link step, which would link
 crtfastmath.o and flush denormals to zero in the whole process. -fno-finite-math-only keeps
@@ -107,7 +108,7 @@ def build(cxx: str) -> Path:
             [cxx, *COMPILE_FLAGS, "-c", str(source), "-o", obj]
             for source, obj in zip(SOURCES, objs, strict=True)
         ]
-        for cmd in (*compiles, [cxx, "-shared", *objs, "-o", str(lib), "-lm"]):
+        for cmd in (*compiles, [cxx, "-shared", "-pthread", *objs, "-o", str(lib), "-lm"]):
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")

@@ -21,6 +21,7 @@ takes the generic loop.
 from __future__ import annotations
 
 import ctypes
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -162,6 +163,16 @@ class PackedLM:
         fn.argtypes = [ctypes.POINTER(_Model), _I, _I, _P]
         fn.restype = _I
         self.fn = fn
+        lib = self.lib
+        lib.lm_team_new.argtypes, lib.lm_team_new.restype = [ctypes.POINTER(_Model), _I], _P
+        lib.lm_team_free.argtypes, lib.lm_team_free.restype = [_P], None
+        lib.lm_sample_team_step.argtypes = [_P, _I, _I, _P]
+        lib.lm_sample_team_step.restype = _I
+
+    def team_size(self, threads: int) -> int:
+        """The threads a step can share out of ``threads``: each takes whole blocks of 64 hidden
+        units, so 1 unless H is a multiple of 64, and at most H / 64."""
+        return 1 if self.H % 64 else max(1, min(threads, self.H // 64))
 
     def fields(self) -> dict:
         """The struct's weight fields."""
@@ -181,7 +192,14 @@ class Stepper:
     """One sampling run's state (h, c of every layer, zero at the start) and buffers over a
     ``PackedLM``. ``step(token, emit, q)`` feeds a token; with ``emit`` it returns the next one
     (q: the (1, V) Exp(1) draws, None when greedy). ``logits`` (V,) and ``probs`` (V,) hold the
-    last emitting step's logits (after temperature and filtering, unless greedy) and p."""
+    last emitting step's logits (after temperature and filtering, unless greedy) and p.
+
+    ``threads`` (default ``torch.get_num_threads()``): a step shares its products and state
+    update among this many threads (``PackedLM.team_size`` of them: this one and workers the
+    Stepper starts, which spin between tokens and sleep after 2 ms idle, and stop when the
+    Stepper is collected). The weights a token reads are split between the cores' paths to
+    the shared cache; every float is computed as with one thread, so the tokens are the same.
+    """
 
     def __init__(
         self,
@@ -191,6 +209,7 @@ class Stepper:
         temperature: float = 1.0,
         top_k: int | None = None,
         top_p: float | None = None,
+        threads: int | None = None,
     ) -> None:
         P, V = packed, packed.V
         width = -(-P.G * P.H // 64) * 64
@@ -210,10 +229,18 @@ class Stepper:
         )  # fmt: skip
         self._ref = ctypes.byref(self._m)
         self._fn = P.fn
+        n = P.team_size(torch.get_num_threads() if threads is None else threads)
+        team = P.lib.lm_team_new(self._ref, n) if n > 1 else None
+        self.threads = n if team else 1
+        if team:  # the team's step in place of the one-thread step; the workers end with self
+            weakref.finalize(self, P.lib.lm_team_free, team)
+            self._fn, self._ref = P.lib.lm_sample_team_step, team
 
     def step(self, token: int, emit: bool = True, q: Tensor | None = None) -> int:
         if not 0 <= token < self.packed.n_in:
             raise ValueError(f"token must be in [0, {self.packed.n_in}), got {token}")
+        if emit and q is None and not self._m.greedy:
+            raise ValueError("q (the draws of Exp(1)) is needed to emit a token unless greedy")
         return self._fn(self._ref, token, int(emit), None if q is None else q.data_ptr())
 
 
@@ -221,7 +248,7 @@ def sample(packed: PackedLM, prime: list[int], length: int, **options) -> list[i
     """``rnnkit.decoding.sample_sequence`` from a zero state, compiled: ``length`` tokens after
     ``prime`` (at least one token; options checked by the caller), the same random draws.
     ``options``: those of ``sample_steps`` (``greedy``, ``temperature``, ``top_k``, ``top_p``,
-    ``generator``), whose list this is."""
+    ``generator``, ``threads``), whose list this is."""
     return list(sample_steps(packed, prime, length, **options))
 
 
@@ -235,13 +262,16 @@ def sample_steps(
     top_k: int | None = None,
     top_p: float | None = None,
     generator: torch.Generator | None = None,
+    threads: int | None = None,
 ) -> Iterator[int]:
     """``sample`` one token at a time: each id yielded as soon as it is drawn (``sample`` is
     the list), so the same draws. Nothing runs before the first ``next``; the state lives in
     the iterator, and no grad mode is held across a ``yield`` (the consumer may change thread)."""
     if length == 0:
         return
-    run = Stepper(packed, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
+    run = Stepper(
+        packed, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, threads=threads
+    )
     for token in prime[:-1]:
         run.step(token, emit=False)
     q = None if greedy else torch.empty(1, packed.V)

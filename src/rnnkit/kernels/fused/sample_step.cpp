@@ -21,9 +21,15 @@
 // independent 16-wide accumulators (memory bandwidth, not the add latency, bounds it).
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -40,10 +46,12 @@ inline void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
 
 inline float sigmoid(float a) { return 1.0f / (1.0f + std::exp(-a)); }
 
-// y (R rounded up to 64) = P v + b (b may be null; its R entries), P packed as above.
-void matvec(i64 R, i64 K, const float* P, const float* v, const float* b, float* y) {
-  const i64 panels = (R + 63) / 64;
-  for (i64 p = 0; p < panels; ++p) {
+// Rows [64 p0, 64 p1) of y (R rounded up to 64) = P v + b (b may be null; its R entries), P
+// packed as above. Each row's sum is taken in the same order whatever the range, so splitting
+// the panels between threads gives the same floats.
+void matvec_panels(i64 R, i64 K, const float* P, const float* v, const float* b, float* y, i64 p0,
+                   i64 p1) {
+  for (i64 p = p0; p < p1; ++p) {
     const float* w = P + p * K * 64;
     v16 a0 = {}, a1 = {}, a2 = {}, a3 = {}, b0 = {}, b1 = {}, b2 = {}, b3 = {};
     i64 k = 0;
@@ -72,7 +80,12 @@ void matvec(i64 R, i64 K, const float* P, const float* v, const float* b, float*
     store(out + 48, a3 + b3);
   }
   if (b != nullptr)
-    for (i64 r = 0; r < R; ++r) y[r] += b[r];
+    for (i64 r = p0 * 64; r < std::min(R, p1 * 64); ++r) y[r] += b[r];
+}
+
+// y (R rounded up to 64) = P v + b: all of its panels.
+void matvec(i64 R, i64 K, const float* P, const float* v, const float* b, float* y) {
+  matvec_panels(R, K, P, v, b, y, 0, (R + 63) / 64);
 }
 
 }  // namespace
@@ -102,6 +115,31 @@ struct Model {
 
 namespace {
 
+// Layer l's new state for units [u0, u1) from its gate sums gi, gh.
+void update(const Model& m, i64 l, i64 u0, i64 u1) {
+  const i64 H = m.H;
+  const float *gi = m.gi, *gh = m.gh;
+  float* h = m.h + l * H;
+  if (m.cell == 0) {
+    float* c = m.c + l * H;
+#pragma omp simd
+    for (i64 j = u0; j < u1; ++j) {
+      const float i = sigmoid(gi[j] + gh[j]), f = sigmoid(gi[H + j] + gh[H + j]);
+      const float g = std::tanh(gi[2 * H + j] + gh[2 * H + j]);
+      const float o = sigmoid(gi[3 * H + j] + gh[3 * H + j]);
+      c[j] = f * c[j] + i * g;
+      h[j] = o * std::tanh(c[j]);
+    }
+  } else {
+#pragma omp simd
+    for (i64 j = u0; j < u1; ++j) {
+      const float r = sigmoid(gi[j] + gh[j]), z = sigmoid(gi[H + j] + gh[H + j]);
+      const float n = std::tanh(gi[2 * H + j] + r * gh[2 * H + j]);
+      h[j] = (1.0f - z) * n + z * h[j];
+    }
+  }
+}
+
 void layers(const Model& m, i64 token) {
   const i64 H = m.H, G = m.cell == 0 ? 4 : 3;
   const float* x = m.emb + token * m.E;
@@ -113,25 +151,7 @@ void layers(const Model& m, i64 token) {
     else
       matvec(G * H, I, m.W_ih[l], x, m.b_ih[l], m.gi);
     matvec(G * H, H, m.W_hh[l], h, m.b_hh[l], m.gh);
-    const float *gi = m.gi, *gh = m.gh;
-    if (m.cell == 0) {
-      float* c = m.c + l * H;
-#pragma omp simd
-      for (i64 j = 0; j < H; ++j) {
-        const float i = sigmoid(gi[j] + gh[j]), f = sigmoid(gi[H + j] + gh[H + j]);
-        const float g = std::tanh(gi[2 * H + j] + gh[2 * H + j]);
-        const float o = sigmoid(gi[3 * H + j] + gh[3 * H + j]);
-        c[j] = f * c[j] + i * g;
-        h[j] = o * std::tanh(c[j]);
-      }
-    } else {
-#pragma omp simd
-      for (i64 j = 0; j < H; ++j) {
-        const float r = sigmoid(gi[j] + gh[j]), z = sigmoid(gi[H + j] + gh[H + j]);
-        const float n = std::tanh(gi[2 * H + j] + r * gh[2 * H + j]);
-        h[j] = (1.0f - z) * n + z * h[j];
-      }
-    }
+    update(m, l, 0, H);
     x = h;
     I = H;
   }
@@ -208,4 +228,165 @@ extern "C" i64 lm_sample_step_f32(const Model* m, i64 token, i64 emit, const flo
   if (!emit) return -1;
   matvec(m->V, m->H, m->W_o, m->h + (m->L - 1) * m->H, m->b_o, m->logits);
   return choose(*m, q);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same token step on a team of n threads (the caller and n - 1 workers), for machines where
+// one core cannot read the weights as fast as several can (each core has its own path to the
+// shared cache). Thread t owns the hidden units of its share of the 64-unit blocks (H a multiple
+// of 64) in every layer: it computes their rows of every gate's products (whole panels, as the
+// packing has them) and their new state, and its share of the head's panels. Per layer, one
+// barrier after the products (everyone has read h(t-1) before anyone writes h(t)) and one after
+// the update (h(t) is whole for the next layer); one after the head; then the caller chooses.
+// Every float is computed as the one-thread step computes it, so the tokens are the same.
+
+namespace {
+
+inline void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// A reusable barrier for n threads that spin (waits inside a token are microseconds long).
+struct Barrier {
+  alignas(64) std::atomic<i64> count{0};
+  alignas(64) std::atomic<i64> generation{0};
+  i64 n = 1;
+  void wait() {
+    const i64 gen = generation.load(std::memory_order_acquire);
+    if (count.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
+      count.store(0, std::memory_order_relaxed);
+      generation.store(gen + 1, std::memory_order_release);
+    } else {
+      while (generation.load(std::memory_order_acquire) == gen) pause();
+    }
+  }
+};
+
+struct Team {
+  const Model* m = nullptr;
+  i64 n = 1;
+  Barrier barrier;
+  alignas(64) std::atomic<i64> posted{0};  // tokens posted so far
+  i64 token = 0, emit = 0;                 // the posted token (written before posted)
+  std::atomic<bool> stop{false};
+  std::mutex mu;  // a worker idle for SLEEP_AFTER sleeps on cv (the consumer may be slow)
+  std::condition_variable cv;
+  i64 sleepers = 0;
+  std::vector<std::thread> workers;
+};
+
+constexpr auto SLEEP_AFTER = std::chrono::milliseconds(2);
+
+// Thread t's share [lo, hi) of n items split into n_threads near-equal parts.
+inline void share(i64 items, i64 t, i64 n_threads, i64* lo, i64* hi) {
+  *lo = items * t / n_threads;
+  *hi = items * (t + 1) / n_threads;
+}
+
+void token_part(Team& team, i64 t, i64 token, i64 emit) {
+  const Model& m = *team.m;
+  const i64 H = m.H, G = m.cell == 0 ? 4 : 3;
+  i64 b0, b1;
+  share(H / 64, t, team.n, &b0, &b1);
+  const i64 u0 = 64 * b0, u1 = 64 * b1;
+  const float* x = m.emb + token * m.E;
+  i64 I = m.E;
+  for (i64 l = 0; l < m.L; ++l) {
+    float* h = m.h + l * H;
+    for (i64 g = 0; g < G; ++g) {
+      const i64 r0 = g * H + u0, p0 = r0 / 64, p1 = (g * H + u1) / 64;
+      if (l == 0 && m.table != nullptr)
+        std::memcpy(m.gi + r0, m.table + token * G * H + r0, sizeof(float) * (u1 - u0));
+      else
+        matvec_panels(G * H, I, m.W_ih[l], x, m.b_ih[l], m.gi, p0, p1);
+      matvec_panels(G * H, H, m.W_hh[l], h, m.b_hh[l], m.gh, p0, p1);
+    }
+    team.barrier.wait();
+    update(m, l, u0, u1);
+    team.barrier.wait();
+    x = h;
+    I = H;
+  }
+  if (!emit) return;
+  i64 p0, p1;
+  share((m.V + 63) / 64, t, team.n, &p0, &p1);
+  matvec_panels(m.V, H, m.W_o, m.h + (m.L - 1) * H, m.b_o, m.logits, p0, p1);
+  team.barrier.wait();
+}
+
+void work(Team* team, i64 t) {
+  i64 seen = 0;
+  for (;;) {
+    i64 posted;
+    auto idle = std::chrono::steady_clock::now();
+    for (i64 spins = 1;; ++spins) {
+      posted = team->posted.load(std::memory_order_acquire);
+      if (posted != seen || team->stop.load(std::memory_order_acquire)) break;
+      pause();
+      if (spins % 1024 == 0 && std::chrono::steady_clock::now() - idle > SLEEP_AFTER) {
+        std::unique_lock<std::mutex> lock(team->mu);
+        ++team->sleepers;
+        team->cv.wait(lock, [&] { return team->posted.load() != seen || team->stop.load(); });
+        --team->sleepers;
+        idle = std::chrono::steady_clock::now();
+      }
+    }
+    if (posted == seen) return;  // stopped, nothing posted
+    seen = posted;
+    token_part(*team, t, team->token, team->emit);
+  }
+}
+
+}  // namespace
+
+// A team of n threads (this one and n - 1 workers, started here) for lm_sample_team_step over
+// m; null if n < 2, H is not a multiple of 64, n exceeds H / 64, or a thread cannot start.
+extern "C" void* lm_team_new(const Model* m, i64 n) {
+  if (n < 2 || m->H % 64 != 0 || n > m->H / 64) return nullptr;
+  Team* team = new Team;
+  team->m = m;
+  team->n = n;
+  team->barrier.n = n;
+  try {
+    for (i64 t = 1; t < n; ++t) team->workers.emplace_back(work, team, t);
+  } catch (...) {
+    team->stop.store(true);
+    { std::lock_guard<std::mutex> lock(team->mu); }
+    team->cv.notify_all();
+    for (auto& w : team->workers) w.join();
+    delete team;
+    return nullptr;
+  }
+  return team;
+}
+
+// Stop and join the workers; free the team.
+extern "C" void lm_team_free(void* handle) {
+  Team* team = static_cast<Team*>(handle);
+  team->stop.store(true, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lock(team->mu);
+    team->cv.notify_all();
+  }
+  for (auto& w : team->workers) w.join();
+  delete team;
+}
+
+// lm_sample_step_f32 on the team's model, the work shared by its threads: the same result.
+extern "C" i64 lm_sample_team_step(void* handle, i64 token, i64 emit, const float* q) {
+  Team& team = *static_cast<Team*>(handle);
+  team.token = token;
+  team.emit = emit;
+  team.posted.fetch_add(1, std::memory_order_acq_rel);
+  {
+    std::lock_guard<std::mutex> lock(team.mu);
+    if (team.sleepers > 0) team.cv.notify_all();
+  }
+  token_part(team, 0, token, emit);
+  if (!emit) return -1;
+  return choose(*team.m, q);
 }

@@ -1,0 +1,111 @@
+"""The compiled sampler's step shared by a team of threads (``Stepper(threads=n)``): every float
+of every step equal to the one-thread step's (logits, the distribution, the states), so the same
+tokens; the team's size; workers that sleep when idle wake for the next token; and the workers
+end with their Stepper."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnkit.kernels import fused
+from rnnkit.kernels.fused import lm_sampler
+from rnnkit.tasks.lm import LanguageModel, ModelConfig
+
+pytestmark = pytest.mark.skipif(not fused.available(), reason="no C++ compiler here")
+
+V = 70  # two head panels, the second nearly empty
+TOKENS = [3, 0, 69, 12, 12, 5, 41, 7, 7, 2]
+
+
+def packed(cell: str, hidden: int, layers: int = 2) -> lm_sampler.PackedLM:
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell=cell, embedding_size=24, hidden_size=hidden, num_layers=layers)
+    model = LanguageModel(V, cfg).eval()
+    with torch.no_grad():  # gates away from 0, so that a wrong row would show
+        for p in model.parameters():
+            p.mul_(3)
+    return lm_sampler.PackedLM(model.embedding, model.rnn, model.head)
+
+
+@pytest.mark.parametrize("table", [True, False], ids=["table", "no-table"])
+@pytest.mark.parametrize("hidden, threads", [(128, 2), (320, 2), (192, 3), (256, 4)])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_team_step_equals_one_thread_exactly(
+    cell: str, hidden: int, threads: int, table: bool, monkeypatch
+) -> None:
+    """Feeding tokens (some without emitting, as a prime is fed) and choosing with temperature,
+    top-k and top-p: logits, p, h and c bit for bit equal, every step."""
+    if not table:
+        monkeypatch.setattr(lm_sampler, "TABLE_BYTES", 0)
+    P = packed(cell, hidden, layers=2 if hidden < 300 else 1)
+    assert (P.table is not None) == table
+    choose = {"temperature": 0.8, "top_k": 30, "top_p": 0.95}
+    one, team = (lm_sampler.Stepper(P, threads=n, **choose) for n in (1, threads))
+    assert (one.threads, team.threads) == (1, threads)
+    q = torch.empty(1, V).exponential_(generator=torch.Generator().manual_seed(0))
+    for i, token in enumerate(TOKENS):
+        emit = i % 3 != 0
+        assert one.step(token, emit, q) == team.step(token, emit, q)
+        for a, b in ((one.h, team.h), (one.c, team.c), (one.logits, team.logits)):
+            assert torch.equal(a, b)
+        assert torch.equal(one.probs, team.probs)
+    assert one.h.abs().max() > 0.1
+
+
+@pytest.mark.parametrize("options", [{"temperature": 1.0}, {"greedy": True}], ids=str)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_team_samples_the_same_tokens(cell: str, options: dict) -> None:
+    P = packed(cell, 128)
+    runs = [
+        lm_sampler.sample(
+            P, [4, 9], 200, generator=torch.Generator().manual_seed(5), threads=n, **options
+        )
+        for n in (1, 2)
+    ]
+    assert runs[0] == runs[1]
+    assert len(set(runs[0])) > (1 if options.get("greedy") else 10)
+
+
+def test_team_size() -> None:
+    assert packed("lstm", 20).team_size(4) == 1  # not a multiple of 64
+    assert packed("lstm", 64).team_size(4) == 1  # one block of 64 units
+    P = packed("gru", 192)
+    assert [P.team_size(n) for n in (1, 2, 3, 8)] == [1, 2, 3, 3]
+    assert lm_sampler.Stepper(P, threads=8).threads == 3
+
+
+def test_idle_workers_sleep_and_wake_for_the_next_token() -> None:
+    """Pauses longer than the 2 ms a worker spins before it sleeps, between tokens."""
+    P = packed("lstm", 128)
+    want = lm_sampler.sample(P, [1], 6, generator=torch.Generator().manual_seed(2), threads=1)
+    seeded = torch.Generator().manual_seed(2)
+    steps = lm_sampler.sample_steps(P, [1], 6, generator=seeded, threads=2)
+    got = []
+    for token in steps:
+        got.append(token)
+        time.sleep(0.02)
+    assert got == want
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux lists threads there")
+def test_workers_end_with_their_stepper() -> None:
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    P = packed("gru", 192)
+    gc.collect()
+    before = threads()
+    run = lm_sampler.Stepper(P, threads=3)
+    run.step(1, emit=False)
+    with pytest.raises(ValueError, match="q .the draws of Exp.1.. is needed"):
+        run.step(1)  # was a null pointer read in the compiled choice
+    assert threads() == before + 2
+    del run
+    gc.collect()
+    assert threads() == before
