@@ -167,7 +167,7 @@ def test_new_scripts_refuse_an_unwritable_json_at_once(tmp_path):
         "onednn_products",
         "denormals",
         "freed_memory",
-        "elman_inference",
+        "layer_inference",
     ):
         with pytest.raises(SystemExit, match=r"--json") as stop:
             load(name).main(["--json", target])
@@ -306,14 +306,17 @@ def test_freed_memory_times_both_modes_in_fresh_processes(tmp_path):
     assert json.loads(out.read_text()) == result
 
 
-def test_elman_inference_times_the_three_ways(tmp_path):
-    out = tmp_path / "elman.json"
-    result = load("elman_inference").main(
+def test_layer_inference_times_the_three_ways_for_each_layer(tmp_path):
+    out = tmp_path / "layers.json"
+    result = load("layer_inference").main(
         ["--repeats", "1", "--json", str(out)], shapes={"tiny": (3, 4, 2, 5, 2)}
     )
-    row = result["rows"]["tiny"]
-    assert set(row["ms"]) == {"torch.nn.RNN", "rnnkit.RNN", "rnnkit.RNN, hand kernel"}
-    assert all(v > 0 for v in row["ms"].values()) and row["speed_vs_torch_nn"]["torch.nn.RNN"] == 1
+    for name in ("RNN", "GRU"):
+        row = result["rows"][name]["tiny"]
+        calls = {f"torch.nn.{name}", f"rnnkit.{name}", f"rnnkit.{name}, hand kernel"}
+        assert set(row["ms"]) == calls
+        assert all(v > 0 for v in row["ms"].values())
+        assert row["speed_vs_torch_nn"][f"torch.nn.{name}"] == 1
     assert json.loads(out.read_text()) == result
 
 

@@ -276,7 +276,7 @@ def test_one_backend_api_for_both_fast_paths():
     with pytest.raises(
         ValueError,
         match=r"backend name must be one of \['lstm', 'step', 'fused', 'packed', 'rebuild', "
-        r"'onednn', 'elman'\]",
+        r"'onednn', 'elman', 'gru'\]",
     ):
         get_backend("gpu")
     with pytest.raises(ValueError, match=r"step backend must be one of .*got 'fast'"):

@@ -118,3 +118,70 @@ def test_direct_call_needs_only_some_grads(name: str) -> None:
     (gg,) = torch.autograd.grad(ys_g.sum() + hT_g.square().sum(), h0)
     torch.testing.assert_close(ys, ys_g)
     torch.testing.assert_close(gk, gg)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_gru_inference_through_torchs_op_equals_kernel_and_torch_nn(bias, dtype):
+    """With no gradient recorded, a GRU layer (reset after) without lengths runs torch's own GRU
+    op (the "gru" switch at "auto"): the same outputs and final states as the hand-derived
+    kernel (the switch at "rnnkit") and as torch.nn.GRU on the same weights."""
+    import rnnkit
+    from rnnkit.kernels import gru
+    from rnnkit.kernels.backends import set_backend
+
+    torch.manual_seed(0)
+    ours = rnnkit.GRU(5, 7, num_layers=2, bias=bias, dtype=dtype)
+    theirs = nn.GRU(5, 7, num_layers=2, bias=bias, dtype=dtype)
+    theirs.load_state_dict(ours.state_dict())
+    x, h0 = torch.randn(6, 3, 5, dtype=dtype), torch.randn(2, 3, 7, dtype=dtype)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
+    taken = []
+    op = gru.use_torch_op
+
+    def spy(*args):
+        taken.append(op(*args))
+        return taken[-1]
+
+    gru.use_torch_op = spy
+    try:
+        with torch.no_grad():
+            via_op = ours(x, h0)
+            with set_backend("gru", "rnnkit"):
+                via_kernel = ours(x, h0)
+            reference = theirs(x, h0)
+    finally:
+        gru.use_torch_op = op
+    assert taken == [True, True, False, False]  # two layers each way
+    for a, b, c in zip(via_op, via_kernel, reference, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+        torch.testing.assert_close(a, c, **tol)
+
+
+def test_gru_takes_torchs_op_only_where_it_computes_the_same_function_and_is_faster():
+    from rnnkit.kernels import onednn
+    from rnnkit.kernels.gru import use_torch_op
+
+    torch.manual_seed(0)
+    xs, h = torch.randn(4, 2, 3), torch.zeros(2, 5)
+    mask = torch.ones(4, 2, 1, dtype=torch.bool)
+    with torch.no_grad():
+        assert use_torch_op(GRUCell(3, 5), xs, h, None)
+        assert not use_torch_op(GRUCell(3, 5), xs, h, mask)
+        assert not use_torch_op(GRUCell(3, 5, reset_after=False), xs, h, None)
+        assert not use_torch_op(GRUCell(3, 5), xs[:0], h, None)  # T = 0
+    assert not use_torch_op(GRUCell(3, 5), xs, h, None)  # training: the weights need grads
+    frozen = GRUCell(3, 5).requires_grad_(False)
+    assert use_torch_op(frozen, xs, h, None)  # nothing records a gradient
+    assert not use_torch_op(frozen, xs.requires_grad_(), h, None)
+    # The hand kernel where oneDNN's packed weight saves repacking a large W_hh a step.
+    big = GRUCell(4, 1024).requires_grad_(False)  # W_hh: 3 · 2^20 elements
+    small = GRUCell(4, 512).requires_grad_(False)  # 3 · 2^18
+    for cell, B, hand in ((big, 8, True), (big, 64, True), (big, 65, False), (big, 3, False)):
+        xs, h = torch.randn(2, B, 4), torch.zeros(B, cell.hidden_size)
+        with torch.no_grad():
+            taken = use_torch_op(cell, xs, h, None)
+        assert taken == (not (hand and onednn.applies(cell.weight_hh, B)))
+    xs, h = torch.randn(2, 32, 4), torch.zeros(32, 512)
+    with torch.no_grad():
+        assert use_torch_op(small, xs, h, None)  # packed or not: W_hh below HAND_MIN_WEIGHT

@@ -35,6 +35,10 @@ Seven paths have more than one implementation of the same function, each chosen 
     recorded (``rnnkit.kernels.elman.use_torch_op``): ``"auto"`` (the default) torch's own RNN
     op, one C++ loop; ``"rnnkit"`` the hand-derived kernel's forward. Training always runs the
     hand-derived kernel.
+``"gru"``: the same for a GRU layer (reset after, no mask; ``rnnkit.kernels.gru.use_torch_op``):
+    ``"auto"`` (the default) torch's own GRU op except where the hand kernel's forward is
+    faster (a large W_hh packed for oneDNN, 4-64 rows); ``"rnnkit"`` the hand-derived
+    kernel's forward.
 
 Every choice computes the same function and is tested equal to the generic path. Use::
 
@@ -62,6 +66,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "rebuild": ("auto", "off"),
     "onednn": ("auto", "off"),
     "elman": ("auto", "rnnkit"),
+    "gru": ("auto", "rnnkit"),
 }
 """Each switch and its values; the first is the default."""
 

@@ -76,6 +76,15 @@ class _Generic(nn.Module):
         return generic(self.cell, xs, state, mask)
 
 
+def records_grad(cell: nn.Module, *tensors: Tensor) -> bool:
+    """Whether autograd records a graph through ``cell``'s parameters or ``tensors``: grad mode
+    on and one of them requiring a gradient. Where it does not (inference), a kernel may run an
+    op of torch's that computes the same function with no backward of rnnkit's."""
+    if not torch.is_grad_enabled():
+        return False
+    return any(t.requires_grad for t in (*tensors, *cell.parameters()))
+
+
 def origin(cell: nn.Module, xs: Tensor, state: State, mask: Tensor | None) -> tuple:
     """``(Origin, xs, *state, *parameters)``: the trailing inputs of a kernel Function's apply."""
     named = list(cell.named_parameters())

@@ -52,7 +52,7 @@ from torch.autograd.function import FunctionCtx
 
 from rnnkit.cells.elman import ElmanCell
 from rnnkit.kernels.backends import get_backend
-from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
+from rnnkit.kernels.dispatch import origin, records_grad, save_with_origin, second_order
 from rnnkit.kernels.fused import step_ops
 from rnnkit.kernels.onednn import StepProduct
 from rnnkit.kernels.registry import register_kernel
@@ -186,10 +186,7 @@ def use_torch_op(cell: ElmanCell, xs: Tensor, state: Tensor, mask: Tensor | None
     hand-derived kernel."""
     if get_backend("elman") != "auto" or mask is not None or xs.shape[0] == 0:
         return False
-    if cell.nonlinearity not in ("tanh", "relu"):
-        return False
-    tensors = (xs, state, *cell.parameters())
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    return cell.nonlinearity in ("tanh", "relu") and not records_grad(cell, xs, state)
 
 
 def elman_sequence_torch(cell: ElmanCell, xs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:

@@ -62,7 +62,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.cells.gru import GRUCell
-from rnnkit.kernels.dispatch import origin, save_with_origin, second_order
+from rnnkit.kernels import onednn
+from rnnkit.kernels.backends import get_backend
+from rnnkit.kernels.dispatch import origin, records_grad, save_with_origin, second_order
 from rnnkit.kernels.fused import step_ops
 from rnnkit.kernels.onednn import StepProduct
 from rnnkit.kernels.registry import register_kernel
@@ -219,8 +221,49 @@ GRUSequence = GRUBPTT
 """The old name of ``GRUBPTT``."""
 
 
+HAND_ROWS = (4, 64)
+HAND_MIN_WEIGHT = 2**20
+"""In inference the hand kernel is kept only where its recurrent product takes oneDNN's packed
+weight (``rnnkit.kernels.onednn.applies``), W_hh has at least ``HAND_MIN_WEIGHT`` elements and
+the batch is within ``HAND_ROWS``: there the packed weight saves the per-step repacking of a
+large weight that torch's op does, more than its loop of C++ steps saves over the hand kernel's
+Python steps (measured over H 128-2048, B 1-128, one and two threads:
+docs/speed.md#issue-17s-targets-on-an-intel-xeon)."""
+
+
+def use_torch_op(cell: GRUCell, xs: Tensor, state: Tensor, mask: Tensor | None) -> bool:
+    """Whether the GRU kernel runs torch's own GRU op (``torch._VF.gru``) for ``cell`` over xs:
+    inference (no gradient recorded), ``reset_after`` (torch's convention), no mask, T ≥ 1, the
+    "gru" switch of ``rnnkit.kernels.backends`` at "auto", and not where the hand kernel's
+    forward is the faster one (``HAND_ROWS``, ``HAND_MIN_WEIGHT``). Training keeps the
+    hand-derived kernel."""
+    if get_backend("gru") != "auto" or mask is not None or xs.shape[0] == 0:
+        return False
+    if not cell.reset_after or records_grad(cell, xs, state):
+        return False
+    B, W = xs.shape[1], cell.weight_hh
+    low, high = HAND_ROWS
+    hand = low <= B <= high and W.numel() >= HAND_MIN_WEIGHT and onednn.applies(W, B)
+    return not hand
+
+
+def gru_sequence_torch(cell: GRUCell, xs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    """``cell`` over xs (T, B, I) from ``state`` (B, H) through torch's op (``use_torch_op``):
+    ys (T, B, H) and h_T (B, H), the same function as ``gru_sequence`` without a mask."""
+    params = [cell.weight_ih, cell.weight_hh]
+    if cell.bias_ih is not None:
+        params += [cell.bias_ih, cell.bias_hh]
+    ys, h = torch._VF.gru(
+        xs, state.unsqueeze(0), params, len(params) == 4, 1, 0.0, False, False, False
+    )
+    return ys, h[0]
+
+
 @register_kernel(GRUCell)
 def run_gru(cell: GRUCell, xs: Tensor, state: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    """``cell`` over xs (T, B, I) from ``state`` (B, H): the kernel of ``GRUCell``."""
+    """``cell`` over xs (T, B, I) from ``state`` (B, H): the kernel of ``GRUCell`` (in
+    inference, torch's op where ``use_torch_op`` says so: the same function)."""
+    if use_torch_op(cell, xs, state, mask):
+        return gru_sequence_torch(cell, xs, state)
     xg = F.linear(xs, cell.weight_ih, cell.bias_ih)  # (T, B, 3H): all steps in one product
     return gru_sequence(cell, xg, state, mask, xs)
