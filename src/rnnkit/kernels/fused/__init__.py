@@ -45,6 +45,7 @@ SOURCES = (SOURCE, Path(__file__).with_name("sample_step.cpp"))
 COMPILE_FLAGS = (
     "-O3",
     "-march=native",
+    "-mprefer-vector-width=512",
     "-ffast-math",
     "-fno-finite-math-only",
     "-D__FAST_MATH__",
@@ -53,7 +54,10 @@ COMPILE_FLAGS = (
     "-std=c++17",
     "-pthread",
 )
-"""-ffast-math lets exp and tanh vectorize; it is not passed to the link step, which would link
+"""-mprefer-vector-width=512: GCC's tuning for recent Intel cores makes 256-bit vectors by
+default; the element-wise loops ran 1.6-1.75x faster with 512 (an LSTM step forward at B 64, H
+256, on an Intel Xeon); ignored where the CPU has no 512-bit vectors. -ffast-math lets exp and
+tanh vectorize; it is not passed to the link step, which would link
 crtfastmath.o and flush denormals to zero in the whole process. -fno-finite-math-only keeps
 inf and NaN as IEEE has them (with it, a diverging run's saturated gates turned into NaN where
 the PyTorch ops give 0 or 1); -D__FAST_MATH__ keeps glibc's headers declaring the vector exp and
