@@ -144,10 +144,16 @@ class GRUBPTT(torch.autograd.Function):
 
         if ctx.reset_after:
             r, z, p_n = gates.split(H, dim=-1)  # (T, B, H) each
-            dn_da = (1 - z) * (1 - n * n)  # ∂h'/∂a_n
-            # dP = g ⊙ [∂h'/∂a_r, ∂h'/∂a_z, ∂h'/∂p_n]: the factors now, g in the loop
-            dP = torch.cat([dn_da * p_n * r * (1 - r), (h_prev - n) * z * (1 - z), dn_da * r], -1)
             fused = step_ops(hs)  # the compiled step, or None (rnnkit.kernels.fused)
+            # dP = g ⊙ [∂h'/∂a_r, ∂h'/∂a_z, ∂h'/∂p_n]: the factors now, g in the loop
+            if fused is not None:  # the same in one compiled pass over all T·B rows
+                dn_da, dP = torch.empty_like(n), torch.empty_like(gates)
+                fused.gru_factors(gates, n, h_prev, dP, dn_da)
+            else:
+                dn_da = (1 - z) * (1 - n * n)  # ∂h'/∂a_n
+                dP = torch.cat(
+                    [dn_da * p_n * r * (1 - r), (h_prev - n) * z * (1 - z), dn_da * r], -1
+                )
             back = StepProduct(W.t().contiguous(), B)  # dP ↦ dP W_hh
             for t in range(T - 1, -1, -1):
                 if fused is not None:  # the element-wise work below, in one compiled call
@@ -163,13 +169,13 @@ class GRUBPTT(torch.autograd.Function):
                 if not_m is not None:
                     torch.where(not_m[t], dh, carry, out=carry)  # carried state: δh unchanged
                 back.into(dP[t], dh, add=carry)  # δh_{t-1} = g ⊙ z + dP W_hh
-            dxg = None
-            if need_xg:
-                dxg = dP.clone()  # (T, B, 3H) [∂L/∂a_r, ∂L/∂a_z, ·]
-                torch.mul(G, dn_da, out=dxg[..., 2 * H :])  # ∂L/∂a_n, not ∂L/∂p_n
             if need_W:  # ∂W_hh = Σ_t dP_tᵀ h_{t-1}
                 torch.mm(dP.reshape(T * B, 3 * H).t(), h_prev.reshape(T * B, H), out=dW)
-            dB = dP
+            db = dP.sum(dim=(0, 1)) if ctx.has_bias and need_b else None  # ∂b_hh = Σ_t dP_t
+            dxg = None
+            if need_xg:  # dP itself, [∂L/∂a_r, ∂L/∂a_z, ·] (T, B, 3H), its last part now
+                torch.mul(G, dn_da, out=dP[..., 2 * H :])  # ∂L/∂a_n, not ∂L/∂p_n
+                dxg = dP
         else:
             r, z = gates.chunk(2, dim=-1)  # (T, B, H) each
             W_rz, W_n = W[: 2 * H], W[2 * H :]  # (2H, H), (H, H)
@@ -199,8 +205,7 @@ class GRUBPTT(torch.autograd.Function):
                 )
                 s = (r * h_prev).reshape(TB, H)  # (T·B, H) reset states, recomputed
                 torch.mm(dA[..., 2 * H :].reshape(TB, H).t(), s, out=dW[2 * H :])
-            dB = dA
-        db = dB.sum(dim=(0, 1)) if ctx.has_bias and need_b else None  # ∂b_hh = Σ_t dP_t
+            db = dA.sum(dim=(0, 1)) if ctx.has_bias and need_b else None  # ∂b_hh = Σ_t dA_t
         return dxg, dh if need_h0 else None, dW, db, None, None, *ctx.no_origin_grads
 
 

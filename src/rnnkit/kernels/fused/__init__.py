@@ -204,6 +204,9 @@ class Ops:
         self._gru_fwd, self._gru_bwd = fn("gru_fwd", 6), fn("gru_bwd", 7)
         self._mingru_fwd, self._mingru_bwd = fn("mingru_fwd", 4), fn("mingru_bwd", 6)
         self._elman_bwd = fn("elman_bwd", 4)
+        self._gru_factors = getattr(lib, f"gru_factors_{suffix}")
+        self._gru_factors.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 5
+        self._gru_factors.restype = None
         self._elman_fwd = getattr(lib, f"elman_fwd_{suffix}")
         self._elman_fwd.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64] * 3
         self._elman_fwd.restype = None
@@ -223,6 +226,17 @@ class Ops:
         self._gru_fwd(
             B, H, P.data_ptr(), P.stride(0), x.data_ptr(), x.stride(0), h.data_ptr(), h.stride(0),
             n.data_ptr(), n.stride(0), h_out.data_ptr(), h_out.stride(0), *_mask(mask),
+        )  # fmt: skip
+
+    def gru_factors(self, gates: Tensor, n: Tensor, h_prev: Tensor, dP: Tensor, dn: Tensor) -> None:
+        """GRU (reset_after) backward factors over every row at once, all tensors contiguous
+        (T, B, ·): dn <- (1 - z)(1 - n²), dP <- [dn p_n r (1 - r), (h_prev - n) z (1 - z), dn r]
+        from gates = [r, z, p_n]."""
+        H = n.shape[-1]
+        assert all(t.is_contiguous() for t in (gates, n, h_prev, dP, dn))
+        self._gru_factors(
+            n.numel() // H, H, gates.data_ptr(), n.data_ptr(), h_prev.data_ptr(), dP.data_ptr(),
+            dn.data_ptr(),
         )  # fmt: skip
 
     def gru_backward(

@@ -84,6 +84,29 @@ void gru_bwd(i64 B, i64 H, const T* dh, i64 sdh, const T* gy, i64 sgy, const T* 
   }
 }
 
+// GRU (reset_after), the backward's factors over R rows at once (all T·B rows, contiguous): from
+// gates [r, z, p_n] (R, 3H), n (R, H) and h_prev (R, H), dn <- ∂h'/∂a_n = (1 - z)(1 - n²) and
+// dP <- [dn p_n r (1 - r), (h_prev - n) z (1 - z), dn r], which the backward loop multiplies by g.
+template <typename T>
+void gru_factors(i64 R, i64 H, const T* gates, const T* n, const T* hp, T* dP, T* dn) {
+  for (i64 q = 0; q < R; ++q) {
+    const T* g = gates + q * 3 * H;
+    const T* nq = n + q * H;
+    const T* h = hp + q * H;
+    T* d = dP + q * 3 * H;
+    T* e = dn + q * H;
+#pragma omp simd
+    for (i64 j = 0; j < H; ++j) {
+      const T r = g[j], z = g[H + j], nn = nq[j];
+      const T dnda = (T(1) - z) * (T(1) - nn * nn);
+      e[j] = dnda;
+      d[j] = dnda * g[2 * H + j] * r * (T(1) - r);
+      d[H + j] = (h[j] - nn) * z * (T(1) - z);
+      d[2 * H + j] = dnda * r;
+    }
+  }
+}
+
 // Elman, forward. f: 0 tanh, 1 relu, 2 sigmoid, 3 identity. a (B, H) holds a_t on entry and
 // h_t = f(a_t) on exit, or h_{t-1} where the mask is false.
 template <typename T>
@@ -415,6 +438,10 @@ i64 lstm_sample(i64 L, i64 H, i64 V, i64 E, const T* emb, const T* const* W, con
                               const T* gt, i64 sgt, T* dP, i64 sdP, T* g, i64 sg, T* c, i64 sc, \
                               const bool* m, i64 sm) {                                          \
     gru_bwd<T>(B, H, dh, sdh, gy, sgy, gt, sgt, dP, sdP, g, sg, c, sc, m, sm);                  \
+  }                                                                                             \
+  extern "C" void gru_factors_##S(i64 R, i64 H, const T* gt, const T* n, const T* hp, T* dP,     \
+                                  T* dn) {                                                      \
+    gru_factors<T>(R, H, gt, n, hp, dP, dn);                                                    \
   }                                                                                             \
   extern "C" void elman_fwd_##S(i64 B, i64 H, i64 f, T* a, i64 sa, const T* h, i64 sh,          \
                                 const bool* m, i64 sm) {                                        \
