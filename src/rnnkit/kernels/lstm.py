@@ -296,16 +296,20 @@ class LSTMBPTT(torch.autograd.Function):
         # tanh(ĉ) ⊙ σ'(o)] with σ' = σ(1 - σ), tanh' = 1 - tanh², so that per step
         # ∂L/∂z_{i,f,g} = ∂L/∂c ⊙ D_{i,f,g} and ∂L/∂z_o = Δh ⊙ D_o. The loop multiplies each
         # step's factors in place, so that D becomes ∂L/∂z.
-        D = torch.rsub(gates, 1).mul_(gates)  # (T, B, 4H) σ' = σ(1 - σ) in the i, f, o slots
-        D_i, D_f, D_g, D_o = D.split(H, dim=-1)
-        D_i.mul_(g_all)
-        D_f.mul_(c_prev_all)
-        torch.addcmul(i_all, i_all * g_all, g_all, value=-1, out=D_g)  # i ⊙ (1 - g²)
-        D_o.mul_(tanh_c)
+        # ∂ĉ ← Δh factor: Q = o ⊙ tanh'(ĉ) (through the cell norm also times γ_c: Q_gain)
+        fused = step_ops(gates)  # the compiled step, or None (rnnkit.kernels.fused)
+        if fused is not None and all(t.is_contiguous() for t in (gates, c_prev_all, tanh_c)):
+            D, Q, Q_gain = fused.lstm_factors(gates, c_prev_all, tanh_c, weight_ln_c)
+        else:
+            D = torch.rsub(gates, 1).mul_(gates)  # (T, B, 4H) σ' = σ(1 - σ) in i, f, o slots
+            D_i, D_f, D_g, D_o = D.split(H, dim=-1)
+            D_i.mul_(g_all)
+            D_f.mul_(c_prev_all)
+            torch.addcmul(i_all, i_all * g_all, g_all, value=-1, out=D_g)  # i ⊙ (1 - g²)
+            D_o.mul_(tanh_c)
+            Q = torch.addcmul(o_all, o_all * tanh_c, tanh_c, value=-1)  # (T, B, H)
+            Q_gain = Q * weight_ln_c if layer_norm else Q  # (T, B, H)
         D_c = D[..., : 3 * H].unflatten(-1, (3, H))  # (T, B, 3, H) the i, f, g factors
-        # ∂ĉ ← Δh factor: o ⊙ tanh'(ĉ) (through the cell norm also times γ_c)
-        Q = torch.addcmul(o_all, o_all * tanh_c, tanh_c, value=-1)  # (T, B, H)
-        Q_gain = Q * weight_ln_c if layer_norm else Q  # (T, B, H)
 
         d_z_all = D  # (T, B, 4H) ∂L/∂z_t = ∂L/∂xg_t, once the loop has passed step t
         # ∂L/∂a_t (T, B, 4H); without layer_norm a_t enters z_t unchanged
@@ -314,7 +318,7 @@ class LSTMBPTT(torch.autograd.Function):
         past_end = None if mask is None else ~mask  # (T, B, 1)
         dh = d_hT.contiguous()  # δh_T (B, H)
         dc = d_cT.contiguous()  # δc_T (B, H)
-        fused, peep = step_ops(gates), (weight_ci, weight_cf, weight_co)  # rnnkit.kernels.fused
+        peep = (weight_ci, weight_cf, weight_co)
         back = StepProduct(weight_hh.t().contiguous(), gates.shape[1])  # ∂L/∂a ↦ ∂L/∂a W_hh
         if fused is not None:  # its own buffers, updated in place
             dh, dc = (d.clone(memory_format=torch.contiguous_format) for d in (d_hT, d_cT))

@@ -207,6 +207,9 @@ class Ops:
         self._gru_factors = getattr(lib, f"gru_factors_{suffix}")
         self._gru_factors.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 5
         self._gru_factors.restype = None
+        self._lstm_factors = getattr(lib, f"lstm_factors_{suffix}")
+        self._lstm_factors.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 7
+        self._lstm_factors.restype = None
         self._elman_fwd = getattr(lib, f"elman_fwd_{suffix}")
         self._elman_fwd.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64] * 3
         self._elman_fwd.restype = None
@@ -238,6 +241,24 @@ class Ops:
             n.numel() // H, H, gates.data_ptr(), n.data_ptr(), h_prev.data_ptr(), dP.data_ptr(),
             dn.data_ptr(),
         )  # fmt: skip
+
+    def lstm_factors(
+        self, gates: Tensor, c_prev: Tensor, tanh_c: Tensor, gamma_c: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """LSTM backward factors over every row at once (contiguous (T, B, ·) inputs): D =
+        [g σ'(i), c_{t-1} σ'(f), i tanh'(g), tanh(ĉ) σ'(o)], Q = o tanh'(ĉ) and Q γ_c (Q itself
+        when ``gamma_c`` is None), new tensors."""
+        assert all(t.is_contiguous() for t in (gates, c_prev, tanh_c))
+        gain = None if gamma_c is None else gamma_c.contiguous()  # alive through the call
+        H = c_prev.shape[-1]
+        D, Q = torch.empty_like(gates), torch.empty_like(c_prev)
+        Qg = Q if gamma_c is None else torch.empty_like(c_prev)
+        self._lstm_factors(
+            c_prev.numel() // H, H, gates.data_ptr(), c_prev.data_ptr(), tanh_c.data_ptr(),
+            None if gain is None else gain.data_ptr(), D.data_ptr(),
+            Q.data_ptr(), Qg.data_ptr(),
+        )  # fmt: skip
+        return D, Q, Qg
 
     def gru_backward(
         self, dh: Tensor, gy: Tensor, gates: Tensor, dP: Tensor, g: Tensor, carry: Tensor, mask

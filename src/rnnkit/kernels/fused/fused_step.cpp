@@ -303,6 +303,36 @@ void lstm_fwd(i64 B, i64 H, T* z, i64 sz, const T* c, i64 sc, const T* h, i64 sh
   }
 }
 
+// LSTM, the backward's factors over R rows at once (all T·B rows, contiguous): from gates
+// [i, f, g, o] (R, 4H), c_prev = c_{t-1} (R, H) and tanh_c = tanh(ĉ) (R, H), D <- [g σ'(i),
+// c_{t-1} σ'(f), i tanh'(g), tanh(ĉ) σ'(o)] (R, 4H) and Q <- o tanh'(ĉ) (R, H); with the cell
+// norm's gain gamma_c (else null), Qg <- Q γ_c too. σ' = σ(1 - σ), tanh' = 1 - tanh².
+template <typename T>
+void lstm_factors(i64 R, i64 H, const T* gates, const T* c_prev, const T* tanh_c,
+                  const T* gamma_c, T* D, T* Q, T* Qg) {
+  for (i64 q = 0; q < R; ++q) {
+    const T* z = gates + q * 4 * H;
+    const T* cp = c_prev + q * H;
+    const T* tc = tanh_c + q * H;
+    T* d = D + q * 4 * H;
+    T* qq = Q + q * H;
+#pragma omp simd
+    for (i64 j = 0; j < H; ++j) {
+      const T i = z[j], f = z[H + j], g = z[2 * H + j], o = z[3 * H + j], t = tc[j];
+      d[j] = (T(1) - i) * i * g;
+      d[H + j] = (T(1) - f) * f * cp[j];
+      d[2 * H + j] = i - i * g * g;
+      d[3 * H + j] = (T(1) - o) * o * t;
+      qq[j] = o - o * t * t;
+    }
+    if (gamma_c != nullptr) {
+      T* qg = Qg + q * H;
+#pragma omp simd
+      for (i64 j = 0; j < H; ++j) qg[j] = qq[j] * gamma_c[j];
+    }
+  }
+}
+
 // LSTM, backward. In: dh = δh_t, dy = ∂L_t/∂y_t, dc = δc_t (B, H), D (B, 4H) the factors of the
 // kernel's backward [g σ'(i), c_{t-1} σ'(f), i tanh'(g), tanh(ĉ) σ'(o)], Q (B, H) the ∂ĉ factor
 // o tanh'(ĉ) (times γ_c with the cell norm), gates (B, 4H) for f. Out: dH <- Δh = m (dy + dh),
@@ -442,6 +472,10 @@ i64 lstm_sample(i64 L, i64 H, i64 V, i64 E, const T* emb, const T* const* W, con
   extern "C" void gru_factors_##S(i64 R, i64 H, const T* gt, const T* n, const T* hp, T* dP,     \
                                   T* dn) {                                                      \
     gru_factors<T>(R, H, gt, n, hp, dP, dn);                                                    \
+  }                                                                                             \
+  extern "C" void lstm_factors_##S(i64 R, i64 H, const T* gt, const T* cp, const T* tc,         \
+                                   const T* gc, T* D, T* Q, T* Qg) {                            \
+    lstm_factors<T>(R, H, gt, cp, tc, gc, D, Q, Qg);                                            \
   }                                                                                             \
   extern "C" void elman_fwd_##S(i64 B, i64 H, i64 f, T* a, i64 sa, const T* h, i64 sh,          \
                                 const bool* m, i64 sm) {                                        \
