@@ -60,6 +60,42 @@ def test_train_writes_a_run_and_the_loss_goes_down(corpus, tmp_path, capsys):
     assert saved["config"]["train"]["max_steps"] == 60 and saved["config"]["data"]["path"]
 
 
+def test_sample_gives_the_same_text_with_the_step_shared_by_threads(
+    corpus, tmp_path, capsys, monkeypatch
+):
+    """A model whose hidden size is a multiple of 64 takes the compiled sampler's team of
+    threads (``--threads 2``); the text is the one thread's, byte for byte."""
+    from rnnkit.kernels import fused
+    from rnnkit.kernels.fused import lm_sampler
+
+    if not fused.available():
+        pytest.skip("no C++ compiler here")
+    teams = []
+    init = lm_sampler.Stepper.__init__
+
+    def spy(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        teams.append(self.threads)
+
+    monkeypatch.setattr(lm_sampler.Stepper, "__init__", spy)
+    run = tmp_path / "run"
+    cfg = ["--model.cell", "lstm", "--model.hidden_size", "128", "--train.max_steps", "30"]
+    assert train(["--data", str(corpus), "--out", str(run), *cfg]) == 0
+    capsys.readouterr()
+    texts, before = [], torch.get_num_threads()
+    try:
+        for threads in ("1", "2"):
+            args = ["sample", str(run), "--length", "300", "--seed", "4", "--threads", threads]
+            assert main(args) == 0
+            texts.append(capsys.readouterr().out)
+    finally:
+        torch.set_num_threads(before)  # the command sets the process's
+    assert texts[0] == texts[1] and len(set(texts[0])) > 5
+    assert teams[-2:] == [1, 2]
+    assert main(["sample", str(run), "--threads", "0"]) == 2
+    assert "--threads must be in [1, 1024], got 0" in capsys.readouterr().err
+
+
 def test_sample_score_and_plot(corpus, tmp_path, capsys):
     run = tmp_path / "run"
     assert train(["--data", str(corpus), "--out", str(run)]) == 0

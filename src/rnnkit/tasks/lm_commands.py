@@ -132,10 +132,25 @@ def cmd_sample(argv: list[str]) -> int:
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: mass p")
     p.add_argument("--greedy", action="store_true", help="always take the likeliest token")
     p.add_argument("--seed", type=int, default=None, help="random seed for a repeatable sample")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads that share each token's step (default: torch's, one per core); "
+        "the same text for any number",
+    )
     a = p.parse_args(argv)
     if a.length < 1:
         raise UserError(f"--length must be at least 1, got {a.length}")
     check_seed(a.seed)
+    if a.threads is not None:
+        import torch
+
+        from rnnkit.train.train_config import MAX_THREADS
+
+        if not 1 <= a.threads <= MAX_THREADS:
+            raise UserError(f"--threads must be in [1, {MAX_THREADS}], got {a.threads}")
+        torch.set_num_threads(a.threads)
     print(
         sample_text(
             Path(a.run),
