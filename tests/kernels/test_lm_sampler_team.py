@@ -19,6 +19,14 @@ from rnnkit.tasks.lm import LanguageModel, ModelConfig
 
 pytestmark = pytest.mark.skipif(not fused.available(), reason="no C++ compiler here")
 
+
+@pytest.fixture(autouse=True)
+def cpus(monkeypatch):
+    """Teams larger than this machine's CPUs (capped there otherwise: ``usable_cpus``); their
+    barriers yield, so they only run slower."""
+    monkeypatch.setattr(lm_sampler, "usable_cpus", lambda: 8)
+
+
 V = 70  # two head panels, the second nearly empty
 TOKENS = [3, 0, 69, 12, 12, 5, 41, 7, 7, 2]
 
@@ -78,6 +86,13 @@ def test_team_size() -> None:
     P = packed("gru", 192)
     assert [P.team_size(n) for n in (1, 2, 3, 8)] == [1, 2, 3, 3]
     assert lm_sampler.Stepper(P, threads=8).threads == 3
+
+
+def test_team_is_no_larger_than_the_cpus_the_process_may_use(monkeypatch) -> None:
+    monkeypatch.setattr(lm_sampler, "usable_cpus", lambda: 2)
+    assert packed("gru", 192).team_size(8) == 2
+    monkeypatch.setattr(lm_sampler, "usable_cpus", lambda: 1)
+    assert lm_sampler.Stepper(packed("gru", 192), threads=8).threads == 1
 
 
 def test_idle_workers_sleep_and_wake_for_the_next_token() -> None:

@@ -21,6 +21,7 @@ takes the generic loop.
 from __future__ import annotations
 
 import ctypes
+import os
 import weakref
 from collections.abc import Iterator
 
@@ -62,6 +63,14 @@ def pack(W: Tensor) -> Tensor:
 
 
 HUGE_PAGE = 2**21
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS says, else the count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def arena(parts: list[Tensor], huge_pages: bool = True) -> list[Tensor]:
@@ -171,8 +180,9 @@ class PackedLM:
 
     def team_size(self, threads: int) -> int:
         """The threads a step can share out of ``threads``: each takes whole blocks of 64 hidden
-        units, so 1 unless H is a multiple of 64, and at most H / 64."""
-        return 1 if self.H % 64 else max(1, min(threads, self.H // 64))
+        units, so 1 unless H is a multiple of 64, and at most H / 64; and no more than the CPUs
+        this process may run on (the team's threads wait for each other spinning)."""
+        return 1 if self.H % 64 else max(1, min(threads, self.H // 64, usable_cpus()))
 
     def fields(self) -> dict:
         """The struct's weight fields."""

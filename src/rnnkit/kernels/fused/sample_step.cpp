@@ -250,7 +250,8 @@ inline void pause() {
 #endif
 }
 
-// A reusable barrier for n threads that spin (waits inside a token are microseconds long).
+// A reusable barrier for n threads that spin (waits inside a token are microseconds long), and
+// yield the core now and then, should a thread of the team be waiting for one.
 struct Barrier {
   alignas(64) std::atomic<i64> count{0};
   alignas(64) std::atomic<i64> generation{0};
@@ -261,7 +262,10 @@ struct Barrier {
       count.store(0, std::memory_order_relaxed);
       generation.store(gen + 1, std::memory_order_release);
     } else {
-      while (generation.load(std::memory_order_acquire) == gen) pause();
+      for (i64 spins = 1; generation.load(std::memory_order_acquire) == gen; ++spins) {
+        pause();
+        if (spins % 4096 == 0) std::this_thread::yield();
+      }
     }
   }
 };
