@@ -62,11 +62,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.cells.gru import GRUCell
-from rnnkit.kernels import onednn
 from rnnkit.kernels.backends import get_backend
 from rnnkit.kernels.dispatch import origin, records_grad, save_with_origin, second_order
 from rnnkit.kernels.fused import step_ops
-from rnnkit.kernels.onednn import StepProduct
+from rnnkit.kernels.onednn import StepProduct, applies
 from rnnkit.kernels.registry import register_kernel
 
 
@@ -248,7 +247,7 @@ def use_torch_op(cell: GRUCell, xs: Tensor, state: Tensor, mask: Tensor | None) 
         return False
     B, W = xs.shape[1], cell.weight_hh
     low, high = HAND_ROWS
-    hand = low <= B <= high and W.numel() >= HAND_MIN_WEIGHT and onednn.applies(W, B)
+    hand = low <= B <= high and W.numel() >= HAND_MIN_WEIGHT and applies(W, B)
     return not hand
 
 

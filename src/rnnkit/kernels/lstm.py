@@ -290,14 +290,12 @@ class LSTMBPTT(torch.autograd.Function):
         c_prev_all, c_all = cs[:-1], cs[1:]  # (T, B, H) c_{t-1}, c_t
         i_all, f_all, g_all, o_all = gates.split(H, dim=-1)  # (T, B, H) each
         # tanh_c (T, B, H) is tanh(ĉ_t), and c_norm, a_norm are LN(c_t), LN(a_t), as forward
-        # computed them (at a masked step those of the discarded update, which Δh = Δc = 0
-        # multiply away).
-        # ∂z ← Δc and ∂z_o ← Δh factors: D = [g ⊙ σ'(i), c_{t-1} ⊙ σ'(f), i ⊙ tanh'(g),
-        # tanh(ĉ) ⊙ σ'(o)] with σ' = σ(1 - σ), tanh' = 1 - tanh², so that per step
-        # ∂L/∂z_{i,f,g} = ∂L/∂c ⊙ D_{i,f,g} and ∂L/∂z_o = Δh ⊙ D_o. The loop multiplies each
-        # step's factors in place, so that D becomes ∂L/∂z.
-        # ∂ĉ ← Δh factor: Q = o ⊙ tanh'(ĉ) (through the cell norm also times γ_c: Q_gain)
-        fused = step_ops(gates)  # the compiled step, or None (rnnkit.kernels.fused)
+        # computed them (at a masked step those of the discarded update, which Δh = Δc = 0 multiply
+        # away). Factors: D = [g ⊙ σ'(i), c_{t-1} ⊙ σ'(f), i ⊙ tanh'(g), tanh(ĉ) ⊙ σ'(o)] (σ' = σ(1
+        # - σ), tanh' = 1 - tanh²), so that per step ∂L/∂z_{i,f,g} = ∂L/∂c ⊙ D_{i,f,g} and ∂L/∂z_o =
+        # Δh ⊙ D_o (the loop turns D into ∂L/∂z in place); Q = o ⊙ tanh'(ĉ), times γ_c through the
+        # cell norm (Q_gain). In one compiled pass where it builds (rnnkit.kernels.fused).
+        fused = step_ops(gates)
         if fused is not None and all(t.is_contiguous() for t in (gates, c_prev_all, tanh_c)):
             D, Q, Q_gain = fused.lstm_factors(gates, c_prev_all, tanh_c, weight_ln_c)
         else:
