@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
@@ -65,6 +66,30 @@ def test_the_gradient_flow_example_prints_1_1_to_the_50th():
     with contextlib.redirect_stdout(out):
         exec(code, {"__name__": "readme"})
     assert float(out.getvalue()) == pytest.approx(1.1**50)
+
+
+def test_the_compiled_sampler_example_samples_as_sample_sequence():
+    from rnnkit.kernels import fused
+
+    if not fused.available():
+        pytest.skip("no C++ compiler here")
+    api = (ROOT / "docs" / "api.md").read_text()
+    (code,) = [code for code, _ in BLOCK.findall(api) if "lm_sampler" in code]
+    scope: dict = {"__name__": "readme"}
+    exec(code, scope)
+    from rnnkit.decoding import sample_sequence
+
+    emb, rnn, head = scope["emb"], scope["rnn"], scope["head"]
+
+    def step(ids, state):
+        y, state = rnn(emb(ids)[None], state)
+        return head(y[0]), state
+
+    with torch.no_grad():
+        want = sample_sequence(
+            step, None, [0, 3], 100, temperature=0.8, generator=torch.Generator().manual_seed(1)
+        )
+    assert scope["ids"] == want and len(want) == 100
 
 
 def test_readme_is_a_front_door():
