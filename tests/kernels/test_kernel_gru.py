@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch_op_paths import assert_all_close, inference_paths
 
 from rnnkit.cells import GRUCell, MinimalGRUCell
 from rnnkit.kernels.gru import gru_sequence
@@ -128,34 +129,15 @@ def test_gru_inference_through_torchs_op_equals_kernel_and_torch_nn(bias, dtype)
     kernel (the switch at "rnnkit") and as torch.nn.GRU on the same weights."""
     import rnnkit
     from rnnkit.kernels import gru
-    from rnnkit.kernels.backends import set_backend
 
     torch.manual_seed(0)
     ours = rnnkit.GRU(5, 7, num_layers=2, bias=bias, dtype=dtype)
     theirs = nn.GRU(5, 7, num_layers=2, bias=bias, dtype=dtype)
     theirs.load_state_dict(ours.state_dict())
     x, h0 = torch.randn(6, 3, 5, dtype=dtype), torch.randn(2, 3, 7, dtype=dtype)
-    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
-    taken = []
-    op = gru.use_torch_op
-
-    def spy(*args):
-        taken.append(op(*args))
-        return taken[-1]
-
-    gru.use_torch_op = spy
-    try:
-        with torch.no_grad():
-            via_op = ours(x, h0)
-            with set_backend("gru", "rnnkit"):
-                via_kernel = ours(x, h0)
-            reference = theirs(x, h0)
-    finally:
-        gru.use_torch_op = op
+    taken, *outputs = inference_paths(gru, "gru", ours, theirs, x, h0)
     assert taken == [True, True, False, False]  # two layers each way
-    for a, b, c in zip(via_op, via_kernel, reference, strict=True):
-        torch.testing.assert_close(a, b, **tol)
-        torch.testing.assert_close(a, c, **tol)
+    assert_all_close(dtype, *outputs)
 
 
 def test_gru_takes_torchs_op_only_where_it_computes_the_same_function_and_is_faster():
