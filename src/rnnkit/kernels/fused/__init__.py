@@ -54,14 +54,13 @@ COMPILE_FLAGS = (
     "-std=c++17",
     "-pthread",
 )
-"""-mprefer-vector-width=512: GCC's tuning for recent Intel cores makes 256-bit vectors by
-default; the element-wise loops ran 1.6-1.75x faster with 512 (an LSTM step forward at B 64, H
-256, on an Intel Xeon); ignored where the CPU has no 512-bit vectors. -ffast-math lets exp and
-tanh vectorize; it is not passed to the link step, which would link
-crtfastmath.o and flush denormals to zero in the whole process. -fno-finite-math-only keeps
-inf and NaN as IEEE has them (with it, a diverging run's saturated gates turned into NaN where
-the PyTorch ops give 0 or 1); -D__FAST_MATH__ keeps glibc's headers declaring the vector exp and
-tanh (libmvec) that this macro guards."""
+"""-mprefer-vector-width=512: GCC's tuning for recent Intel cores makes 256-bit vectors by default,
+and the element-wise loops run faster with 512-bit ones (docs/compiled_step.md); ignored where
+the CPU has none. -ffast-math lets exp and tanh vectorize; it is not passed to the link step,
+which would link crtfastmath.o and flush denormals to zero in the whole process.
+-fno-finite-math-only keeps inf and NaN as IEEE has them (with it, a diverging run's saturated
+gates turned into NaN where the PyTorch ops give 0 or 1); -D__FAST_MATH__ keeps glibc's headers
+declaring the vector exp and tanh (libmvec) that this macro guards."""
 
 NONLINEARITY_CODE = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
 
