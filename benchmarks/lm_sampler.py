@@ -4,6 +4,9 @@
 - ``compiled``: ``rnnkit.kernels.fused.lm_sampler`` (what ``rnnkit sample`` now runs): one C call
   per token, weights packed once on huge pages;
 - ``compiled, 4 KiB pages``: the same without ``madvise(MADV_HUGEPAGE)``;
+- ``compiled, bfloat16 weights``: the same with the packed matrices stored in bfloat16
+  (``PackedLM(weights="bfloat16")``: half the bytes a token reads; another model, the float32
+  one with those matrices rounded, so other tokens);
 - ``previous compiled``: ``rnnkit.kernels.fused.sampler.LSTMSampler`` (LSTM only);
 - ``generic loop``: ``rnnkit.decoding.sample_sequence`` on ``LanguageModel.step`` (what
   ``rnnkit sample`` ran before; rnnkit's one-step path);
@@ -88,6 +91,7 @@ def sampling(
     emb, head, rnn = model.embedding, model.head, model.rnn
     packed = lm_sampler.PackedLM(emb, rnn, head)
     small_pages = lm_sampler.PackedLM(emb, rnn, head, huge_pages=False)
+    half = lm_sampler.PackedLM(emb, rnn, head, weights="bfloat16")
     torch_rnn = twin(model, cell)
     gen = torch.Generator().manual_seed(0)
 
@@ -108,6 +112,7 @@ def sampling(
     configs = {
         "compiled": lambda: lm_sampler.sample(packed, [0], chars, generator=gen),
         "compiled, 4 KiB pages": lambda: lm_sampler.sample(small_pages, [0], chars, generator=gen),
+        "compiled, bfloat16 weights": lambda: lm_sampler.sample(half, [0], chars, generator=gen),
     }
     if cell == "lstm":
         previous = LSTMSampler(emb, rnn, head)
@@ -131,6 +136,9 @@ def sampling(
             f"compiled, {n} threads": lambda: lm_sampler.sample(
                 packed, [0], chars, generator=gen, threads=n
             ),
+            f"compiled, bfloat16 weights, {n} threads": lambda: lm_sampler.sample(
+                half, [0], chars, generator=gen, threads=n
+            ),
             "torch.nn stepping, 1 thread": torch_stepping,
             f"torch.nn stepping, {n} threads": lambda: torch_stepping(n),
         }
@@ -145,6 +153,9 @@ def sampling(
         for k in others:
             row[f"compiled, {n} threads / {k}"] = round(secs[k] / team, 2)
         row[f"compiled, {n} threads GB/s of weights"] = round(weight_bytes * chars / team / 1e9, 1)
+        half_team = secs[f"compiled, bfloat16 weights, {n} threads"]
+        for k in (f"torch.nn stepping, {n} threads", "torch.nn stepping, 1 thread"):
+            row[f"compiled, bfloat16 weights, {n} threads / {k}"] = round(secs[k] / half_team, 2)
     return row
 
 

@@ -92,6 +92,8 @@ def test_sample_gives_the_same_text_with_the_step_shared_by_threads(
         torch.set_num_threads(before)  # the command sets the process's
     assert texts[0] == texts[1] and len(set(texts[0])) > 5
     assert teams[-2:] == [1, 2]
+    args = ["sample", str(run), "--length", "100", "--seed", "4", "--weights", "bfloat16"]
+    assert main(args) == 0 and len(capsys.readouterr().out) > 50
     assert main(["sample", str(run), "--threads", "0"]) == 2
     assert "--threads must be in [1, 1024], got 0" in capsys.readouterr().err
 

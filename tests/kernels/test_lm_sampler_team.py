@@ -1,7 +1,8 @@
 """The compiled sampler's step shared by a team of threads (``Stepper(threads=n)``): every float
 of every step equal to the one-thread step's (logits, the distribution, the states), so the same
 tokens; the team's size; workers that sleep when idle wake for the next token; and the workers
-end with their Stepper."""
+end with their Stepper. And its bfloat16 weights (``PackedLM(weights="bfloat16")``): the model
+with its matrices rounded."""
 
 from __future__ import annotations
 
@@ -124,3 +125,65 @@ def test_workers_end_with_their_stepper() -> None:
     del run
     gc.collect()
     assert threads() == before
+
+
+def rounded(model):
+    """A copy of ``model`` with W_ih, W_hh and the head's weight rounded to bfloat16."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in [*ref.rnn.named_parameters(), ("weight", ref.head.weight)]:
+            if name.startswith("weight"):
+                p.copy_(lm_sampler.to_bfloat16(p))
+    return ref
+
+
+@pytest.mark.parametrize("table", [True, False], ids=["table", "no-table"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bfloat16_weights_are_the_model_with_its_matrices_rounded(cell, table, monkeypatch):
+    """``PackedLM(weights="bfloat16")``: per step, the logits of the float32 model whose W_ih,
+    W_hh and head weight are rounded to bfloat16 (to 1e-5), at one thread and bit for bit the
+    same with a team; and the tokens of ``sample_sequence`` on that model."""
+    from rnnkit.decoding import sample_sequence
+    from rnnkit.tasks.lm_commands import continue_ids
+
+    if not table:
+        monkeypatch.setattr(lm_sampler, "TABLE_BYTES", 0)
+    torch.manual_seed(0)
+    cfg = ModelConfig(cell=cell, embedding_size=24, hidden_size=128, num_layers=2)
+    model = LanguageModel(V, cfg).eval()
+    ref = rounded(model)
+    P = lm_sampler.PackedLM(model.embedding, model.rnn, model.head, weights="bfloat16")
+    G = 4 if cell == "lstm" else 3
+    assert P.W_hh[0].numel() * 4 == G * 128 * 128 * 2  # bytes: 2 a weight
+    one, team = (lm_sampler.Stepper(P, greedy=True, threads=n) for n in (1, 2))
+    state = None
+    with torch.no_grad():
+        for token in TOKENS:
+            logits, state = ref.step(torch.tensor([token]), state)
+            one.step(token)
+            team.step(token)
+            torch.testing.assert_close(one.logits, logits[0], rtol=1e-5, atol=1e-5)
+            assert torch.equal(one.logits, team.logits)
+    assert not torch.equal(rounded(model).head.weight, model.head.weight)  # rounding did act
+    want = sample_sequence(ref.step, None, [4, 9], 150, generator=torch.Generator().manual_seed(2))
+    got = continue_ids(
+        model, [4, 9], 150, generator=torch.Generator().manual_seed(2), weights="bfloat16"
+    )
+    assert got == want
+
+
+def test_bfloat16_weights_need_the_compiled_sampler_and_a_known_name():
+    from rnnkit.errors import UserError
+    from rnnkit.tasks.lm_commands import continue_ids
+
+    torch.manual_seed(0)
+    peephole = LanguageModel(V, ModelConfig(cell="lstm", hidden_size=64, peephole=True)).eval()
+    with pytest.raises(UserError, match="--weights bfloat16 needs the compiled sampler"):
+        continue_ids(peephole, [1], 5, weights="bfloat16")
+    with pytest.raises(UserError, match="--weights must be one of"):
+        continue_ids(peephole, [1], 5, weights="int8")
+    model = LanguageModel(V, ModelConfig(cell="gru", hidden_size=64)).eval()
+    with pytest.raises(ValueError, match="weights must be one of"):
+        lm_sampler.PackedLM(model.embedding, model.rnn, model.head, weights="float16")

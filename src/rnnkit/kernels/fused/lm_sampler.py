@@ -51,6 +51,7 @@ class _Model(ctypes.Structure):
         ("top_k", _I),
         ("temperature", _D),
         ("top_p", _D),
+        ("bf16", _I),
     ]
 
 
@@ -115,16 +116,50 @@ def _cell_kind(rnn: nn.Module) -> int | None:
     return None
 
 
+WEIGHTS = ("float32", "bfloat16")
+"""How the packed matrices are stored: float32, or bfloat16 (half the bytes a token reads; the
+model is then the float32 one with W_ih, W_hh and the head's weight rounded to bfloat16)."""
+
+
+def to_bfloat16(W: Tensor) -> Tensor:
+    """W rounded to bfloat16 (to nearest, ties to even), as float32."""
+    return W.to(torch.bfloat16).float()
+
+
 class PackedLM:
     """The weights of embedding → layers → head, packed once for ``lm_sample_step_f32``.
-    Read-only after construction, so one PackedLM serves any number of ``Stepper``s."""
+    Read-only after construction, so one PackedLM serves any number of ``Stepper``s.
+
+    ``weights="bfloat16"`` stores the packed matrices (every layer's W_ih and W_hh, the head's
+    weight) in bfloat16, widened to float32 as a token reads them: the same function as the
+    float32 model with those matrices rounded to bfloat16 (``to_bfloat16``), in half the bytes.
+    The embedding, the layer-0 table (made from the rounded W_ih) and the biases stay float32.
+    """
 
     def __init__(
-        self, embedding: nn.Embedding, rnn: nn.Module, head: nn.Linear, huge_pages: bool = True
+        self,
+        embedding: nn.Embedding,
+        rnn: nn.Module,
+        head: nn.Linear,
+        huge_pages: bool = True,
+        weights: str = "float32",
     ) -> None:
         kind = _cell_kind(rnn)
         if kind is None:
             raise ValueError(f"rnn must be a plain one-direction LSTM or GRU stack, got {rnn}")
+        if weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {list(WEIGHTS)}, got {weights!r}")
+        self.weights = weights
+        bf16 = weights == "bfloat16"
+
+        def matrix(W: Tensor) -> Tensor:  # as the step multiplies by it (float32 values)
+            W = W.detach().float()
+            return to_bfloat16(W) if bf16 else W
+
+        def packed(W: Tensor) -> Tensor:  # panels; bfloat16's bits two to a float32's storage
+            P = pack(matrix(W))
+            return P.to(torch.bfloat16).view(torch.int16).view(torch.float32) if bf16 else P
+
         self.lib = fused.library()
         if self.lib is None:
             raise RuntimeError("the compiled sampler needs the compiled step, which does not build")
@@ -137,16 +172,16 @@ class PackedLM:
             W_ih, W_hh, b_ih, b_hh = ([] for _ in range(4))
             for k in range(self.L):
                 for name, out in (("weight_ih", W_ih), ("weight_hh", W_hh)):
-                    out.append(pack(getattr(rnn, f"{name}_l{k}").detach().float()))
+                    out.append(packed(getattr(rnn, f"{name}_l{k}")))
                 for name, out in (("bias_ih", b_ih), ("bias_hh", b_hh)):
                     b = getattr(rnn, f"{name}_l{k}", None)
                     out.append(None if b is None else b.detach().float())
             table = None
             if emb.shape[0] * G * self.H * 4 <= TABLE_BYTES:
-                table = emb @ rnn.weight_ih_l0.detach().float().T
+                table = emb @ matrix(rnn.weight_ih_l0).T
                 table = table if b_ih[0] is None else table + b_ih[0]
                 W_ih[0] = None  # not read
-            W_o = pack(head.weight.detach().float())
+            W_o = packed(head.weight)
             b_o = None if head.bias is None else head.bias.detach().float()
             # In the order a token reads them; the embedding and the biases at the end.
             parts = {"table": table}
@@ -194,7 +229,7 @@ class PackedLM:
         return dict(
             L=self.L, H=self.H, cell=self.cell, V=self.V, E=self.E, table=ptr(self.table),
             emb=ptr(self.emb), W_ih=W_ih, W_hh=W_hh, b_ih=b_ih, b_hh=b_hh, W_o=ptr(self.W_o),
-            b_o=ptr(self.b_o),
+            b_o=ptr(self.b_o), bf16=int(self.weights == "bfloat16"),
         )  # fmt: skip
 
 
@@ -299,10 +334,10 @@ def sample_steps(
         yield token
 
 
-def packed_model(model: nn.Module) -> PackedLM | None:
-    """The packed weights of a ``LanguageModel`` (``embedding``, ``rnn``, ``head``), cached on
-    the model and rebuilt when a parameter changes; None where the compiled sampler does not
-    apply (see the module doc) or does not build."""
+def packed_model(model: nn.Module, weights: str = "float32") -> PackedLM | None:
+    """The packed weights of a ``LanguageModel`` (``embedding``, ``rnn``, ``head``), stored as
+    ``weights`` (``PackedLM``), cached on the model and rebuilt when a parameter changes; None
+    where the compiled sampler does not apply (see the module doc) or does not build."""
     parts = [getattr(model, name, None) for name in ("embedding", "rnn", "head")]
     if not (
         isinstance(parts[0], nn.Embedding)
@@ -318,8 +353,9 @@ def packed_model(model: nn.Module) -> PackedLM | None:
     if get_backend("fused") == "torch" or not fused.available():
         return None
     key = tuple((id(p), p.data_ptr(), 0 if p.is_inference() else p._version) for p in params)
+    key += (weights,)
     cached = model.__dict__.get("_packed_lm")
     if cached is None or cached[0] != key:
-        cached = (key, PackedLM(*parts))
+        cached = (key, PackedLM(*parts, weights=weights))
         model.__dict__["_packed_lm"] = cached
     return cached[1]

@@ -18,7 +18,9 @@
 //
 // Weights are packed in panels of 64 rows: a (R, K) matrix becomes (ceil(R / 64), K, 64), rows
 // past R zero, so that the matrix-vector product reads one contiguous stream and keeps eight
-// independent 16-wide accumulators (memory bandwidth, not the add latency, bounds it).
+// independent 16-wide accumulators (memory bandwidth, not the add latency, bounds it). The
+// packed weights may be bfloat16 (Model.bf16: half the bytes a token reads), widened to float32
+// as they are read; everything else is float32.
 
 #include <algorithm>
 #include <atomic>
@@ -44,15 +46,29 @@ inline v16 load(const float* p) {
 
 inline void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
 
+// 16 bfloat16 weights (the high halves of float32s) as float32: the bits shifted up.
+inline v16 load(const std::uint16_t* p) {
+  typedef std::uint16_t u16x16 __attribute__((vector_size(32)));
+  typedef std::uint32_t u32x16 __attribute__((vector_size(64)));
+  u16x16 s;
+  std::memcpy(&s, p, sizeof s);
+  const u32x16 w = __builtin_convertvector(s, u32x16) << 16;
+  v16 v;
+  std::memcpy(&v, &w, sizeof v);
+  return v;
+}
+
 inline float sigmoid(float a) { return 1.0f / (1.0f + std::exp(-a)); }
 
 // Rows [64 p0, 64 p1) of y (R rounded up to 64) = P v + b (b may be null; its R entries), P
-// packed as above. Each row's sum is taken in the same order whatever the range, so splitting
-// the panels between threads gives the same floats.
-void matvec_panels(i64 R, i64 K, const float* P, const float* v, const float* b, float* y, i64 p0,
+// packed as above, its weights float32 or bfloat16 (W), the sums in float32. Each row's sum is
+// taken in the same order whatever the range, so splitting the panels between threads gives the
+// same floats.
+template <typename W>
+void matvec_panels(i64 R, i64 K, const W* P, const float* v, const float* b, float* y, i64 p0,
                    i64 p1) {
   for (i64 p = p0; p < p1; ++p) {
-    const float* w = P + p * K * 64;
+    const W* w = P + p * K * 64;
     v16 a0 = {}, a1 = {}, a2 = {}, a3 = {}, b0 = {}, b1 = {}, b2 = {}, b3 = {};
     i64 k = 0;
     for (; k + 1 < K; k += 2, w += 128) {
@@ -83,10 +99,6 @@ void matvec_panels(i64 R, i64 K, const float* P, const float* v, const float* b,
     for (i64 r = p0 * 64; r < std::min(R, p1 * 64); ++r) y[r] += b[r];
 }
 
-// y (R rounded up to 64) = P v + b: all of its panels.
-void matvec(i64 R, i64 K, const float* P, const float* v, const float* b, float* y) {
-  matvec_panels(R, K, P, v, b, y, 0, (R + 63) / 64);
-}
 
 }  // namespace
 
@@ -95,11 +107,11 @@ struct Model {
   i64 L, H, cell, V, E;  // cell: 0 LSTM, 1 GRU
   const float* table;    // (V_in, G H) or null: layer 0's gi per token
   const float* emb;      // (V_in, E): used when table is null
-  const float* const* W_ih;  // per layer, packed (G H, I_l)
-  const float* const* W_hh;  // per layer, packed (G H, H)
+  const void* const* W_ih;  // per layer, packed (G H, I_l); float32, or bfloat16 if bf16
+  const void* const* W_hh;  // per layer, packed (G H, H); the same
   const float* const* b_ih;  // per layer (G H) or null
   const float* const* b_hh;
-  const float* W_o;  // packed (V, H)
+  const void* W_o;  // packed (V, H); the same
   const float* b_o;  // (V) or null
   float* h;          // (L, H)
   float* c;          // (L, H), LSTM only
@@ -111,9 +123,24 @@ struct Model {
   i64* order;     // V
   i64 greedy, top_k;  // top_k 0: off
   double temperature, top_p;  // top_p >= 1: off
+  i64 bf16;  // the packed weights are bfloat16 (else float32)
 };
 
 namespace {
+
+// Rows [64 p0, 64 p1) of y = P v + b with the model's packed weights P (float32 or bfloat16).
+void mv(const Model& m, i64 R, i64 K, const void* P, const float* v, const float* b, float* y,
+        i64 p0, i64 p1) {
+  if (m.bf16)
+    matvec_panels(R, K, static_cast<const std::uint16_t*>(P), v, b, y, p0, p1);
+  else
+    matvec_panels(R, K, static_cast<const float*>(P), v, b, y, p0, p1);
+}
+
+// All of y's panels.
+void mv(const Model& m, i64 R, i64 K, const void* P, const float* v, const float* b, float* y) {
+  mv(m, R, K, P, v, b, y, 0, (R + 63) / 64);
+}
 
 // Layer l's new state for units [u0, u1) from its gate sums gi, gh.
 void update(const Model& m, i64 l, i64 u0, i64 u1) {
@@ -149,8 +176,8 @@ void layers(const Model& m, i64 token) {
     if (l == 0 && m.table != nullptr)
       std::memcpy(m.gi, m.table + token * G * H, sizeof(float) * G * H);
     else
-      matvec(G * H, I, m.W_ih[l], x, m.b_ih[l], m.gi);
-    matvec(G * H, H, m.W_hh[l], h, m.b_hh[l], m.gh);
+      mv(m, G * H, I, m.W_ih[l], x, m.b_ih[l], m.gi);
+    mv(m, G * H, H, m.W_hh[l], h, m.b_hh[l], m.gh);
     update(m, l, 0, H);
     x = h;
     I = H;
@@ -226,7 +253,7 @@ i64 choose(const Model& m, const float* q) {
 extern "C" i64 lm_sample_step_f32(const Model* m, i64 token, i64 emit, const float* q) {
   layers(*m, token);
   if (!emit) return -1;
-  matvec(m->V, m->H, m->W_o, m->h + (m->L - 1) * m->H, m->b_o, m->logits);
+  mv(*m, m->V, m->H, m->W_o, m->h + (m->L - 1) * m->H, m->b_o, m->logits);
   return choose(*m, q);
 }
 
@@ -306,8 +333,8 @@ void token_part(Team& team, i64 t, i64 token, i64 emit) {
       if (l == 0 && m.table != nullptr)
         std::memcpy(m.gi + r0, m.table + token * G * H + r0, sizeof(float) * (u1 - u0));
       else
-        matvec_panels(G * H, I, m.W_ih[l], x, m.b_ih[l], m.gi, p0, p1);
-      matvec_panels(G * H, H, m.W_hh[l], h, m.b_hh[l], m.gh, p0, p1);
+        mv(m, G * H, I, m.W_ih[l], x, m.b_ih[l], m.gi, p0, p1);
+      mv(m, G * H, H, m.W_hh[l], h, m.b_hh[l], m.gh, p0, p1);
     }
     team.barrier.wait();
     update(m, l, u0, u1);
@@ -318,7 +345,7 @@ void token_part(Team& team, i64 t, i64 token, i64 emit) {
   if (!emit) return;
   i64 p0, p1;
   share((m.V + 63) / 64, t, team.n, &p0, &p1);
-  matvec_panels(m.V, H, m.W_o, m.h + (m.L - 1) * H, m.b_o, m.logits, p0, p1);
+  mv(m, m.V, H, m.W_o, m.h + (m.L - 1) * H, m.b_o, m.logits, p0, p1);
   team.barrier.wait();
 }
 
