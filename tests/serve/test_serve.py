@@ -158,7 +158,9 @@ def test_the_stream_equals_sample_on_the_uncompiled_loop_too(client, monkeypatch
 
     body = {"prime": "the", "length": 30, "temperature": 1.1, "seed": 5}
     compiled = client.post("/models/charlm/sample", json=body).json()["text"]
-    monkeypatch.setattr(lm_sampler, "packed_model", lambda model: None)  # decoding's loop
+    monkeypatch.setattr(
+        lm_sampler, "packed_model", lambda model, weights="float32": None
+    )  # decoding's loop
     chunks, _ = streamed(client, "/models/charlm/sample/stream", body)
     assert b"".join(chunks).decode() == compiled and len(chunks) > 1
 
