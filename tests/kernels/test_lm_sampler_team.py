@@ -187,3 +187,33 @@ def test_bfloat16_weights_need_the_compiled_sampler_and_a_known_name():
     model = LanguageModel(V, ModelConfig(cell="gru", hidden_size=64)).eval()
     with pytest.raises(ValueError, match="weights must be one of"):
         lm_sampler.PackedLM(model.embedding, model.rnn, model.head, weights="float16")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_samples_alone_instead_of_waiting_for_workers_it_does_not_have():
+    """After ``fork`` only the forking thread exists in the child: a Stepper made before the
+    fork goes back to the one-thread step there (the same tokens), where the team's barriers
+    would wait for ever. The parent's team is untouched."""
+    P = packed("lstm", 128)
+    want = lm_sampler.sample(P, [1, 2], 40, generator=torch.Generator().manual_seed(9), threads=1)
+    steps = lm_sampler.sample_steps(P, [1, 2], 40, generator=torch.Generator().manual_seed(9))
+    first = [next(steps) for _ in range(10)]  # the Stepper and its team exist now
+    pid = os.fork()
+    if pid == 0:  # the child: finish the sample, exit 0 if it is the one-thread sample
+        try:
+            rest = list(steps)
+            os._exit(0 if first + rest == want else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung sampling")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert first + list(steps) == want  # the parent, still on its team

@@ -66,6 +66,20 @@ def pack(W: Tensor) -> Tensor:
 HUGE_PAGE = 2**21
 
 
+_teams: weakref.WeakSet = weakref.WeakSet()
+"""The Steppers that have a team of threads, for ``_after_fork``."""
+
+
+def _after_fork() -> None:
+    for stepper in list(_teams):
+        stepper._alone()
+    _teams.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity where the OS says, else the count)."""
     try:
@@ -242,8 +256,9 @@ class Stepper:
     ``threads`` (default ``torch.get_num_threads()``): a step shares its products and state
     update among this many threads (``PackedLM.team_size`` of them: this one and workers the
     Stepper starts, which spin between tokens and sleep after 2 ms idle, and stop when the
-    Stepper is collected). The weights a token reads are split between the cores' paths to
-    the shared cache; every float is computed as with one thread, so the tokens are the same.
+    Stepper is collected; in a child process after ``fork`` it steps alone). The weights a
+    token reads are split between the cores' paths to the shared cache; every float is
+    computed as with one thread, so the tokens are the same.
     """
 
     def __init__(
@@ -278,8 +293,16 @@ class Stepper:
         team = P.lib.lm_team_new(self._ref, n) if n > 1 else None
         self.threads = n if team else 1
         if team:  # the team's step in place of the one-thread step; the workers end with self
-            weakref.finalize(self, P.lib.lm_team_free, team)
+            self._done = weakref.finalize(self, P.lib.lm_team_free, team)
             self._fn, self._ref = P.lib.lm_sample_team_step, team
+            _teams.add(self)
+
+    def _alone(self) -> None:
+        """Back to the one-thread step: in a child process after ``fork`` the team's workers do
+        not exist (only the forking thread is copied), and its barriers would wait for ever.
+        The team is left as it is (its threads cannot be joined there)."""
+        self._done.detach()
+        self._fn, self._ref, self.threads = self.packed.fn, ctypes.byref(self._m), 1
 
     def step(self, token: int, emit: bool = True, q: Tensor | None = None) -> int:
         if not 0 <= token < self.packed.n_in:
@@ -321,16 +344,15 @@ def sample_steps(
         run.step(token, emit=False)
     q = None if greedy else torch.empty(1, packed.V)
     token = prime[-1]
-    fn, ref = run._fn, run._ref
     n_in = packed.n_in
     if not 0 <= token < n_in:
         raise ValueError(f"token must be in [0, {n_in}), got {token}")
-    for _ in range(length):
+    for _ in range(length):  # run._fn read each token: a fork in between changes it
         if q is None:
-            token = fn(ref, token, 1, None)
+            token = run._fn(run._ref, token, 1, None)
         else:
             q.exponential_(generator=generator)  # torch.multinomial's draw (see the module doc)
-            token = fn(ref, token, 1, q.data_ptr())
+            token = run._fn(run._ref, token, 1, q.data_ptr())
         yield token
 
 
