@@ -133,6 +133,20 @@ def test_sampling_is_repeatable_by_seed_and_equal_to_rnnkit_sample(client, runs)
     assert again.json()["text"] == drawn["text"]
 
 
+def test_sampling_with_bfloat16_weights_is_rnnkit_sample_s(client, runs):
+    from rnnkit.kernels import fused
+
+    body = {"prime": "the ", "length": 40, "seed": 3, "weights": "bfloat16"}
+    r = client.post("/models/charlm/sample", json=body)
+    if not fused.available():  # the generic loop has no bfloat16 weights: one line, a 4xx
+        assert r.status_code in (400, 422) and "compiled sampler" in r.text
+        return
+    want = sample_text(runs["charlm"], "the ", 40, seed=3, weights="bfloat16")
+    assert r.status_code == 200 and r.json()["text"] == want
+    bad = client.post("/models/charlm/sample", json={**body, "weights": "int8"})
+    assert bad.status_code == 422 and "weights" in bad.text
+
+
 def streamed(client, path: str, body: dict) -> tuple[list[bytes], httpx.Response]:
     with client.stream("POST", path, json=body) as r:
         return list(r.iter_raw()), r

@@ -138,6 +138,11 @@ def request_models(max_length: int, max_media: int = MAX_MEDIA) -> SimpleNamespa
         top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling: mass p")
         greedy: bool = Field(False, description="always take the likeliest token")
         seed: int | None = Field(None, ge=0, lt=2**63, description="same seed, same text")
+        weights: Literal["float32", "bfloat16"] = Field(
+            "float32",
+            description="bfloat16: the model's LSTM/GRU matrices rounded to bfloat16, half the "
+            "bytes a token reads (the compiled sampler's models only)",
+        )
 
     class ScoreRequest(BaseModel):
         model_config = REQUEST
