@@ -84,6 +84,49 @@ def test_backends_equal_the_generic_path(backend, name, opts, dtype, fast, layou
         assert len(storages) == len(got)  # output and states do not alias one another
 
 
+OP_LAYERS = {
+    ("GRU", ()),
+    ("GRU", (("bias", False),)),
+    ("RNN", ()),
+    ("RNN", (("nonlinearity", "relu"),)),
+}
+"""The stacks that "auto" steps through torch's own op where it would take the torch backend."""
+
+
+@pytest.mark.parametrize("name, opts", LAYERS + [("GRU", {"bias": False})])
+@pytest.mark.parametrize("layout", ["time_first", "batch_first", "unbatched"])
+def test_auto_steps_gru_and_elman_stacks_through_torchs_op_with_the_same_result(
+    backend, monkeypatch, name, opts, layout
+):
+    """At two intra-op threads "auto" takes the torch backend, and for a GRU (reset after) or a
+    tanh or ReLU Elman stack calls torch's RNN op over the stack instead: equal to the generic
+    path (float64), with or without a state; the other stacks keep the step functions."""
+    dtype = torch.float64
+    layer = make(name, opts, dtype, batch_first=layout == "batch_first")
+    if layout == "unbatched":
+        x, hx = torch.randn(1, 5, dtype=dtype), torch.randn(2, 7, dtype=dtype)
+    else:
+        x = torch.randn(3, 1, 5) if layout == "batch_first" else torch.randn(1, 3, 5)
+        x, hx = x.to(dtype), torch.randn(2, 3, 7, dtype=dtype)
+    state = tuple(hx for _ in layer.state_sizes) if len(layer.state_sizes) > 1 else hx
+    taken = []
+    op_step = stepper._op_step
+    monkeypatch.setattr(stepper, "_op_step", lambda *a: taken.append(1) or op_step(*a))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for s in (None, state):
+            want = flat(call(layer, "off", x, s))
+            got = flat(call(layer, "auto", x, s))
+            for g, w in zip(got, want, strict=True):
+                assert g.shape == w.shape and g.is_contiguous()
+                assert_close(g, w, **TOL[dtype])
+            assert len({t.untyped_storage().data_ptr() for t in got}) == len(got)
+    finally:
+        torch.set_num_threads(before)
+    assert bool(taken) == ((name, tuple(sorted(opts.items()))) in OP_LAYERS)
+
+
 @pytest.mark.parametrize("fast", ["torch", "numpy"])
 @pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
 def test_sampling_loop_equals_torch_nn(backend, fast, name):
