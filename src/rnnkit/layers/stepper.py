@@ -17,7 +17,7 @@ matrix-vector product (OpenBLAS) and element-wise calls cost less per call than 
 size; "auto" takes numpy on the CPU only while torch runs one intra-op thread (beside torch's
 spinning team, numpy's own BLAS threads fight it for the cores). Where "auto" would take the
 torch backend for a GRU (reset after) or a tanh or ReLU Elman stack, it calls torch's own RNN op
-over the stack instead (``_stack_op``), which is faster there. The "step" switch of
+over the stack instead (``rnnkit.layers.step_op``), which is faster there. The "step" switch of
 ``rnnkit.kernels.backends`` chooses: ``set_backend("step", "auto" | "numpy" | "torch" |
 "off")``; "off" takes the generic path (the cell's forward). ``set_step_backend(name)`` is its
 former name. Every backend is tested equal to the generic path.
@@ -39,6 +39,7 @@ from torch import Tensor
 
 from rnnkit.cells.registry import cell_name
 from rnnkit.kernels.backends import OPTIONS, get_backend, set_backend
+from rnnkit.layers.step_op import op_step, stack_op
 
 BACKENDS = OPTIONS["step"]
 """The values of the "step" switch of ``rnnkit.kernels.backends``."""
@@ -337,50 +338,6 @@ def _backend(x: Tensor) -> str:
     return "numpy" if numpy_ok and torch.get_num_threads() == 1 else "torch"
 
 
-def _stack_op(layer, name: str):
-    """torch's RNN op that computes the whole stack's step as this path would, for "auto" where
-    it takes the torch backend (more than one intra-op thread, or not the CPU): a GRU stack
-    (reset after) or an Elman stack of one nonlinearity, tanh or ReLU. There one call of that
-    op (torch.nn.GRU's / RNN's, without the module around it) beats this path's chain of small
-    torch ops; the LSTM keeps this path, which beats torch's per-call oneDNN set-up
-    (docs/speed.md#issue-17s-targets-on-an-intel-xeon). None elsewhere. Kept on the layer, as
-    ``_cell_and_parameter_names`` is (the cells' conventions are fixed at construction)."""
-    cached = layer.__dict__.get("_step_op")
-    if cached is None:
-        cached = layer.__dict__["_step_op"] = (_choose_stack_op(layer._cells, name),)
-    return cached[0]
-
-
-def _choose_stack_op(cells, name: str):
-    if name == "gru" and all(cell.reset_after for cell in cells):
-        return torch._VF.gru
-    if name == "elman":
-        kinds = {cell.nonlinearity for cell in cells}
-        if kinds == {"tanh"}:
-            return torch._VF.rnn_tanh
-        if kinds == {"relu"}:
-            return torch._VF.rnn_relu
-    return None
-
-
-def _op_step(
-    layer, op, params: list[Tensor], input: Tensor, hx_parts: tuple, batched: bool
-) -> tuple[Tensor, Tensor]:
-    """The layer's step through ``op`` (``_stack_op``) with its parameters in torch's order
-    (the layer's own: weight_ih_l0, weight_hh_l0[, bias_ih_l0, bias_hh_l0], ...): (output, h_n)
-    with the layer's shapes."""
-    L, H = layer.num_layers, layer.hidden_size
-    x = input if batched else input.unsqueeze(1)  # (1, B, I), or (B, 1, I) batch first
-    first = batched and layer.batch_first
-    B = x.shape[0] if first else x.shape[1]
-    if hx_parts:
-        h0 = hx_parts[0] if batched else hx_parts[0].unsqueeze(1)  # (L, B, H)
-    else:
-        h0 = x.new_zeros(L, B, H)
-    y, h = op(x, h0.contiguous(), params, layer.bias, L, 0.0, False, False, first)
-    return (y, h) if batched else (y.squeeze(1), h.squeeze(1))
-
-
 def try_step(layer, input: Any, hx: Any) -> tuple[Tensor, Any] | None:
     """The layer's output for ``input`` if this fast path applies, else None (see module doc)."""
     if get_backend("step") == "off" or not isinstance(input, Tensor) or input.dim() not in (2, 3):
@@ -415,10 +372,10 @@ def try_step(layer, input: Any, hx: Any) -> tuple[Tensor, Any] | None:
     ):
         return None  # the usual path reports the mistake
     backend = _backend(input)
-    op = _stack_op(layer, name) if backend == "torch" and get_backend("step") == "auto" else None
-    if op is not None:  # torch's own op over the stack: one C++ call (see _stack_op)
+    op = stack_op(layer, name) if backend == "torch" and get_backend("step") == "auto" else None
+    if op is not None:  # torch's own op over the stack: one C++ call (rnnkit.layers.step_op)
         with torch.no_grad():
-            return _op_step(layer, op, params, input, hx_parts, batched)
+            return op_step(layer, op, params, input, hx_parts, batched)
     ops = OPS[backend]
     cache = layer.__dict__.get("_step_weights")
     if cache is None:
