@@ -185,6 +185,10 @@ def test_bfloat16_weights_need_the_compiled_sampler_and_a_known_name():
     with pytest.raises(UserError, match="--weights must be one of"):
         continue_ids(peephole, [1], 5, weights="int8")
     model = LanguageModel(V, ModelConfig(cell="gru", hidden_size=64)).eval()
+    with pytest.raises(UserError, match="the prime must hold at least one token"):
+        continue_ids(model, [], 5, weights="bfloat16")  # the mistake named, not the weights
+    with pytest.raises(ValueError, match="threads must be an integer"):
+        lm_sampler.sample(lm_sampler.packed_model(model), [1], 3, threads="2")
     with pytest.raises(ValueError, match="weights must be one of"):
         lm_sampler.PackedLM(model.embedding, model.rnn, model.head, weights="float16")
 

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from rnnkit.cells.base import State
+from rnnkit.kernels.backends import get_backend
 from rnnkit.kernels.generic import generic
 from rnnkit.kernels.registry import KERNELS, has_kernel
 
@@ -83,6 +84,29 @@ def records_grad(cell: nn.Module, *tensors: Tensor) -> bool:
     if not torch.is_grad_enabled():
         return False
     return any(t.requires_grad for t in (*tensors, *cell.parameters()))
+
+
+def torch_op_may_run(
+    switch: str, cell: nn.Module, xs: Tensor, state: Tensor, mask: Tensor | None
+) -> bool:
+    """What every kernel that may hand a sequence to torch's own RNN op in inference requires
+    (``rnnkit.kernels.elman`` and ``gru``'s ``use_torch_op`` add their cells' own conditions):
+    its ``switch`` of ``rnnkit.kernels.backends`` at "auto", no mask, T ≥ 1, and no gradient
+    recorded (``records_grad``)."""
+    if get_backend(switch) != "auto" or mask is not None or xs.shape[0] == 0:
+        return False
+    return not records_grad(cell, xs, state)
+
+
+def torch_op_sequence(op, cell: nn.Module, xs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+    """One layer of ``cell`` over xs (T, B, I) from ``state`` (B, H) through torch's RNN op
+    ``op`` (``torch._VF.rnn_tanh``, ``rnn_relu`` or ``gru``), the cell's parameters in torch's
+    order: ys (T, B, H) and h_T (B, H)."""
+    params = [cell.weight_ih, cell.weight_hh]
+    if cell.bias_ih is not None:
+        params += [cell.bias_ih, cell.bias_hh]
+    ys, h = op(xs, state.unsqueeze(0), params, len(params) == 4, 1, 0.0, False, False, False)
+    return ys, h[0]
 
 
 def origin(cell: nn.Module, xs: Tensor, state: State, mask: Tensor | None) -> tuple:

@@ -51,8 +51,13 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from rnnkit.cells.elman import ElmanCell
-from rnnkit.kernels.backends import get_backend
-from rnnkit.kernels.dispatch import origin, records_grad, save_with_origin, second_order
+from rnnkit.kernels.dispatch import (
+    origin,
+    save_with_origin,
+    second_order,
+    torch_op_may_run,
+    torch_op_sequence,
+)
 from rnnkit.kernels.fused import step_ops
 from rnnkit.kernels.onednn import StepProduct
 from rnnkit.kernels.registry import register_kernel
@@ -184,20 +189,16 @@ def use_torch_op(cell: ElmanCell, xs: Tensor, state: Tensor, mask: Tensor | None
     the same function in one C++ loop, where the hand kernel's forward steps in Python, which
     shows at small steps (docs/speed.md#issue-17s-targets-on-an-intel-xeon). Training keeps the
     hand-derived kernel."""
-    if get_backend("elman") != "auto" or mask is not None or xs.shape[0] == 0:
-        return False
-    return cell.nonlinearity in ("tanh", "relu") and not records_grad(cell, xs, state)
+    return cell.nonlinearity in ("tanh", "relu") and torch_op_may_run(
+        "elman", cell, xs, state, mask
+    )
 
 
 def elman_sequence_torch(cell: ElmanCell, xs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
     """``cell`` over xs (T, B, I) from ``state`` (B, H) through torch's op (``use_torch_op``):
     ys (T, B, H) and h_T (B, H), the same function as ``elman_sequence`` without a mask."""
-    params = [cell.weight_ih, cell.weight_hh]
-    if cell.bias_ih is not None:
-        params += [cell.bias_ih, cell.bias_hh]
     op = torch._VF.rnn_tanh if cell.nonlinearity == "tanh" else torch._VF.rnn_relu
-    ys, h = op(xs, state.unsqueeze(0), params, len(params) == 4, 1, 0.0, False, False, False)
-    return ys, h[0]
+    return torch_op_sequence(op, cell, xs, state)
 
 
 @register_kernel(ElmanCell)

@@ -62,8 +62,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.cells.gru import GRUCell
-from rnnkit.kernels.backends import get_backend
-from rnnkit.kernels.dispatch import origin, records_grad, save_with_origin, second_order
+from rnnkit.kernels.dispatch import (
+    origin,
+    save_with_origin,
+    second_order,
+    torch_op_may_run,
+    torch_op_sequence,
+)
 from rnnkit.kernels.fused import step_ops
 from rnnkit.kernels.onednn import StepProduct, applies
 from rnnkit.kernels.registry import register_kernel
@@ -241,9 +246,7 @@ def use_torch_op(cell: GRUCell, xs: Tensor, state: Tensor, mask: Tensor | None) 
     "gru" switch of ``rnnkit.kernels.backends`` at "auto", and not where the hand kernel's
     forward is the faster one (``HAND_ROWS``, ``HAND_MIN_WEIGHT``). Training keeps the
     hand-derived kernel."""
-    if get_backend("gru") != "auto" or mask is not None or xs.shape[0] == 0:
-        return False
-    if not cell.reset_after or records_grad(cell, xs, state):
+    if not cell.reset_after or not torch_op_may_run("gru", cell, xs, state, mask):
         return False
     B, W = xs.shape[1], cell.weight_hh
     low, high = HAND_ROWS
@@ -254,13 +257,7 @@ def use_torch_op(cell: GRUCell, xs: Tensor, state: Tensor, mask: Tensor | None) 
 def gru_sequence_torch(cell: GRUCell, xs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
     """``cell`` over xs (T, B, I) from ``state`` (B, H) through torch's op (``use_torch_op``):
     ys (T, B, H) and h_T (B, H), the same function as ``gru_sequence`` without a mask."""
-    params = [cell.weight_ih, cell.weight_hh]
-    if cell.bias_ih is not None:
-        params += [cell.bias_ih, cell.bias_hh]
-    ys, h = torch._VF.gru(
-        xs, state.unsqueeze(0), params, len(params) == 4, 1, 0.0, False, False, False
-    )
-    return ys, h[0]
+    return torch_op_sequence(torch._VF.gru, cell, xs, state)
 
 
 @register_kernel(GRUCell)

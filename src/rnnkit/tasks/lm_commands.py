@@ -40,7 +40,7 @@ def continue_steps(model, prime_ids: list[int], length: int, **choose) -> Iterat
     compiled = isinstance(length, int) and length >= 0 and len(prime_ids) > 0
     packed = lm_sampler.packed_model(model, weights) if compiled else None
     if packed is None:
-        if weights != "float32":
+        if weights != "float32" and compiled:  # else the generic loop names the bad prime/length
             raise UserError(
                 f"--weights {weights} needs the compiled sampler: a plain one-direction LSTM or "
                 "GRU stack in float32 on the CPU, and a C++ compiler"

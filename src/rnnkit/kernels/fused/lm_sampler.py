@@ -271,6 +271,8 @@ class Stepper:
         top_p: float | None = None,
         threads: int | None = None,
     ) -> None:
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+            raise ValueError(f"threads must be an integer (or None: torch's), got {threads!r}")
         P, V = packed, packed.V
         width = -(-P.G * P.H // 64) * 64
         self.packed = P
