@@ -12,6 +12,7 @@ import pytest
 from rnnkit.cli import main
 from rnnkit.errors import UserError
 from rnnkit.tasks import g2p
+from rnnkit.tasks.seq2seq_commands import with_all_references
 from rnnkit.tasks.seq2seq_task import ErrorRates, Example, edit_distance
 
 PHONE = {"a": "AE1", "b": "B", "d": "D", "e": "IY0", "k": "K", "o": "OW2", "t": "T"}
@@ -56,6 +57,15 @@ def test_error_rates_with_variants():
     assert edit_distance(list("kitten"), list("sitting")) == 3
 
 
+def test_training_pairs_scored_with_every_target_of_their_source():
+    """`rnnkit eval --split train` scores each training source once, any of its targets right."""
+    pairs = [Example("ab", "AE B"), Example("tod", "T OW D"), Example("ab", "EY B")]
+    merged = with_all_references(pairs)
+    ab, tod = Example("ab", "AE B", ("AE B", "EY B")), Example("tod", "T OW D", ("T OW D",))
+    assert merged == [ab, tod]
+    assert ErrorRates().metrics(ErrorRates().sums(["EY B", "T OW D"], merged))["wer"] == 0
+
+
 def test_train_lowers_the_loss_then_eval(tmp_path, capsys):
     data = write_dict(tmp_path / "d.dict")
     run = tmp_path / "run"
@@ -70,6 +80,8 @@ def test_train_lowers_the_loss_then_eval(tmp_path, capsys):
     assert {"per", "wer"} <= set(val[-1])
     assert main(["eval", str(run), "--limit", "16"]) == 0
     assert "per" in json.loads((run / "eval_test.json").read_text())
+    assert main(["eval", str(run), "--split", "train", "--limit", "16"]) == 0
+    assert json.loads((run / "eval_train.json").read_text())["examples"] == 16
     assert main(["predict", str(run), "abet"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("abet\t")
 

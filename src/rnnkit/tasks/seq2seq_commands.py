@@ -15,7 +15,13 @@ from rnnkit.errors import UserError
 from rnnkit.seq2seq import Seq2Seq
 from rnnkit.tasks.runs import load_run
 from rnnkit.tasks.seq2seq_config import check_seq2seq_config
-from rnnkit.tasks.seq2seq_task import Recipe, attention_map, evaluate_examples, predict
+from rnnkit.tasks.seq2seq_task import (
+    Example,
+    Recipe,
+    attention_map,
+    evaluate_examples,
+    predict,
+)
 from rnnkit.train.restore import restore_model
 from rnnkit.train.train_config import check_seed
 
@@ -194,7 +200,12 @@ def cmd_eval(argv: list[str]) -> int:
     from rnnkit.tasks.eval_files import add_out_options
 
     p = decode_parser("rnnkit eval", "Scores of a sequence-to-sequence run on a held-out split.")
-    p.add_argument("--split", default="test", choices=("test", "val"), help="(default: test)")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "val", "train"),
+        help="(default: test; train: how closely the model fits its own training pairs)",
+    )
     p.add_argument("--limit", type=int, default=0, help="only the first N examples (0: all)")
     add_out_options(p, "score by source length")
     p.add_argument("--show", type=int, default=5, help="print this many wrong outputs")
@@ -207,6 +218,8 @@ def cmd_eval(argv: list[str]) -> int:
     loaded = load_decoder(a)
     options = decode_options(a, loaded)
     examples = loaded.recipe.examples(loaded.cfg)[a.split]
+    if a.split == "train":
+        examples = with_all_references(examples)
     if a.limit:
         examples = examples[: a.limit]
     scorer = loaded.recipe.scorer()
@@ -247,6 +260,17 @@ def cmd_eval(argv: list[str]) -> int:
     )
     print(f"results: {out}, {png}")
     return 0
+
+
+def with_all_references(examples: list[Example]) -> list[Example]:
+    """One example per distinct source, in first-seen order, every target of that source among
+    its references: a training split lists a source once per target (a word's variant
+    pronunciations), and any of them is a right output, as in the held-out splits."""
+    targets: dict[str, list[str]] = {}
+    for ex in examples:
+        refs = targets.setdefault(ex.source, [])
+        refs += [r for r in ex.references() if r not in refs]
+    return [Example(src, refs[0], tuple(refs)) for src, refs in targets.items()]
 
 
 def predict_one(loaded: LoadedSeq2Seq, text: str) -> str:
