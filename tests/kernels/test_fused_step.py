@@ -16,6 +16,10 @@ from rnnkit.layers.recurrent import Recurrent
 CELLS = {
     "gru": lambda I, H, dt: GRUCell(I, H, reset_after=True, dtype=dt),
     "gru-nobias": lambda I, H, dt: GRUCell(I, H, bias=False, reset_after=True, dtype=dt),
+    "gru-reset-before": lambda I, H, dt: GRUCell(I, H, reset_after=False, dtype=dt),
+    "gru-reset-before-nobias": lambda I, H, dt: GRUCell(
+        I, H, bias=False, reset_after=False, dtype=dt
+    ),
     "elman-tanh": lambda I, H, dt: ElmanCell(I, H, dtype=dt),
     "elman-relu": lambda I, H, dt: ElmanCell(I, H, nonlinearity="relu", dtype=dt),
     "elman-sigmoid": lambda I, H, dt: ElmanCell(I, H, nonlinearity="sigmoid", dtype=dt),

@@ -55,6 +55,7 @@ def test_the_plain_product_where_onednn_does_not_apply():
 
 LAYERS = {
     "GRU": {},
+    "GRU-reset-before": {"reset_after": False},
     "RNN": {},
     "MinimalGRU": {},
     "LSTM": {"peephole": True},  # the hand-derived LSTM kernel: peepholes or layer norm

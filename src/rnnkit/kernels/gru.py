@@ -116,15 +116,29 @@ class GRUBPTT(torch.autograd.Function):
             W_rz_t, W_n_t = weight_hh[: 2 * H].t(), weight_hh[2 * H :].t()  # (H, 2H), (H, H)
             gates = xg.new_empty(T, B, 2 * H)  # (T, B, 2H) [r, z]
             s = xg.new_empty(B, H)  # (B, H) reset state r ⊙ h
-            for t in range(T):
-                rz = torch.addmm(xgb[t, :, : 2 * H], h, W_rz_t, out=gates[t]).sigmoid_()
-                r, z = rz.chunk(2, dim=1)
-                torch.mul(r, h, out=s)
-                n = torch.addmm(xgb[t, :, 2 * H :], s, W_n_t, out=ns[t]).tanh_()
-                torch.lerp(n, h, z, out=hs[t])  # h' = n + z ⊙ (h - n)
-                if mask is not None:
-                    torch.where(mask[t], hs[t], h, out=hs[t])
-                h = hs[t]
+            fused = step_ops(xg)  # the compiled step, or None (rnnkit.kernels.fused)
+            if fused is not None:  # the loop below, its element-wise work in two compiled calls
+                rz_product = StepProduct(weight_hh[: 2 * H], B)  # h ↦ h W_h{rz}ᵀ
+                n_product = StepProduct(weight_hh[2 * H :], B)  # s ↦ s W_hnᵀ
+                for t in range(T):
+                    rz_product.into(h, gates[t])
+                    fused.gru_reset_before_gates(gates[t], xgb[t, :, : 2 * H], h, s)
+                    n_product.into(s, ns[t])
+                    m_t = None if mask is None else mask[t]
+                    fused.gru_reset_before_state(
+                        ns[t], xgb[t, :, 2 * H :], gates[t, :, H:], h, hs[t], m_t
+                    )
+                    h = hs[t]
+            else:
+                for t in range(T):
+                    rz = torch.addmm(xgb[t, :, : 2 * H], h, W_rz_t, out=gates[t]).sigmoid_()
+                    r, z = rz.chunk(2, dim=1)
+                    torch.mul(r, h, out=s)
+                    n = torch.addmm(xgb[t, :, 2 * H :], s, W_n_t, out=ns[t]).tanh_()
+                    torch.lerp(n, h, z, out=hs[t])  # h' = n + z ⊙ (h - n)
+                    if mask is not None:
+                        torch.where(mask[t], hs[t], h, out=hs[t])
+                    h = hs[t]
         ys = hs if mask is None else hs.masked_fill(~mask, 0.0)  # (T, B, H)
         ctx.reset_after = reset_after
         ctx.has_bias = bias_hh is not None
@@ -185,21 +199,36 @@ class GRUBPTT(torch.autograd.Function):
             W_rz, W_n = W[: 2 * H], W[2 * H :]  # (2H, H), (H, H)
             # dA = [∂L/∂a_r, ∂L/∂a_z, ∂L/∂a_n]; their factors now: ∂L/∂a_r = ∂L/∂s ⊙ h r (1 - r),
             # ∂L/∂a_z = g ⊙ (h - n) z (1 - z), ∂L/∂a_n = g ⊙ (1 - z)(1 - n²)
-            dA = torch.cat(
-                [h_prev * r * (1 - r), (h_prev - n) * z * (1 - z), (1 - z) * (1 - n * n)], -1
-            )  # (T, B, 3H)
+            fused = step_ops(hs)  # the compiled step, or None (rnnkit.kernels.fused)
+            if fused is not None:  # the factors in one compiled pass over all T·B rows
+                dA = gates.new_empty(T, B, 3 * H)
+                fused.gru_reset_before_factors(gates, n, h_prev, dA)
+            else:
+                dA = torch.cat(
+                    [h_prev * r * (1 - r), (h_prev - n) * z * (1 - z), (1 - z) * (1 - n * n)], -1
+                )  # (T, B, 3H)
             ds = h0.new_empty(B, H)  # ∂L/∂s
-            for t in range(T - 1, -1, -1):
-                g = torch.add(dh, gys[t], out=G[t])  # g = ∂L_t/∂h_t + δh_t
-                if not_m is not None:
-                    g.masked_fill_(not_m[t], 0.0)  # past the end: h_t does not depend on h'
-                dA[t, :, H:].view(B, 2, H).mul_(g.unsqueeze(1))  # ∂L/∂a_z, ∂L/∂a_n
-                torch.mm(dA[t, :, 2 * H :], W_n, out=ds)  # ∂L/∂s = ∂L/∂a_n W_hn
-                dA[t, :, :H].mul_(ds)  # ∂L/∂a_r
-                torch.mul(g, z[t], out=carry).addcmul_(ds, r[t])  # g ⊙ z + ∂L/∂s ⊙ r
-                if not_m is not None:
-                    torch.where(not_m[t], dh, carry, out=carry)  # carried state: δh unchanged
-                torch.addmm(carry, dA[t, :, : 2 * H], W_rz, out=dh)  # + [∂a_r, ∂a_z] W_h{rz}
+            if fused is not None:  # the loop below, its element-wise work in two compiled calls
+                back_rz = StepProduct(W_rz.t().contiguous(), B)  # dA_{rz} ↦ dA_{rz} W_h{rz}
+                back_n = StepProduct(W_n.t().contiguous(), B)  # ∂L/∂a_n ↦ ∂L/∂a_n W_hn
+                for t in range(T - 1, -1, -1):
+                    m_t = None if mask is None else mask[t]
+                    fused.gru_reset_before_backward_a(dh, gys[t], dA[t], G[t], m_t)
+                    back_n.into(dA[t, :, 2 * H :], ds)  # ∂L/∂s
+                    fused.gru_reset_before_backward_b(ds, G[t], gates[t], dh, dA[t], carry, m_t)
+                    back_rz.into(dA[t, :, : 2 * H], dh, add=carry)
+            else:
+                for t in range(T - 1, -1, -1):
+                    g = torch.add(dh, gys[t], out=G[t])  # g = ∂L_t/∂h_t + δh_t
+                    if not_m is not None:
+                        g.masked_fill_(not_m[t], 0.0)  # past the end: h_t does not depend on h'
+                    dA[t, :, H:].view(B, 2, H).mul_(g.unsqueeze(1))  # ∂L/∂a_z, ∂L/∂a_n
+                    torch.mm(dA[t, :, 2 * H :], W_n, out=ds)  # ∂L/∂s = ∂L/∂a_n W_hn
+                    dA[t, :, :H].mul_(ds)  # ∂L/∂a_r
+                    torch.mul(g, z[t], out=carry).addcmul_(ds, r[t])  # g ⊙ z + ∂L/∂s ⊙ r
+                    if not_m is not None:
+                        torch.where(not_m[t], dh, carry, out=carry)  # carried state: δh unchanged
+                    torch.addmm(carry, dA[t, :, : 2 * H], W_rz, out=dh)  # + [∂a_r, ∂a_z] W_h{rz}
             dxg = dA if need_xg else None
             if need_W:
                 TB = T * B

@@ -203,6 +203,11 @@ class Ops:
         self._gru_fwd, self._gru_bwd = fn("gru_fwd", 6), fn("gru_bwd", 7)
         self._mingru_fwd, self._mingru_bwd = fn("mingru_fwd", 4), fn("mingru_bwd", 6)
         self._elman_bwd = fn("elman_bwd", 4)
+        self._grub_gates, self._grub_state = fn("grub_gates", 4), fn("grub_state", 6)
+        self._grub_bwd_a, self._grub_bwd_b = fn("grub_bwd_a", 5), fn("grub_bwd_b", 7)
+        self._grub_factors = getattr(lib, f"grub_factors_{suffix}")
+        self._grub_factors.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 4
+        self._grub_factors.restype = None
         self._gru_factors = getattr(lib, f"gru_factors_{suffix}")
         self._gru_factors.argtypes = [ctypes.c_int64] * 2 + [ctypes.c_void_p] * 5
         self._gru_factors.restype = None
@@ -270,6 +275,57 @@ class Ops:
             B, H, dh.data_ptr(), dh.stride(0), gy.data_ptr(), gy.stride(0), gates.data_ptr(),
             gates.stride(0), dP.data_ptr(), dP.stride(0), g.data_ptr(), g.stride(0),
             carry.data_ptr(), carry.stride(0), *_mask(mask),
+        )  # fmt: skip
+
+    def gru_reset_before_gates(self, A: Tensor, x: Tensor, h: Tensor, s: Tensor) -> None:
+        """GRU (reset_after=False) step, first half: A <- [r, z] = σ(A + x), s <- r ⊙ h, where A
+        holds h W_h{rz}ᵀ and x the input gates [x_r, x_z] with b_h{rz}."""
+        x, h = _rows(x), _rows(h)
+        B, H = h.shape
+        self._grub_gates(B, H, *_pair(A), *_pair(x), *_pair(h), *_pair(s))
+
+    def gru_reset_before_state(
+        self, N: Tensor, x: Tensor, z: Tensor, h: Tensor, h_out: Tensor, mask
+    ) -> None:
+        """GRU (reset_after=False) step, second half: N <- n = tanh(N + x), h_out <- n + z (h - n)
+        (h where masked), where N holds s W_hnᵀ and x the input gate x_n with b_hn."""
+        x, z, h = _rows(x), _rows(z), _rows(h)
+        B, H = h.shape
+        self._grub_state(
+            B, H, *_pair(N), *_pair(x), *_pair(z), *_pair(h), *_pair(h_out), *_mask(mask)
+        )
+
+    def gru_reset_before_factors(
+        self, gates: Tensor, n: Tensor, h_prev: Tensor, dA: Tensor
+    ) -> None:
+        """GRU (reset_after=False) backward factors over every row at once, all contiguous
+        (T, B, ·): dA <- [h_prev r (1 - r), (h_prev - n) z (1 - z), (1 - z)(1 - n²)] from
+        gates = [r, z]."""
+        H = n.shape[-1]
+        assert all(t.is_contiguous() for t in (gates, n, h_prev, dA))
+        self._grub_factors(
+            n.numel() // H, H, gates.data_ptr(), n.data_ptr(), h_prev.data_ptr(), dA.data_ptr()
+        )
+
+    def gru_reset_before_backward_a(
+        self, dh: Tensor, gy: Tensor, dA: Tensor, g: Tensor, mask
+    ) -> None:
+        """GRU (reset_after=False) step back, first half: g <- m (gy + dh), dA's z and n parts
+        <- g ⊙ their factors (the whole row zero where masked)."""
+        dh, gy = _rows(dh), _rows(gy)
+        B, H = dh.shape
+        self._grub_bwd_a(B, H, *_pair(dh), *_pair(gy), *_pair(dA), *_pair(g), *_mask(mask))
+
+    def gru_reset_before_backward_b(
+        self, ds: Tensor, g: Tensor, gates: Tensor, dh: Tensor, dA: Tensor, carry: Tensor, mask
+    ) -> None:
+        """GRU (reset_after=False) step back, second half, from ds = ∂L/∂s: dA's r part <- ds ⊙
+        its factor, carry <- g ⊙ z + ds ⊙ r (dh where masked)."""
+        ds, g, gates, dh = _rows(ds), _rows(g), _rows(gates), _rows(dh)
+        B, H = ds.shape
+        self._grub_bwd_b(
+            B, H, *_pair(ds), *_pair(g), *_pair(gates), *_pair(dh), *_pair(dA), *_pair(carry),
+            *_mask(mask),
         )  # fmt: skip
 
     def elman_forward(self, a: Tensor, h: Tensor, nonlinearity: str, mask) -> None:

@@ -107,6 +107,121 @@ void gru_factors(i64 R, i64 H, const T* gates, const T* n, const T* hp, T* dP, T
   }
 }
 
+// GRU (reset_after=False), forward, the first half of a step. In: A = h W_h{rz}ᵀ (B, 2H),
+// x = [x_r, x_z] + b_h{rz} (B, 2H), h = h_{t-1} (B, H). Out: A <- [r, z], s <- r ⊙ h.
+template <typename T>
+void grub_gates(i64 B, i64 H, T* A, i64 sA, const T* x, i64 sx, const T* h, i64 sh, T* s,
+                i64 ss) {
+  for (i64 b = 0; b < B; ++b) {
+    T* a = A + b * sA;
+    const T* xr = x + b * sx;
+    const T* hr = h + b * sh;
+    T* sr = s + b * ss;
+#pragma omp simd
+    for (i64 j = 0; j < H; ++j) {
+      const T r = sigmoid<T>(a[j] + xr[j]);
+      a[j] = r;
+      a[H + j] = sigmoid<T>(a[H + j] + xr[H + j]);
+      sr[j] = r * hr[j];
+    }
+  }
+}
+
+// GRU (reset_after=False), forward, the second half. In: N = s W_hnᵀ (B, H), x = x_n + b_hn,
+// z (B, H, row stride sz), h = h_{t-1}. Out: N <- n = tanh(N + x), ho <- h' = n + z (h - n), or
+// h_{t-1} where the mask is false.
+template <typename T>
+void grub_state(i64 B, i64 H, T* N, i64 sN, const T* x, i64 sx, const T* z, i64 sz, const T* h,
+                i64 sh, T* ho, i64 sho, const bool* mask, i64 sm) {
+  for (i64 b = 0; b < B; ++b) {
+    T* nr = N + b * sN;
+    const T* xr = x + b * sx;
+    const T* zr = z + b * sz;
+    const T* hr = h + b * sh;
+    T* out = ho + b * sho;
+#pragma omp simd
+    for (i64 j = 0; j < H; ++j) {
+      const T nn = std::tanh(nr[j] + xr[j]);
+      nr[j] = nn;
+      out[j] = nn + zr[j] * (hr[j] - nn);
+    }
+    if (!keep(mask, sm, b))
+      for (i64 j = 0; j < H; ++j) out[j] = hr[j];
+  }
+}
+
+// GRU (reset_after=False), the backward's factors over R rows at once (contiguous): from
+// gates [r, z] (R, 2H), n and h_prev (R, H), dA <- [h_prev r (1 - r), (h_prev - n) z (1 - z),
+// (1 - z)(1 - n²)] (R, 3H), which the backward loop multiplies by ∂L/∂s, g and g.
+template <typename T>
+void grub_factors(i64 R, i64 H, const T* gates, const T* n, const T* hp, T* dA) {
+  for (i64 q = 0; q < R; ++q) {
+    const T* g = gates + q * 2 * H;
+    const T* nq = n + q * H;
+    const T* h = hp + q * H;
+    T* d = dA + q * 3 * H;
+#pragma omp simd
+    for (i64 j = 0; j < H; ++j) {
+      const T r = g[j], z = g[H + j], nn = nq[j];
+      d[j] = h[j] * r * (T(1) - r);
+      d[H + j] = (h[j] - nn) * z * (T(1) - z);
+      d[2 * H + j] = (T(1) - z) * (T(1) - nn * nn);
+    }
+  }
+}
+
+// GRU (reset_after=False), backward, the first half of a step. In: dh = δh_t, gy = ∂L_t/∂h_t,
+// dA = the factors (B, 3H). Out: g <- m (gy + dh), dA's z and n parts <- g ⊙ their factors
+// (∂L/∂a_z, ∂L/∂a_n; zero where the mask is false, as is the r part).
+template <typename T>
+void grub_bwd_a(i64 B, i64 H, const T* dh, i64 sdh, const T* gy, i64 sgy, T* dA, i64 sdA, T* g,
+                i64 sg, const bool* mask, i64 sm) {
+  for (i64 b = 0; b < B; ++b) {
+    const T* d = dh + b * sdh;
+    const T* y = gy + b * sgy;
+    T* p = dA + b * sdA;
+    T* go = g + b * sg;
+    if (keep(mask, sm, b)) {
+#pragma omp simd
+      for (i64 j = 0; j < H; ++j) {
+        const T gj = d[j] + y[j];
+        go[j] = gj;
+        p[H + j] *= gj;
+        p[2 * H + j] *= gj;
+      }
+    } else {
+      for (i64 j = 0; j < H; ++j) go[j] = p[j] = p[H + j] = p[2 * H + j] = T(0);
+    }
+  }
+}
+
+// GRU (reset_after=False), backward, the second half. In: ds = ∂L/∂s = ∂L/∂a_n W_hn (B, H),
+// g, gates [r, z] (B, 2H), dh = δh_t. Out: dA's r part <- ds ⊙ its factor (∂L/∂a_r),
+// carry <- g ⊙ z + ds ⊙ r, or dh where the mask is false (δh_{t-1} = carry + dA_{rz} W_h{rz}).
+template <typename T>
+void grub_bwd_b(i64 B, i64 H, const T* ds, i64 sds, const T* g, i64 sg, const T* gates, i64 sgt,
+                const T* dh, i64 sdh, T* dA, i64 sdA, T* carry, i64 sc, const bool* mask,
+                i64 sm) {
+  for (i64 b = 0; b < B; ++b) {
+    const T* dsr = ds + b * sds;
+    const T* gr = g + b * sg;
+    const T* r = gates + b * sgt;
+    const T* z = r + H;
+    const T* d = dh + b * sdh;
+    T* p = dA + b * sdA;
+    T* c = carry + b * sc;
+    if (keep(mask, sm, b)) {
+#pragma omp simd
+      for (i64 j = 0; j < H; ++j) {
+        p[j] *= dsr[j];
+        c[j] = gr[j] * z[j] + dsr[j] * r[j];
+      }
+    } else {
+      for (i64 j = 0; j < H; ++j) c[j] = d[j];
+    }
+  }
+}
+
 // Elman, forward. f: 0 tanh, 1 relu, 2 sigmoid, 3 identity. a (B, H) holds a_t on entry and
 // h_t = f(a_t) on exit, or h_{t-1} where the mask is false.
 template <typename T>
@@ -472,6 +587,27 @@ i64 lstm_sample(i64 L, i64 H, i64 V, i64 E, const T* emb, const T* const* W, con
   extern "C" void gru_factors_##S(i64 R, i64 H, const T* gt, const T* n, const T* hp, T* dP,     \
                                   T* dn) {                                                      \
     gru_factors<T>(R, H, gt, n, hp, dP, dn);                                                    \
+  }                                                                                             \
+  extern "C" void grub_gates_##S(i64 B, i64 H, T* A, i64 sA, const T* x, i64 sx, const T* h,    \
+                                 i64 sh, T* s, i64 ss) {                                        \
+    grub_gates<T>(B, H, A, sA, x, sx, h, sh, s, ss);                                            \
+  }                                                                                             \
+  extern "C" void grub_state_##S(i64 B, i64 H, T* N, i64 sN, const T* x, i64 sx, const T* z,    \
+                                 i64 sz, const T* h, i64 sh, T* ho, i64 sho, const bool* m,     \
+                                 i64 sm) {                                                      \
+    grub_state<T>(B, H, N, sN, x, sx, z, sz, h, sh, ho, sho, m, sm);                            \
+  }                                                                                             \
+  extern "C" void grub_factors_##S(i64 R, i64 H, const T* gt, const T* n, const T* hp, T* dA) { \
+    grub_factors<T>(R, H, gt, n, hp, dA);                                                       \
+  }                                                                                             \
+  extern "C" void grub_bwd_a_##S(i64 B, i64 H, const T* dh, i64 sdh, const T* gy, i64 sgy,      \
+                                 T* dA, i64 sdA, T* g, i64 sg, const bool* m, i64 sm) {         \
+    grub_bwd_a<T>(B, H, dh, sdh, gy, sgy, dA, sdA, g, sg, m, sm);                               \
+  }                                                                                             \
+  extern "C" void grub_bwd_b_##S(i64 B, i64 H, const T* ds, i64 sds, const T* g, i64 sg,        \
+                                 const T* gt, i64 sgt, const T* dh, i64 sdh, T* dA, i64 sdA,    \
+                                 T* c, i64 sc, const bool* m, i64 sm) {                         \
+    grub_bwd_b<T>(B, H, ds, sds, g, sg, gt, sgt, dh, sdh, dA, sdA, c, sc, m, sm);               \
   }                                                                                             \
   extern "C" void lstm_factors_##S(i64 R, i64 H, const T* gt, const T* cp, const T* tc,         \
                                    const T* gc, T* D, T* Q, T* Qg) {                            \
