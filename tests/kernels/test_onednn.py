@@ -42,6 +42,7 @@ def test_the_plain_product_where_onednn_does_not_apply():
     small = torch.randn(8, 8)
     assert 4 * small.numel() < MIN_MACS and not applies(small, 4)
     W = torch.randn(768, 512)
+    assert applies(W, 64) and not applies(W, 64, min_macs=2**26)  # a kernel's own threshold
     with set_backend("onednn", "off"):
         assert not applies(W, 32)
         product = StepProduct(W, 32)
@@ -67,7 +68,8 @@ LAYERS = {
 @pytest.mark.parametrize("layer", list(LAYERS))
 @pytest.mark.parametrize("lengths", [False, True])
 def test_kernels_give_the_same_outputs_and_gradients_with_onednn(layer, lengths, monkeypatch):
-    """At a size where the packed products apply (batch 64, hidden 512), a training step of
+    """At a size where the packed products apply (batch 64, hidden 512; 1024 for the
+    reset-before GRU), a training step of
     each kernel gives the outputs and gradients it gives with the switch off, within 1e-5 of
     each tensor's largest entry (float32: only the order of the additions differs)."""
     packed = []
@@ -79,7 +81,8 @@ def test_kernels_give_the_same_outputs_and_gradients_with_onednn(layer, lengths,
 
     monkeypatch.setattr(StepProduct, "into", counting)
     torch.manual_seed(0)
-    net = getattr(rnnkit, layer.split("-")[0])(16, 512, **LAYERS[layer])
+    H = 1024 if layer == "GRU-reset-before" else 512  # its products pack from 2^26 (PACK_MIN_MACS)
+    net = getattr(rnnkit, layer.split("-")[0])(16, H, **LAYERS[layer])
     x = torch.randn(4, 64, 16, requires_grad=True)
     lens = torch.randint(1, 5, (64,)) if lengths else None
     results = []

@@ -73,6 +73,13 @@ from rnnkit.kernels.fused import step_ops
 from rnnkit.kernels.onednn import StepProduct, applies
 from rnnkit.kernels.registry import register_kernel
 
+PACK_MIN_MACS = 2**26
+"""The reset-before kernel's products take oneDNN's packed weight only from this many
+multiply-adds (the other kernels: ``rnnkit.kernels.onednn.MIN_MACS``, 2^24): its four smaller
+products a step gained nothing packed at 2^23-2^24 and lost 7% of the training step at ``rnnkit
+bench speed``'s config A (B 32, H 512), and gained 2% at config C (B 128, H 1024, 2^27-2^28):
+docs/compiled_step.md."""
+
 
 class GRUBPTT(torch.autograd.Function):
     """(xg, h0, weight_hh, bias_hh, mask, reset_after) -> (ys, h_T); see the module docstring."""
@@ -118,8 +125,8 @@ class GRUBPTT(torch.autograd.Function):
             s = xg.new_empty(B, H)  # (B, H) reset state r ⊙ h
             fused = step_ops(xg)  # the compiled step, or None (rnnkit.kernels.fused)
             if fused is not None:  # the loop below, its element-wise work in two compiled calls
-                rz_product = StepProduct(weight_hh[: 2 * H], B)  # h ↦ h W_h{rz}ᵀ
-                n_product = StepProduct(weight_hh[2 * H :], B)  # s ↦ s W_hnᵀ
+                rz_product = StepProduct(weight_hh[: 2 * H], B, None, PACK_MIN_MACS)  # h W_h{rz}ᵀ
+                n_product = StepProduct(weight_hh[2 * H :], B, None, PACK_MIN_MACS)  # s W_hnᵀ
                 for t in range(T):
                     rz_product.into(h, gates[t])
                     fused.gru_reset_before_gates(gates[t], xgb[t, :, : 2 * H], h, s)
@@ -209,8 +216,8 @@ class GRUBPTT(torch.autograd.Function):
                 )  # (T, B, 3H)
             ds = h0.new_empty(B, H)  # ∂L/∂s
             if fused is not None:  # the loop below, its element-wise work in two compiled calls
-                back_rz = StepProduct(W_rz.t().contiguous(), B)  # dA_{rz} ↦ dA_{rz} W_h{rz}
-                back_n = StepProduct(W_n.t().contiguous(), B)  # ∂L/∂a_n ↦ ∂L/∂a_n W_hn
+                back_rz = StepProduct(W_rz.t().contiguous(), B, None, PACK_MIN_MACS)
+                back_n = StepProduct(W_n.t().contiguous(), B, None, PACK_MIN_MACS)  # ∂L/∂a_n W_hn
                 for t in range(T - 1, -1, -1):
                     m_t = None if mask is None else mask[t]
                     fused.gru_reset_before_backward_a(dh, gys[t], dA[t], G[t], m_t)

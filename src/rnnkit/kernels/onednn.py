@@ -43,11 +43,11 @@ def _reorder(W: Tensor, rows: int) -> Tensor:
 MIN_MACS = 2**24  # rows × N × K of one product
 
 
-def applies(W: Tensor, rows: int) -> bool:
+def applies(W: Tensor, rows: int, min_macs: int = MIN_MACS) -> bool:
     """Whether products of ``rows`` rows with the weight ``W`` go through oneDNN (see the
-    module docstring)."""
+    module docstring; a kernel whose products gain less may ask for a larger ``min_macs``)."""
     return (
-        rows * W.numel() >= MIN_MACS
+        rows * W.numel() >= min_macs
         and W.dtype == torch.float32
         and W.device.type == "cpu"
         and get_backend("onednn") == "auto"
@@ -61,10 +61,12 @@ class StepProduct:
     ``into(x, out, add=None)`` writes x Wᵀ + b (+ ``add``) into ``out`` (rows, N).
     """
 
-    def __init__(self, W: Tensor, rows: int, bias: Tensor | None = None) -> None:
+    def __init__(
+        self, W: Tensor, rows: int, bias: Tensor | None = None, min_macs: int = MIN_MACS
+    ) -> None:
         self.W, self.bias = W, bias
         self.packed = None
-        if applies(W, rows):
+        if applies(W, rows, min_macs):
             try:
                 self.packed = _reorder(W.detach().contiguous(), rows)
             except RuntimeError:  # a layout or build oneDNN does not take: the plain product
