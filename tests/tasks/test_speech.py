@@ -301,6 +301,58 @@ def test_eval_votes_with_other_runs(run, capsys, tmp_path):
     assert "\n" not in err and "holds out flite's 'slt'" in err
 
 
+def test_resped_plays_a_tone_faster_and_higher():
+    from rnnkit.tasks.speech_commands import resped
+
+    t = np.arange(8000) / 8000.0
+    tone = np.sin(2 * np.pi * 500 * t).astype(np.float32)  # one second at 500 Hz
+    for speed, hz in ((1.25, 625), (0.8, 400)):
+        (y,) = resped([tone], speed)
+        assert abs(len(y) - 8000 / speed) <= 1
+        spectrum = np.abs(np.fft.rfft(y))
+        assert abs(np.argmax(spectrum) * 8000 / len(y) - hz) < 2
+
+
+def test_tta_speeds_are_checked_in_one_line():
+    from rnnkit.tasks.speech_commands import TTA_SPEEDS, tta_speeds
+
+    assert tta_speeds("0.9, 1.1") == [0.9, 1.1] and len(tta_speeds(TTA_SPEEDS)) == 6
+    for bad in ("fast", "1.0", "0.9,3", "0.2", ""):
+        with pytest.raises(UserError, match="--tta takes comma-separated speed factors"):
+            tta_speeds(bad)
+
+
+def test_tta_keeps_the_string_heard_most_often_over_the_speeds(monkeypatch):
+    from rnnkit.tasks import speech_commands as sc
+
+    def by_length(model, waves, beam=0):  # "long" for signals stretched past 8,000 samples
+        return ["long" if len(w) > 8000 else "short" for w in waves], [None] * len(waves)
+
+    monkeypatch.setattr(sc, "transcribe", by_length)
+    waves = [np.zeros(8000, np.float32), np.zeros(4000, np.float32)]
+    assert sc.transcribe_tta(None, waves, 0, [0.9, 0.8])[0] == ["long", "short"]  # 2 of 3
+    assert sc.transcribe_tta(None, waves, 0, [0.9])[0] == ["short", "short"]  # a tie: unchanged
+    assert sc.transcribe_tta(None, waves, 0, [1.1, 1.2])[0] == ["short", "short"]
+    assert sc.transcribe_tta(None, waves, 0, [])[0] == ["short", "short"]
+
+
+def test_tta_in_eval_and_predict(run, capsys, tmp_path):
+    assert main(["eval", str(run), "--limit", "6", "--sets", "espeak,tidigits", "--tta",
+                 "0.9,1.1", "--beam", "2"]) == 0  # fmt: skip
+    result = json.loads((run / "eval.json").read_text())
+    assert result["tta_speeds"] == [0.9, 1.1]
+    assert set(result["sets"]["espeak"]) == {"greedy", "beam2", "greedy+tta", "beam2+tta"}
+    assert set(result["sets"]["tidigits"]) == {"greedy", "beam2"}  # cepstra: no signal to resample
+    wav = tmp_path / "two.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "two nine"], check=True)
+    capsys.readouterr()
+    assert main(["predict", str(run), str(wav), "--tta"]) == 0
+    assert capsys.readouterr().out.startswith(f"{wav}\t")
+    assert main(["predict", str(run), str(wav), "--tta", "quick"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--tta" in err and "'quick'" in err
+
+
 def test_tidigits_cepstra_become_normalised_log_mel_frames(tmp_path):
     from rnnkit.tasks.speech_tidigits import cepstra_to_log_mel, read_sphinx_mfc, tidigits_set
 

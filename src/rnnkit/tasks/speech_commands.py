@@ -1,7 +1,8 @@
 """What the speech task adds to the command line: loading a run back, ``rnnkit predict RUN
 file.wav ...`` (the digits heard, optionally the column picture) and ``rnnkit eval RUN`` (word
-and character error rates on each held-out set, greedy and with ``--beam K``, and with
-``--vote RUN,...`` the string most of several runs hear: ``vote``).
+and character error rates on each held-out set, greedy and with ``--beam K``, with
+``--vote RUN,...`` the string most of several runs hear: ``vote``, and with ``--tta`` the string
+one run hears most often in the utterance played at several speeds: ``transcribe_tta``).
 
 Error rates: WER is the edit distance between the digit sequences (one spoken digit a word)
 over the reference digits, summed over a set; CER is jiwer's character error rate of the digit
@@ -19,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from rnnkit.errors import UserError
@@ -76,6 +78,44 @@ def transcribe(model, inputs, beam: int = 0, batch_size: int = 32):
     return hyps, details
 
 
+TTA_SPEEDS = "0.85,0.9,0.95,1.05,1.1,1.15"  # --tta's default: within training's 0.8-1.25
+
+
+def tta_speeds(text: str, flag: str = "--tta") -> list[float]:
+    """The speed factors of a ``--tta`` value ("0.9,1.1"), each in [0.5, 2] and not 1."""
+    speeds = []
+    for part in text.split(","):
+        try:
+            speed = float(part)
+        except ValueError:
+            speed = float("nan")
+        if not 0.5 <= speed <= 2.0 or round(100 * speed) == 100:
+            raise UserError(
+                f"{flag} takes comma-separated speed factors in [0.5, 2] other than 1 "
+                f"(e.g. {TTA_SPEEDS}), got {part.strip()!r}"
+            )
+        speeds.append(speed)
+    return speeds
+
+
+def resped(waves: list, speed: float) -> list:
+    """8 kHz signals played ``speed`` times as fast, tempo and pitch together (the training's
+    speed perturbation, ``speech_data.augment``): resampled by 100 / round(100 · speed)."""
+    from scipy.signal import resample_poly
+
+    return [resample_poly(w, 100, round(100 * speed)).astype(np.float32) for w in waves]
+
+
+def transcribe_tta(model, waves: list, beam: int = 0, speeds=()) -> tuple[list[str], list]:
+    """Test-time augmentation: each signal transcribed as it is and at each of ``speeds``
+    (``resped``), and per utterance the string heard most often (``vote``, a tie to the
+    unchanged signal). The details are the unchanged signal's (``transcribe``)."""
+    hyps, details = transcribe(model, waves, beam)
+    if speeds:
+        hyps = vote([hyps, *(transcribe(model, resped(waves, s), beam)[0] for s in speeds)])
+    return hyps, details
+
+
 def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
     """WER, CER and string error rate of digit strings (see the module's docstring)."""
     from rnnkit.ctc import cer, wer
@@ -122,14 +162,16 @@ def cmd_predict(argv: list[str]) -> int:
         metavar="PNG",
         help="draw the spectrogram, frame posteriors and alignment to this PNG",
     )
+    add_tta_option(p)
     a = p.parse_args(argv)
     if a.beam < 0:
         raise UserError(f"--beam must be >= 0, got {a.beam}")
+    speeds = tta_speeds(a.tta) if a.tta else []
     if a.columns:
         check_writable(a.columns, "--columns")
     waves = [read_wav(w) for w in a.wavs]  # every file checked before any decoding
     loaded = load_speech_run(a.run)
-    hyps, details = transcribe(loaded.model, waves, a.beam)
+    hyps, details = transcribe_tta(loaded.model, waves, a.beam, speeds)
     for i, (wav, hyp) in enumerate(zip(a.wavs, hyps, strict=True)):
         print(f"{wav}\t{hyp}")
         if a.columns:
@@ -141,6 +183,18 @@ def cmd_predict(argv: list[str]) -> int:
             feats, log_probs = details[i]
             print(plot_columns(feats, log_probs, hyp, path, title=f"{Path(wav).name}: {hyp!r}"))
     return 0
+
+
+def add_tta_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tta",
+        nargs="?",
+        const=TTA_SPEEDS,
+        default="",
+        metavar="SPEEDS",
+        help="test-time augmentation: also hear each utterance played at these speeds and keep "
+        f"the string heard most often (alone: {TTA_SPEEDS})",
+    )
 
 
 SETS = {
@@ -213,6 +267,7 @@ def cmd_eval(argv: list[str]) -> int:
         help="other speech runs: also score the string most of the runs (this one first) "
         "hear, a tie to the earliest (rows 'greedy+vote', ...)",
     )
+    add_tta_option(p)
     add_out_options(p, None, "eval")
     p.add_argument("--show", type=int, default=3, help="print this many errors per set")
     a = p.parse_args(argv)
@@ -223,6 +278,7 @@ def cmd_eval(argv: list[str]) -> int:
     for flag, value in (("--beam", a.beam), ("--limit", a.limit), ("--show", a.show)):
         if value < 0:
             raise UserError(f"{flag} must be >= 0, got {value}")
+    speeds = tta_speeds(a.tta) if a.tta else []
     loaded = load_speech_run(a.run)
     names = [v.strip() for v in a.vote.split(",") if v.strip()]
     voters = [load_speech_run(v) for v in names]
@@ -238,13 +294,19 @@ def cmd_eval(argv: list[str]) -> int:
     results: dict = {"checkpoint": str(loaded.path), "sets": {}}
     if voters:
         results["vote"] = [str(v.path) for v in voters]
+    if speeds:
+        results["tta_speeds"] = speeds
     for name, (waves, refs) in held_out_sets(loaded.cfg, which, a.limit).items():
         results["sets"][name] = {}
         methods = [("greedy", 0)] + ([(f"beam{a.beam}", a.beam)] if a.beam else [])
-        methods += [(f"{m}+vote", b) for m, b in methods if voters]
+        plain = list(methods)
+        methods += [(f"{m}+vote", b) for m, b in plain if voters]
+        if not isinstance(waves[0], torch.Tensor):  # signals, not cepstra: they can be resped
+            methods += [(f"{m}+tta", b) for m, b in plain if speeds]
         for method, beam in methods:
             start = time.perf_counter()
-            hyps, _ = transcribe(loaded.model, waves, beam)
+            tta = speeds if method.endswith("+tta") else ()
+            hyps, _ = transcribe_tta(loaded.model, waves, beam, tta)
             if method.endswith("+vote"):
                 others = [transcribe(v.model, waves, beam)[0] for v in voters]
                 hyps = vote([hyps, *others])
