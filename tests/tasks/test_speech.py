@@ -348,6 +348,8 @@ def test_tta_in_eval_and_predict(run, capsys, tmp_path):
     capsys.readouterr()
     assert main(["predict", str(run), str(wav), "--tta"]) == 0
     assert capsys.readouterr().out.startswith(f"{wav}\t")
+    assert main(["predict", str(run), str(wav), "--tta", ""]) == 2  # not silently off
+    assert "--tta" in capsys.readouterr().err
     assert main(["predict", str(run), str(wav), "--tta", "quick"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--tta" in err and "'quick'" in err

@@ -166,7 +166,7 @@ def cmd_predict(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.beam < 0:
         raise UserError(f"--beam must be >= 0, got {a.beam}")
-    speeds = tta_speeds(a.tta) if a.tta else []
+    speeds = [] if a.tta is None else tta_speeds(a.tta)
     if a.columns:
         check_writable(a.columns, "--columns")
     waves = [read_wav(w) for w in a.wavs]  # every file checked before any decoding
@@ -190,7 +190,7 @@ def add_tta_option(p: argparse.ArgumentParser) -> None:
         "--tta",
         nargs="?",
         const=TTA_SPEEDS,
-        default="",
+        default=None,
         metavar="SPEEDS",
         help="test-time augmentation: also hear each utterance played at these speeds and keep "
         f"the string heard most often (alone: {TTA_SPEEDS})",
@@ -278,7 +278,7 @@ def cmd_eval(argv: list[str]) -> int:
     for flag, value in (("--beam", a.beam), ("--limit", a.limit), ("--show", a.show)):
         if value < 0:
             raise UserError(f"{flag} must be >= 0, got {value}")
-    speeds = tta_speeds(a.tta) if a.tta else []
+    speeds = [] if a.tta is None else tta_speeds(a.tta)
     loaded = load_speech_run(a.run)
     names = [v.strip() for v in a.vote.split(",") if v.strip()]
     voters = [load_speech_run(v) for v in names]
