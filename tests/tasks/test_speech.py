@@ -263,6 +263,16 @@ def test_eval_prints_each_set(run, capsys):
     assert set(result["sets"]) == {"espeak", "real"}
     for scores in result["sets"]["real"].values():
         assert scores["utterances"] == 4 and 0 <= scores["string_error"] <= 1
+    assert out.count("errors by position: ") == 4  # a line for each set and decoding
+    for scores in [*result["sets"]["real"].values(), *result["sets"]["espeak"].values()]:
+        where = scores["errors"]["by_position"].values()  # the breakdown adds up to the WER
+        digits = sum(w["tokens"] for w in where)
+        wrong = sum(w["errors"] for w in where) + scores["errors"]["insertions"]
+        assert (
+            wrong == round(scores["wer"] * digits)
+            and wrong == sum(c for _, _, c in scores["errors"]["confusions"])
+            or len(scores["errors"]["confusions"]) == 10
+        )
 
 
 def test_a_failing_engine_is_one_line_naming_the_voice():

@@ -70,3 +70,63 @@ def cer(refs, hyps) -> float:
 def wer(refs, hyps) -> float:
     """Word error rate: Σ edit distance over words / Σ reference words."""
     return _rate(refs, hyps, "word")
+
+
+def edit_alignment(ref: Sequence[Hashable], hyp: Sequence[Hashable]) -> list[tuple[str, int, int]]:
+    """A minimal edit alignment of ``ref`` to ``hyp``: ``(op, i, j)`` in order, op "=" (ref[i]
+    is hyp[j]), "s" (ref[i] heard as hyp[j]), "d" (ref[i] deleted; j = -1) or "i" (hyp[j]
+    inserted; i = -1). The ops other than "=" are ``edit_distance(ref, hyp)`` many; among
+    equally short alignments, the backtrace from the end prefers a match or substitution, then
+    a deletion, then an insertion."""
+    n, m = len(ref), len(hyp)
+    D = [list(range(m + 1))] + [[i] + [0] * m for i in range(1, n + 1)]  # the table above
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            D[i][j] = min(
+                D[i - 1][j] + 1, D[i][j - 1] + 1, D[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1])
+            )
+    ops, i, j = [], n, m
+    while i or j:
+        if i and j and D[i][j] == D[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
+            i, j = i - 1, j - 1
+            ops.append(("=" if ref[i] == hyp[j] else "s", i, j))
+        elif i and D[i][j] == D[i - 1][j] + 1:
+            i -= 1
+            ops.append(("d", i, -1))
+        else:
+            j -= 1
+            ops.append(("i", -1, j))
+    return ops[::-1]
+
+
+def error_breakdown(refs: Sequence[Sequence], hyps: Sequence[Sequence], top: int = 10) -> dict:
+    """Where the errors of token sequences are, from ``edit_alignment``: per reference position
+    ("first", "middle", "last"; "alone" for a one-token reference) the tokens, their errors
+    (substitutions and deletions) and the rate; the insertions; and the ``top`` most common
+    confusions ``[ref token, hyp token, count]``, "" standing for nothing (a deletion or an
+    insertion), most common first, ties in first-seen order."""
+    refs, hyps = _pairs(refs, hyps)
+    where = {k: [0, 0] for k in ("first", "middle", "last", "alone")}
+    confusions: dict = {}
+    insertions = 0
+    for ref, hyp in zip(refs, hyps, strict=True):
+        n = len(ref)
+        for op, i, j in edit_alignment(ref, hyp):
+            if op == "i":
+                insertions += 1
+            else:
+                k = "alone" if n == 1 else "first" if i == 0 else "last" if i == n - 1 else "middle"
+                where[k][0] += 1
+                where[k][1] += op != "="
+            if op != "=":
+                pair = (ref[i] if i >= 0 else "", hyp[j] if j >= 0 else "")
+                confusions[pair] = confusions.get(pair, 0) + 1
+    ranked = sorted(confusions.items(), key=lambda kv: -kv[1])[:top]  # stable: first seen first
+    return {
+        "by_position": {
+            k: {"tokens": t, "errors": e, "rate": e / t if t else 0.0}
+            for k, (t, e) in where.items()
+        },
+        "insertions": insertions,
+        "confusions": [[str(r), str(h), c] for (r, h), c in ranked],
+    }

@@ -128,6 +128,18 @@ def error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
     }
 
 
+def breakdown_line(b: dict, shown: int = 5) -> str:
+    """``rnnkit.ctc.error_breakdown``'s figures in one line: the digit error rate by position in
+    the string and the most common confusions (∅: nothing, a deletion or an insertion)."""
+    where = ", ".join(
+        f"{k} {100 * v['rate']:.1f}%" for k, v in b["by_position"].items() if v["tokens"]
+    )
+    most = ", ".join(f"{r or '∅'}→{h or '∅'} ×{c}" for r, h, c in b["confusions"][:shown])
+    return (
+        f"    errors by position: {where}; insertions {b['insertions']}; most common: {most or '-'}"
+    )
+
+
 def vote(candidates: list[list[str]]) -> list[str]:
     """Per utterance, the string most of the runs heard (``candidates``: one list per run, in
     the same order); a tie goes to the earliest run among the most heard. A ROVER-like vote on
@@ -248,6 +260,7 @@ def held_out_sets(cfg, which: list[str], limit: int = 0) -> dict[str, tuple[list
 
 
 def cmd_eval(argv: list[str]) -> int:
+    from rnnkit.ctc import error_breakdown
     from rnnkit.files import atomic_write
     from rnnkit.tasks.eval_files import add_out_options, eval_output
 
@@ -323,6 +336,8 @@ def cmd_eval(argv: list[str]) -> int:
                 f"  ({len(refs)} utterances; {scores['ms_per_audio_second']:.1f} ms per "
                 "second of audio: front end, model, decoding)"
             )
+            scores["errors"] = error_breakdown(refs, hyps)
+            print(breakdown_line(scores["errors"]))
             wrong = [(r, h) for r, h in zip(refs, hyps, strict=True) if r != h]
             for r, h in wrong[: a.show]:
                 print(f"    heard {h!r} for {r!r}")
