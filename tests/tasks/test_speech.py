@@ -467,3 +467,26 @@ def test_training_batches_warp_with_vtlp(run):
     warped = SpeechTask(cfg).train_batch(0)
     assert torch.equal(plain[1], warped[1]) and plain[2] == warped[2]
     assert (plain[0] - warped[0]).abs().max() > 0.1
+
+
+def test_training_batches_mask_bands_as_wide_as_asked(run, capsys):
+    """``--data.spec_max_band W``: SpecAugment's bands of masked mel channels are 0..W wide in
+    the training batches (W = 0: no band); out of range is a one-line error."""
+    from rnnkit.tasks.speech import SpeechTask, tiny
+
+    cfg = tiny()
+    cfg.data.cache, cfg.data.flite, cfg.data.spec_augment = str(run.parent / "cache"), False, True
+    widest = {}
+    for w in (0, 20):
+        cfg.data.spec_max_band = w
+        task = SpeechTask(cfg)
+        x, frames, _ = task.train_batch(0)
+        widest[w] = 0
+        for b in range(x.shape[1]):
+            rows = x[: frames[b], b]
+            rows = rows[~(rows == 0).all(1)]  # frames not in a masked span
+            widest[w] = max(widest[w], int((rows == 0).all(0).sum()))
+    assert widest[0] == 0 and 8 < widest[20] <= 40  # two bands of up to 20, here wider than 8
+    assert main(["train", "speech", "--preset", "tiny", "--data.spec_max_band", "21"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "data.spec_max_band" in err

@@ -104,7 +104,7 @@ class SpeechTask(EpochBatches):
             warps = list(rng.uniform(1 - d.vtlp, 1 + d.vtlp, size=len(waves)))[self.local]
         x, frames = featurise(waves[self.local], warps)
         if d.augment and d.spec_augment:
-            x = spec_augment(x, frames, rng)
+            x = spec_augment(x, frames, rng, max_band=d.spec_max_band)
         return x, frames, labels[self.local]
 
     def _log_probs(self, model: nn.Module, x: Tensor, frames: Tensor):
@@ -180,6 +180,7 @@ def check(cfg: SpeechConfig) -> None:
             "speed_min": (0.5, 1.0),
             "speed_max": (1.0, 2.0),
             "vtlp": (0.0, 0.3),
+            "spec_max_band": (0, 20),
             "val_size": (1, math.inf),
             "test_size": (1, math.inf),
             "real_size": (1, math.inf),

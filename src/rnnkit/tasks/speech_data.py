@@ -72,6 +72,9 @@ class SpeechDataConfig:
     spec_augment: bool = option(
         False, "augment: mask 2 random bands of mel channels and 2 spans of frames (SpecAugment)"
     )
+    spec_max_band: int = option(
+        8, "augment: SpecAugment's widest band, in mel channels of 40 (each band 0..this wide)"
+    )
     vtlp: float = option(
         0.0,
         "augment: vocal tract length perturbation, each utterance's mel filters warped by a "
