@@ -161,6 +161,7 @@ def test_new_scripts_refuse_an_unwritable_json_at_once(tmp_path):
     target = str(tmp_path / "a-file" / "out.json")  # under a file: cannot be written
     for name in (
         "tanh_cost",
+        "seq2seq_floor",
         "packed_inference",
         "lstm_call_cost",
         "bf16_matmul",
@@ -181,6 +182,17 @@ def test_tanh_cost_times_the_three_ops(tmp_path):
     assert set(row["ms"]) == {"torch.tanh", "torch.sigmoid", "2 sigmoid(2x) - 1"}
     assert row["max_abs_difference"] < 1e-6
     assert json.loads(out.read_text()) == result
+
+
+def test_seq2seq_floor_counts_the_step_and_its_products(tmp_path):
+    out = tmp_path / "floor.json"
+    result = load("seq2seq_floor").main(["--repeats", "1", "--json", str(out)], presets=("dates",))
+    assert json.loads(out.read_text()) == result and result["peak_gflops"] > 0
+    row = result["presets"]["dates"]
+    assert set(row["step_ms"]) == {"rnnkit kernel", "plain PyTorch"}
+    assert 0.1 < row["gflop"] < 10  # the dates model's products, forward and backward
+    assert 0 < row["products_share_of_kernel_step"] < 1
+    assert row["floor_vs_plain"]["products_only"] > 0 and row["floor_vs_plain"]["at_peak"] > 0
 
 
 def test_seq2seq_step_compares_kernel_and_loop(tmp_path):
