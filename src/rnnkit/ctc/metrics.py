@@ -79,7 +79,7 @@ def edit_alignment(ref: Sequence[Hashable], hyp: Sequence[Hashable]) -> list[tup
     equally short alignments, the backtrace from the end prefers a match or substitution, then
     a deletion, then an insertion."""
     n, m = len(ref), len(hyp)
-    D = [list(range(m + 1))] + [[i] + [0] * m for i in range(1, n + 1)]  # the table above
+    D = [list(range(m + 1))] + [[i] + [0] * m for i in range(1, n + 1)]  # D of the module docstring
     for i in range(1, n + 1):
         for j in range(1, m + 1):
             D[i][j] = min(
