@@ -97,3 +97,5 @@ def test_error_breakdown_by_hand():
     assert error_breakdown(["5", "5"], ["7", "7"], top=1)["confusions"] == [["5", "7", 2]]
     with pytest.raises(ValueError, match="as many"):
         error_breakdown(["1"], [])
+    with pytest.raises(ValueError, match="top must be an integer >= 0, got -1"):
+        error_breakdown(["1"], ["1"], top=-1)

@@ -268,11 +268,9 @@ def test_eval_prints_each_set(run, capsys):
         where = scores["errors"]["by_position"].values()  # the breakdown adds up to the WER
         digits = sum(w["tokens"] for w in where)
         wrong = sum(w["errors"] for w in where) + scores["errors"]["insertions"]
-        assert (
-            wrong == round(scores["wer"] * digits)
-            and wrong == sum(c for _, _, c in scores["errors"]["confusions"])
-            or len(scores["errors"]["confusions"]) == 10
-        )
+        assert wrong == round(scores["wer"] * digits)
+        counted = sum(c for _, _, c in scores["errors"]["confusions"])  # the 10 most common
+        assert counted == wrong or (len(scores["errors"]["confusions"]) == 10 and counted < wrong)
 
 
 def test_a_failing_engine_is_one_line_naming_the_voice():

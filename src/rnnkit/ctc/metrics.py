@@ -105,6 +105,8 @@ def error_breakdown(refs: Sequence[Sequence], hyps: Sequence[Sequence], top: int
     (substitutions and deletions) and the rate; the insertions; and the ``top`` most common
     confusions ``[ref token, hyp token, count]``, "" standing for nothing (a deletion or an
     insertion), most common first, ties in first-seen order."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        raise ValueError(f"top must be an integer >= 0, got {top!r}")
     refs, hyps = _pairs(refs, hyps)
     where = {k: [0, 0] for k in ("first", "middle", "last", "alone")}
     confusions: dict = {}
